@@ -1,0 +1,47 @@
+"""The one interface every tile scorer implements, weight-free or deep.
+
+Inference, the widget, the CLI and batch mode only ever see a :class:`TilePredictor`: a
+callable from a batch of RGB uint8 tiles to class probabilities, with the metadata needed
+to tile a slide for it (input size, resolution) and to report it (name, weights hash).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Result of one batch.
+
+    probs: (N, C) float32, rows sum to 1, columns in ``predictor.classes`` order.
+    features: (N, F) float32 measurements named by ``predictor.feature_names`` (may be F=0).
+    embeddings: (N, D) float32 tile embeddings for MIL, or None.
+    """
+
+    probs: np.ndarray
+    features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    embeddings: np.ndarray | None = None
+
+
+@runtime_checkable
+class TilePredictor(Protocol):
+    """A tile model ready for inference (deploy form, eval mode, on its device)."""
+
+    name: str
+    classes: tuple[str, ...]
+    input_size: int
+    target_mpp: float | None
+    feature_names: tuple[str, ...]
+    sha256: str
+
+    def predict(self, tiles: np.ndarray) -> Prediction:
+        """Score a batch of tiles, uint8 array (N, H, W, 3) at the predictor's resolution."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able model card: name, classes, parameters, provenance, limits."""
+        ...
