@@ -1,0 +1,166 @@
+"""Chunked level readers: region reads assembled from a file's own tiles, with a small cache.
+
+A :class:`ChunkedLevel` knows how to decode one chunk (a TIFF tile or strip, a DICOM frame)
+and turns any pixel region into chunk decodes, so a region read costs about what the region
+costs. Decoded chunks go through a bounded LRU cache shared by the levels of one slide: tiles
+read in row order then decode each wide chunk (an NDPI restart-interval strip, a TIFF strip)
+once instead of once per tile. ``LevelArray`` exposes a level to dask.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: background value of pixels outside the image or in missing chunks (brightfield white)
+FILL_VALUE = 255
+
+
+class ChunkDecodeError(Exception):
+    """One chunk of a level could not be read or decoded."""
+
+
+class ChunkCache:
+    """Thread-safe LRU cache of decoded chunks, bounded in bytes."""
+
+    def __init__(self, max_bytes: int = 96 * 2**20) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> np.ndarray | None:
+        with self._lock:
+            arr = self._items.get(key)
+            if arr is not None:
+                self._items.move_to_end(key)
+            return arr
+
+    def put(self, key: tuple, arr: np.ndarray) -> None:
+        if arr.nbytes > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = arr
+            self._bytes += arr.nbytes
+            while self._bytes > self.max_bytes and self._items:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= old.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+
+@dataclass
+class ChunkedLevel:
+    """One image (pyramid level or associated image) stored as a grid of chunks.
+
+    decode(iy, ix) returns the chunk at grid position (iy, ix) as (h, w, 3) uint8, h and w at
+    most the chunk size (edge chunks may be cropped or padded; extra pixels are ignored), or
+    None where the file stores no data for it. It raises ChunkDecodeError on corrupt data.
+    """
+
+    key: str
+    shape: tuple[int, int]
+    chunk: tuple[int, int]
+    decode: Callable[[int, int], np.ndarray | None]
+    cache: ChunkCache | None = None
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return (math.ceil(self.shape[0] / self.chunk[0]), math.ceil(self.shape[1] / self.chunk[1]))
+
+    def get_chunk(self, iy: int, ix: int) -> np.ndarray | None:
+        ckey = (self.key, iy, ix)
+        if self.cache is not None:
+            hit = self.cache.get(ckey)
+            if hit is not None:
+                return hit
+        arr = self.decode(iy, ix)
+        if arr is not None and self.cache is not None:
+            self.cache.put(ckey, arr)
+        return arr
+
+    def read_region(
+        self, y: int, x: int, h: int, w: int, *, strict: bool = True
+    ) -> np.ndarray:
+        """Pixels [y, y+h) x [x, x+w) as (h, w, 3) uint8; outside the image is white.
+
+        strict: raise ChunkDecodeError on a corrupt chunk; otherwise fill it white and log.
+        """
+        out = np.full((h, w, 3), FILL_VALUE, np.uint8)
+        H, W = self.shape
+        y0, x0, y1, x1 = max(y, 0), max(x, 0), min(y + h, H), min(x + w, W)
+        if y0 >= y1 or x0 >= x1:
+            return out
+        ch, cw = self.chunk
+        for iy in range(y0 // ch, (y1 - 1) // ch + 1):
+            for ix in range(x0 // cw, (x1 - 1) // cw + 1):
+                self._paste(out, iy, ix, (y, x), (y0, x0, y1, x1), strict)
+        return out
+
+    def _paste(self, out, iy, ix, origin, bounds, strict) -> None:
+        ch, cw = self.chunk
+        y0, x0, y1, x1 = bounds
+        try:
+            arr = self.get_chunk(iy, ix)
+        except ChunkDecodeError:
+            if strict:
+                raise
+            log.warning("%s: chunk (%d, %d) is unreadable; shown as background", self.key, iy, ix)
+            return
+        if arr is None:
+            return
+        cy, cx = iy * ch, ix * cw
+        sy0, sx0 = max(y0, cy), max(x0, cx)
+        sy1 = min(y1, cy + min(ch, arr.shape[0]))
+        sx1 = min(x1, cx + min(cw, arr.shape[1]))
+        if sy0 >= sy1 or sx0 >= sx1:
+            return
+        out[sy0 - origin[0] : sy1 - origin[0], sx0 - origin[1] : sx1 - origin[1]] = arr[
+            sy0 - cy : sy1 - cy, sx0 - cx : sx1 - cx, :3
+        ]
+
+
+class LevelArray:
+    """Array-like view of a level for ``dask.array.from_array`` (slices -> region reads).
+
+    Chunks that fail to decode are shown as background (and logged) so that a viewer never
+    crashes on one bad tile; scoring reads through ``ChunkedLevel.read_region(strict=True)``
+    and counts such tiles instead.
+    """
+
+    def __init__(self, level: ChunkedLevel) -> None:
+        self.level = level
+        self.shape = (*level.shape, 3)
+        self.dtype = np.dtype(np.uint8)
+        self.ndim = 3
+
+    def __getitem__(self, index) -> np.ndarray:
+        if not isinstance(index, tuple):
+            index = (index,)
+        index = index + (slice(None),) * (3 - len(index))
+        ys, xs, cs = index
+        y0, y1, _ = ys.indices(self.shape[0])
+        x0, x1, _ = xs.indices(self.shape[1])
+        region = self.level.read_region(y0, x0, max(y1 - y0, 0), max(x1 - x0, 0), strict=False)
+        return region[:, :, cs]
+
+
+def dask_chunks(shape: tuple[int, int], chunk: tuple[int, int], target: int = 1024) -> tuple:
+    """Dask block shape: whole multiples of the file's chunk, about ``target`` px a side."""
+    ch, cw = chunk
+    by = ch * max(1, round(target / ch)) if ch < target else ch
+    bx = cw * max(1, round(target / cw)) if cw < target else cw
+    return (min(by, shape[0]), min(bx, shape[1]), 3)
