@@ -182,6 +182,8 @@ def open_slide(path: str | os.PathLike, mpp: float | tuple[float, float] | None 
         slide = open_dicom(p)
     else:
         slide = _open_tiff(p)
+    if len(slide.levels) == 1:
+        slide.levels, slide.downsamples = _lazy_pyramid(slide.levels[0])
     if mpp is not None:
         slide = slide.with_mpp(mpp)
     elif slide.mpp is None:
@@ -289,8 +291,6 @@ def _build_tiff_slide(p: Path, tif, all_series) -> Slide:
     levels = [_to_dask(r, p) for r in readers]
     h0, w0 = readers[0].shape
     downs = [(h0 / r.shape[0], w0 / r.shape[1]) for r in readers]
-    if len(levels) == 1:
-        levels, downs = _lazy_pyramid(levels[0])
     assoc = _tiff_associated(p, tif, series[1:], fd, cache, file_size)
     meta = _tiff_metadata(p, tif, main.keyframe)
     closer = _closer(fd, tif, cache)
