@@ -48,7 +48,8 @@ class GCT(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        embedding = (x.pow(2).sum((2, 3), keepdim=True) + self.eps).sqrt() * self.alpha
+        sq_norm = torch.linalg.vector_norm(x, 2, dim=(2, 3), keepdim=True).square()
+        embedding = (sq_norm + self.eps).sqrt() * self.alpha
         norm = self.gamma / (embedding.pow(2).mean(dim=1, keepdim=True) + self.eps).sqrt()
         gate = 1.0 + torch.tanh(embedding * norm + self.beta)
         return x * gate

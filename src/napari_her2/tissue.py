@@ -1,0 +1,132 @@
+"""Tissue detection on a low-resolution level.
+
+Brightfield tissue is coloured (stain saturation) and not white glass; the mask is
+saturation above an Otsu threshold (with a floor), minus near-black pixels (pen, scanner
+borders), cleaned by morphology whose sizes are given in microns so the mask behaves the same
+at any scan magnification.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .slide import Slide
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TissueParams:
+    """Tissue-mask settings (all sizes in microns)."""
+
+    #: resolution the mask is computed at (µm/px); the nearest coarser-or-equal level is read
+    mask_mpp: float = 8.0
+    #: lowest saturation threshold (0-1) even when Otsu picks a lower one (blank slides)
+    min_saturation: float = 0.04
+    #: pixels darker than this value (0-1, HSV V) are not tissue (pen marks, borders)
+    min_value: float = 0.12
+    #: closing radius that joins stained fragments of one piece of tissue
+    closing_um: float = 24.0
+    #: pieces smaller than this area (µm²) are dropped (dust, debris)
+    min_object_um2: float = 20_000.0
+    #: holes smaller than this area (µm²) are filled (lumina, fat cells)
+    max_hole_um2: float = 40_000.0
+
+
+@dataclass(frozen=True)
+class TissueMask:
+    """Boolean tissue mask with its own scale.
+
+    downsample: (y, x) level-0 pixels per mask pixel; mpp: µm per mask pixel (y, x).
+    """
+
+    mask: np.ndarray
+    downsample: tuple[float, float]
+    mpp: tuple[float, float]
+
+    @property
+    def fraction(self) -> float:
+        return float(self.mask.mean()) if self.mask.size else 0.0
+
+
+def mask_level(slide: Slide, mask_mpp: float) -> int:
+    """The pyramid level used for the mask: coarsest whose resolution is <= mask_mpp."""
+    mpp0 = slide.require_mpp()
+    return slide.best_level_for_downsample(mask_mpp / max(mpp0.x, mpp0.y))
+
+
+def detect_tissue(slide: Slide, params: TissueParams = TissueParams()) -> TissueMask:
+    """Tissue mask of a slide computed on a low-resolution level."""
+    level = mask_level(slide, params.mask_mpp)
+    rgb = np.asarray(slide.levels[level].compute())
+    dy, dx = slide.downsamples[level]
+    mpp0 = slide.require_mpp()
+    factor = int(params.mask_mpp // (max(mpp0.x * dx, mpp0.y * dy)))
+    if factor >= 2:  # no level near the mask resolution: average blocks of pixels
+        rgb = _block_mean(rgb, factor)
+        dy, dx = dy * factor, dx * factor
+    mpp = (mpp0.y * dy, mpp0.x * dx)
+    mask = tissue_mask_from_rgb(rgb, float(np.sqrt(mpp[0] * mpp[1])), params)
+    log.info("tissue: level %d (%s px), %.1f%% tissue", level, rgb.shape[:2], 100 * mask.mean())
+    return TissueMask(mask=mask, downsample=(dy, dx), mpp=mpp)
+
+
+def tissue_mask_from_rgb(rgb: np.ndarray, mpp: float, params: TissueParams = TissueParams()) -> np.ndarray:
+    """Tissue mask of an RGB image whose pixels are ``mpp`` microns wide."""
+    sat, val = _saturation_value(rgb)
+    threshold = max(_otsu(sat), params.min_saturation)
+    mask = (sat > threshold) & (val > params.min_value)
+    radius = max(1, int(round(params.closing_um / mpp)))
+    mask = ndi.binary_closing(mask, structure=_disk(radius), border_value=0)
+    mask = _drop_small(mask, params.min_object_um2 / mpp**2)
+    holes = ndi.binary_fill_holes(mask) & ~mask
+    mask |= holes & ~_drop_small(holes, params.max_hole_um2 / mpp**2)
+    return mask
+
+
+def _block_mean(rgb: np.ndarray, factor: int) -> np.ndarray:
+    h, w = rgb.shape[0] // factor * factor, rgb.shape[1] // factor * factor
+    blocks = rgb[:h, :w, :3].reshape(h // factor, factor, w // factor, factor, 3)
+    return blocks.mean(axis=(1, 3)).astype(np.uint8)
+
+
+def _saturation_value(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = rgb[..., :3].astype(np.float32) / 255.0
+    vmax, vmin = x.max(axis=-1), x.min(axis=-1)
+    sat = np.where(vmax > 0, (vmax - vmin) / np.maximum(vmax, 1e-6), 0.0)
+    return sat, vmax
+
+
+def _otsu(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu threshold of values in [0, 1]."""
+    hist, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
+    if hist.sum() == 0:
+        return 1.0
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centres)
+    mu0 = m0 / np.maximum(w0, 1)
+    mu1 = (m0[-1] - m0) / np.maximum(w1, 1)
+    between = w0 * w1 * (mu0 - mu1) ** 2
+    return float(centres[int(np.argmax(between))])
+
+
+def _disk(radius: int) -> np.ndarray:
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    return (yy**2 + xx**2) <= radius**2
+
+
+def _drop_small(mask: np.ndarray, min_pixels: float) -> np.ndarray:
+    """Connected components of at least ``min_pixels`` pixels."""
+    labels, n = ndi.label(mask)
+    if n == 0:
+        return mask
+    sizes = np.bincount(labels.ravel())
+    keep = sizes >= min_pixels
+    keep[0] = False
+    return keep[labels]
