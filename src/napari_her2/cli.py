@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from . import __version__
 from .errors import Her2Error
@@ -85,13 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     info.set_defaults(func=_cmd_info)
 
-    for register in _EXTRA_COMMANDS:
-        register(sub)
+    from ._cli_scoring import register  # score, batch, models
+
+    register(sub)
     return parser
-
-
-#: functions adding further subcommands (scoring, models, batch) to the parser
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,111 @@
+"""``napari-her2 score``, ``batch`` and ``models``: the scoring subcommands of the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from .cli import EXIT_ERROR, EXIT_OK, _positive_float
+from .pipeline import ORGANS, SPECIMENS, ScoringParams
+
+
+def _add_scoring_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="dab-membrane",
+                   help="registered model name or checkpoint path (default: dab-membrane)")
+    p.add_argument("--tile-size", type=int, default=256, help="tile size in px (default 256)")
+    p.add_argument("--target-mpp", type=_positive_float, default=None,
+                   help="tile resolution in µm/px (default: the model's, 0.5 = 20x)")
+    p.add_argument("--mpp", type=_positive_float, default=None,
+                   help="level-0 µm/px of the slide (overrides or supplies the file's)")
+    p.add_argument("--organ", choices=ORGANS, default="breast")
+    p.add_argument("--specimen", choices=SPECIMENS, default="resection")
+    p.add_argument("--out", default="napari-her2-out", help="output folder")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    p.add_argument("--batch-size", type=int, default=32)
+
+
+def _params(args: argparse.Namespace, workers: int = 2) -> ScoringParams:
+    return ScoringParams(tile_size=args.tile_size, target_mpp=args.target_mpp, organ=args.organ,
+                         specimen=args.specimen, device=args.device,
+                         batch_size=args.batch_size, workers=workers)
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from .pipeline import score_slide, write_outputs
+
+    params = _params(args)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = score_slide(args.slide, args.model, mpp=args.mpp, params=params)
+    written = write_outputs(report, args.out)
+    data = report.to_dict()
+    conf = data.get("confidence")
+    conf_text = f", confidence {conf:.2f}" if isinstance(conf, int | float) else ""
+    score = data["score"] if data["score"] is not None else "no tumour tiles"
+    sys.stdout.write(
+        f"{Path(args.slide).name}: HER2 {score} ({data['category']}){conf_text}; "
+        f"{data['n_scored_tiles']} tissue tiles in {data['timings']['total']:.1f} s\n"
+        f"wrote {written['geojson']}\nwrote {written['report']}\n"
+    )
+    return EXIT_OK
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import expand_paths, score_cohort
+
+    paths = expand_paths(args.paths)
+    if not paths:
+        sys.stderr.write("napari-her2: error: no slides found in the given paths\n")
+        return EXIT_ERROR
+
+    def show(row: dict) -> None:
+        if row["status"] == "ok":
+            sys.stdout.write(f"{row['slide']}: HER2 {row['score']} ({row['category']})\n")
+        else:
+            sys.stderr.write(f"napari-her2: error: {row['error']}\n")
+
+    rows = score_cohort(paths, args.out, model=args.model, params=_params(args, workers=1),
+                        mpp=args.mpp, scheduler=args.scheduler, n_workers=args.workers,
+                        on_result=show)
+    failed = sum(r["status"] != "ok" for r in rows)
+    sys.stdout.write(f"{len(rows) - failed} of {len(rows)} slides scored; "
+                     f"summary in {Path(args.out) / 'batch_summary.csv'}\n")
+    return EXIT_OK if failed == 0 else EXIT_ERROR
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .models import describe_models
+
+    entries = describe_models()
+    if args.json:
+        sys.stdout.write(json.dumps(entries, indent=2, default=str) + "\n")
+        return EXIT_OK
+    for e in entries:
+        kind = e.get("kind", "")
+        summary = e.get("summary") or e.get("card", {}).get("summary", "")
+        sys.stdout.write(f"{e.get('name')}  [{kind}]  {summary}\n")
+        if e.get("path"):
+            sys.stdout.write(f"    {e['path']}\n")
+    return EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    score = sub.add_parser("score", help="score one slide; writes <stem>.geojson and <stem>.json")
+    score.add_argument("slide")
+    _add_scoring_options(score)
+    score.set_defaults(func=_cmd_score)
+
+    batch = sub.add_parser("batch", help="score many slides on a dask cluster")
+    batch.add_argument("paths", nargs="+", help="slide files or folders of slides")
+    _add_scoring_options(batch)
+    batch.add_argument("--scheduler", help="address of a dask.distributed scheduler")
+    batch.add_argument("--workers", type=int, default=None, help="local worker processes")
+    batch.set_defaults(func=_cmd_batch)
+
+    models = sub.add_parser("models", help="registered models and checkpoints with their cards")
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(func=_cmd_models)
+

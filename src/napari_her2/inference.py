@@ -1,0 +1,224 @@
+"""Tiles -> model -> partial results, as a Qt-free generator.
+
+:func:`iter_scoring` reads tiles ahead of the model in a thread pool (bounded prefetch),
+runs the predictor batch by batch and yields a :class:`ScoringUpdate` after every batch. The
+napari widget, the CLI, batch mode and the tests all drive this same generator; cancelling
+(an event, or simply closing the generator) stops it within one batch.
+
+Set ``NAPARI_HER2_SYNC=1`` to read tiles in the calling thread (no pools, no workers): the
+switch for debugging with pdb or a profiler.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ScoringCancelled, SlideReadError
+from .predict import TilePredictor
+from .results import TileResults
+from .slide import Slide
+from .tiling import TileGrid
+
+log = logging.getLogger(__name__)
+
+SYNC_ENV = "NAPARI_HER2_SYNC"
+
+
+def sync_mode() -> bool:
+    """True when ``NAPARI_HER2_SYNC`` asks for everything in the calling thread."""
+    return os.environ.get(SYNC_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass
+class Timings:
+    """Seconds: reading tiles (summed over reader threads), in the model, waiting for reads
+    (I/O not hidden behind compute), and wall-clock total."""
+
+    read: float = 0.0
+    infer: float = 0.0
+    wait: float = 0.0
+    total: float = 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: round(v, 4) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class ScoringUpdate:
+    """One finished batch: its slice of ``results`` and the progress so far."""
+
+    results: TileResults
+    start: int
+    stop: int
+    done: int
+    total: int
+    timings: Timings = field(default_factory=Timings)
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
+
+
+@dataclass
+class _Batch:
+    rows: np.ndarray
+    cols: np.ndarray
+    tiles: np.ndarray
+    readable: np.ndarray
+    read_seconds: float
+
+
+def new_results(predictor: TilePredictor, grid: TileGrid) -> TileResults:
+    """Empty results for a grid, ready to be filled batch by batch."""
+    return TileResults(
+        classes=tuple(predictor.classes),
+        feature_names=tuple(predictor.feature_names),
+        grid_shape=grid.shape,
+        origin0=(0.0, 0.0),
+        tile_size0=grid.tile_size0,
+    )
+
+
+def iter_scoring(
+    slide: Slide,
+    predictor: TilePredictor,
+    grid: TileGrid,
+    *,
+    batch_size: int = 32,
+    workers: int = 2,
+    prefetch: int = 2,
+    cancel: threading.Event | None = None,
+) -> Generator[ScoringUpdate, None, TileResults]:
+    """Score every tissue tile of ``grid``; yield after each batch, return the results.
+
+    Unreadable tiles (a corrupt chunk) are kept with NaN probabilities and readable=False.
+    Raises :class:`ScoringCancelled` when ``cancel`` is set.
+    """
+    rows, cols = grid.tissue_tiles()
+    results = new_results(predictor, grid)
+    total = len(rows)
+    timings = Timings()
+    t_start = time.perf_counter()
+    starts = list(range(0, total, max(1, batch_size)))
+    batches = _read_batches(slide, grid, rows, cols, starts, batch_size, workers, prefetch)
+    try:
+        while True:
+            t_wait = time.perf_counter()
+            batch = next(batches, None)
+            timings.wait += time.perf_counter() - t_wait
+            if batch is None:
+                break
+            if cancel is not None and cancel.is_set():
+                raise ScoringCancelled(f"{slide.name}: scoring cancelled")
+            timings.read += batch.read_seconds
+            probs, feats = _predict(predictor, batch, timings)
+            start = len(results)
+            results.extend(batch.rows, batch.cols, probs, feats, batch.readable)
+            timings.total = time.perf_counter() - t_start
+            yield ScoringUpdate(results, start, len(results), len(results), total, timings)
+    finally:
+        batches.close()
+    timings.total = time.perf_counter() - t_start
+    return results
+
+
+def _predict(predictor: TilePredictor, batch: _Batch, timings: Timings):
+    n_c, n_f = len(predictor.classes), len(predictor.feature_names)
+    probs = np.full((len(batch.rows), n_c), np.nan, np.float32)
+    feats = np.full((len(batch.rows), n_f), np.nan, np.float32)
+    ok = batch.readable
+    if ok.any():
+        t0 = time.perf_counter()
+        pred = predictor.predict(batch.tiles[ok])
+        timings.infer += time.perf_counter() - t0
+        probs[ok] = pred.probs
+        if n_f:
+            feats[ok] = pred.features
+    return probs, feats
+
+
+def _read_batches(slide, grid, rows, cols, starts, batch_size, workers, prefetch) -> Generator[_Batch, None, None]:
+    """Batches of tiles in order, read ``prefetch`` batches ahead in a thread pool."""
+    if sync_mode() or workers <= 0:
+        for s in starts:
+            yield _read_batch(slide, grid, rows[s : s + batch_size], cols[s : s + batch_size])
+        return
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="napari-her2-read")
+    pending: deque[Future] = deque()
+    todo: Iterator[int] = iter(starts)
+    try:
+        for s in todo:
+            pending.append(pool.submit(_read_batch, slide, grid, rows[s : s + batch_size],
+                                       cols[s : s + batch_size]))
+            if len(pending) > prefetch:
+                break
+        while pending:
+            batch = pending.popleft().result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append(pool.submit(_read_batch, slide, grid, rows[nxt : nxt + batch_size],
+                                           cols[nxt : nxt + batch_size]))
+            yield batch
+    finally:
+        for fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _read_batch(slide, grid, rows, cols) -> _Batch:
+    """Read one batch of tiles, in row-major order (wide chunks decode once via the cache)."""
+    t0 = time.perf_counter()
+    n = len(rows)
+    tiles = np.empty((n, grid.tile_size, grid.tile_size, 3), np.uint8)
+    readable = np.ones(n, bool)
+    for i in range(n):
+        tile = read_tile(slide, grid, int(rows[i]), int(cols[i]))
+        if tile is None:
+            readable[i] = False
+            tiles[i] = 255
+        else:
+            tiles[i] = tile
+    return _Batch(rows, cols, tiles, readable, time.perf_counter() - t0)
+
+
+def read_tile(slide: Slide, grid: TileGrid, row: int, col: int) -> np.ndarray | None:
+    """One tile at the grid's resolution, (tile_size, tile_size, 3); None if unreadable."""
+    y, x = grid.level_origin(row, col)
+    rh, rw = grid.read_size
+    try:
+        region = slide.read_region(grid.level, y, x, rh, rw, strict=True)
+    except SlideReadError as err:
+        log.warning("tile (%d, %d) unreadable: %s", row, col, err)
+        return None
+    return resize_tile(region, grid.tile_size)
+
+
+def resize_tile(region: np.ndarray, size: int) -> np.ndarray:
+    """Resize an RGB region to size x size (area averaging down, bilinear up)."""
+    if region.shape[0] == size and region.shape[1] == size:
+        return region
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(np.ascontiguousarray(region)).permute(2, 0, 1)[None].float()
+    down = region.shape[0] > size
+    out = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=down)
+    return out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def run_scoring(gen: Generator[ScoringUpdate, None, TileResults]) -> TileResults:
+    """Drain a scoring generator and return its results (for scripts and the CLI)."""
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value

@@ -1,0 +1,218 @@
+"""Score a whole slide end to end: tissue -> grid -> tiles -> model -> slide score -> report.
+
+``score_slide`` is the Python entry point (and what the CLI and batch mode call);
+``prepare_scoring`` + ``inference.iter_scoring`` + ``build_report`` are its steps, which the
+napari widget drives one by one from a worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import Her2Error
+from .inference import ScoringUpdate, Timings, iter_scoring
+from .predict import TilePredictor
+from .results import TileResults
+from .slide import Slide, open_slide
+from .tiling import TileGrid, make_grid
+from .tissue import TissueMask, TissueParams, detect_tissue
+
+log = logging.getLogger(__name__)
+
+ORGANS = ("breast", "gastric")
+SPECIMENS = ("resection", "biopsy")
+
+
+@dataclass(frozen=True)
+class ScoringParams:
+    """How a slide is tiled and scored. target_mpp None = the model's own resolution."""
+
+    tile_size: int = 256
+    target_mpp: float | None = None
+    organ: str = "breast"
+    specimen: str = "resection"
+    min_tissue: float = 0.25
+    batch_size: int = 32
+    workers: int = 2
+    device: str = "auto"
+    seed: int = 0
+    tissue: TissueParams = field(default_factory=TissueParams)
+
+    def __post_init__(self) -> None:
+        if self.organ not in ORGANS:
+            raise Her2Error(f"organ must be one of {', '.join(ORGANS)}, got {self.organ!r}")
+        if self.specimen not in SPECIMENS:
+            raise Her2Error(f"specimen must be one of {', '.join(SPECIMENS)}, got {self.specimen!r}")
+        if not 16 <= self.tile_size <= 4096:
+            raise Her2Error(f"tile size must be 16-4096 px, got {self.tile_size}")
+        if self.target_mpp is not None and not 0.05 <= self.target_mpp <= 50:
+            raise Her2Error(f"target resolution must be 0.05-50 µm/px, got {self.target_mpp}")
+        if self.batch_size < 1:
+            raise Her2Error(f"batch size must be at least 1, got {self.batch_size}")
+
+    def resolved_mpp(self, predictor: TilePredictor) -> float:
+        return float(self.target_mpp or predictor.target_mpp or 0.5)
+
+
+@dataclass
+class SlideReport:
+    """Everything known about one scored slide."""
+
+    slide: Slide
+    predictor: TilePredictor
+    params: ScoringParams
+    tissue: TissueMask
+    grid: TileGrid
+    results: TileResults
+    score: Any  # scoring.SlideScore
+    timings: Timings
+
+    def to_dict(self) -> dict[str, Any]:
+        """The slide report JSON (see README: report fields)."""
+        score = self.score.to_dict()
+        mpp = self.slide.require_mpp()
+        params = {k: v for k, v in asdict(self.params).items() if k != "tissue"}
+        params["target_mpp"] = self.grid.target_mpp
+        params["tissue"] = asdict(self.params.tissue)
+        return {
+            "slide": str(self.slide.path),
+            "score": score.get("score"),
+            "category": score.get("category"),
+            "class_fractions": score.get("class_fractions"),
+            "confidence": score.get("confidence"),
+            "n_tiles": int(self.grid.shape[0] * self.grid.shape[1]),
+            "n_tissue_tiles": int(self.grid.n_tissue),
+            "n_scored_tiles": len(self.results),
+            "n_unreadable_tiles": int((~self.results.readable).sum()),
+            "slide_score": score,
+            "model": {
+                "name": self.predictor.name,
+                "sha256": self.predictor.sha256,
+                "classes": list(self.predictor.classes),
+            },
+            "params": params,
+            "mpp": {"x": mpp.x, "y": mpp.y, "source": self.slide.mpp_source},
+            "grid": {
+                "level": self.grid.level,
+                "shape": list(self.grid.shape),
+                "tile_size0": list(self.grid.tile_size0),
+                "read_size": list(self.grid.read_size),
+            },
+            "tissue_fraction": round(self.tissue.fraction, 4),
+            "timings": self.timings.to_dict(),
+            "version": __version__,
+        }
+
+
+def as_slide(slide_or_path: Slide | str | os.PathLike, mpp: float | None = None) -> Slide:
+    """A Slide from a Slide or a path; ``mpp`` overrides the file's resolution."""
+    if isinstance(slide_or_path, Slide):
+        return slide_or_path.with_mpp(mpp) if mpp is not None else slide_or_path
+    return open_slide(slide_or_path, mpp=mpp)
+
+
+def as_predictor(model: str | os.PathLike | TilePredictor, device: str = "auto") -> TilePredictor:
+    """A ready predictor from a registry name, a checkpoint path or a predictor."""
+    if isinstance(model, TilePredictor):
+        return model
+    from .models import load_predictor
+
+    return load_predictor(str(model), device=device)
+
+
+def prepare_scoring(slide: Slide, predictor: TilePredictor, params: ScoringParams) -> tuple[TissueMask, TileGrid]:
+    """Tissue mask and tile grid for scoring ``slide`` with ``predictor``."""
+    slide.require_mpp()
+    tissue = detect_tissue(slide, params.tissue)
+    grid = make_grid(
+        slide, tissue, tile_size=params.tile_size, target_mpp=params.resolved_mpp(predictor),
+        min_tissue=params.min_tissue,
+    )
+    return tissue, grid
+
+
+def slide_score(results: TileResults, params: ScoringParams):
+    """The slide score of (possibly partial) results by the guideline rule."""
+    from .scoring import score_tiles
+
+    return score_tiles(results, organ=params.organ, specimen=params.specimen, seed=params.seed)
+
+
+def build_report(slide, predictor, params, tissue, grid, results, timings) -> SlideReport:
+    return SlideReport(slide, predictor, params, tissue, grid, results,
+                       slide_score(results, params), timings)
+
+
+def score_slide(
+    slide_or_path: Slide | str | os.PathLike,
+    model: str | os.PathLike | TilePredictor = "dab-membrane",
+    *,
+    mpp: float | None = None,
+    params: ScoringParams | None = None,
+    progress: Callable[[ScoringUpdate], None] | None = None,
+    cancel: threading.Event | None = None,
+    **overrides: Any,
+) -> SlideReport:
+    """Score a slide and return its :class:`SlideReport`.
+
+    ``overrides`` are ScoringParams fields (tile_size=, target_mpp=, organ=, device=, ...).
+    """
+    t0 = time.perf_counter()
+    params = _merge(params, overrides)
+    slide = as_slide(slide_or_path, mpp)
+    predictor = as_predictor(model, params.device)
+    tissue, grid = prepare_scoring(slide, predictor, params)
+    log.info("%s: %d tissue tiles of %d", slide.name, grid.n_tissue, grid.shape[0] * grid.shape[1])
+    gen = iter_scoring(slide, predictor, grid, batch_size=params.batch_size,
+                       workers=params.workers, cancel=cancel)
+    timings = Timings()
+    while True:
+        try:
+            update = next(gen)
+        except StopIteration as stop:
+            results = stop.value
+            break
+        timings = update.timings
+        if progress is not None:
+            progress(update)
+    if len(results) == 0:
+        results = _empty_results(predictor, grid)
+    timings.total = time.perf_counter() - t0
+    return build_report(slide, predictor, params, tissue, grid, results, timings)
+
+
+def _empty_results(predictor: TilePredictor, grid: TileGrid) -> TileResults:
+    from .inference import new_results
+
+    return new_results(predictor, grid)
+
+
+def _merge(params: ScoringParams | None, overrides: dict[str, Any]) -> ScoringParams:
+    base = params or ScoringParams()
+    if not overrides:
+        return base
+    unknown = set(overrides) - set(ScoringParams.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"unknown scoring parameter(s): {', '.join(sorted(unknown))}")
+    fields = {**asdict(base), **overrides}
+    fields["tissue"] = base.tissue
+    return ScoringParams(**fields)
+
+
+def write_outputs(report: SlideReport, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write ``<stem>.geojson`` (tiles) and ``<stem>.json`` (report) into ``out_dir``."""
+    from .export import ensure_out_dir, tiles_to_geojson, write_geojson, write_report_json
+
+    out = ensure_out_dir(out_dir)
+    stem = report.slide.path.stem if report.slide.path.is_file() else report.slide.path.name
+    geo = write_geojson(out / f"{stem}.geojson", tiles_to_geojson(report.results, name=stem))
+    js = write_report_json(out / f"{stem}.json", report.to_dict())
+    return {"geojson": geo, "report": js}
