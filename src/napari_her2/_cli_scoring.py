@@ -92,7 +92,39 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import os
+
+    from ._sample_data import sample_slide_path
+
+    path = sample_slide_path()
+    gui = args.gui or (not args.headless and bool(os.environ.get("DISPLAY")))
+    if not gui:
+        sys.stdout.write(f"no display: scoring the sample slide headless ({path})\n")
+        args.slide = str(path)
+        return _cmd_score(args)
+    if not os.environ.get("DISPLAY"):
+        sys.stderr.write("napari-her2: error: --gui needs a display (DISPLAY is not set)\n")
+        return EXIT_ERROR
+    import napari
+
+    viewer = napari.Viewer(title="napari-her2 demo")
+    viewer.open(str(path), plugin="napari-her2")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-her2", "HER2 scoring")
+    widget.start_scoring()
+    napari.run()
+    return EXIT_OK
+
+
 def register(sub: argparse._SubParsersAction) -> None:
+    demo = sub.add_parser("demo", help="score the built-in IHC sample slide with dab-membrane "
+                          "(in napari when a display is available)")
+    _add_scoring_options(demo)
+    mode = demo.add_mutually_exclusive_group()
+    mode.add_argument("--gui", action="store_true", help="open napari (needs a display)")
+    mode.add_argument("--headless", action="store_true", help="score without napari")
+    demo.set_defaults(func=_cmd_demo, mpp=None)
+
     score = sub.add_parser("score", help="score one slide; writes <stem>.geojson and <stem>.json")
     score.add_argument("slide")
     _add_scoring_options(score)

@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,6 +151,50 @@ def build_report(slide, predictor, params, tissue, grid, results, timings) -> Sl
                        slide_score(results, params), timings)
 
 
+@dataclass
+class Prepared:
+    """First item of :func:`iter_score_slide`: where the tiles will go, before any is scored."""
+
+    slide: Slide
+    predictor: TilePredictor
+    params: ScoringParams
+    tissue: TissueMask
+    grid: TileGrid
+
+
+def iter_score_slide(
+    slide_or_path: Slide | str | os.PathLike,
+    model: str | os.PathLike | TilePredictor = "dab-membrane",
+    *,
+    mpp: float | None = None,
+    params: ScoringParams | None = None,
+    cancel: threading.Event | None = None,
+) -> Generator[Prepared | ScoringUpdate, None, SlideReport]:
+    """Score a slide step by step: yields :class:`Prepared`, then one ScoringUpdate per
+    batch; returns the :class:`SlideReport`. Everything slow happens inside the generator,
+    so a GUI can run it whole in a worker thread."""
+    t0 = time.perf_counter()
+    params = params or ScoringParams()
+    slide = as_slide(slide_or_path, mpp)
+    predictor = as_predictor(model, params.device)
+    tissue, grid = prepare_scoring(slide, predictor, params)
+    log.info("%s: %d tissue tiles of %d", slide.name, grid.n_tissue, grid.shape[0] * grid.shape[1])
+    yield Prepared(slide, predictor, params, tissue, grid)
+    updates = iter_scoring(slide, predictor, grid, batch_size=params.batch_size,
+                           workers=params.workers, cancel=cancel)
+    timings = Timings()
+    while True:
+        try:
+            update = next(updates)
+        except StopIteration as stop:
+            results = stop.value
+            break
+        timings = update.timings
+        yield update
+    timings.total = time.perf_counter() - t0
+    return build_report(slide, predictor, params, tissue, grid, results, timings)
+
+
 def score_slide(
     slide_or_path: Slide | str | os.PathLike,
     model: str | os.PathLike | TilePredictor = "dab-membrane",
@@ -165,34 +209,15 @@ def score_slide(
 
     ``overrides`` are ScoringParams fields (tile_size=, target_mpp=, organ=, device=, ...).
     """
-    t0 = time.perf_counter()
-    params = _merge(params, overrides)
-    slide = as_slide(slide_or_path, mpp)
-    predictor = as_predictor(model, params.device)
-    tissue, grid = prepare_scoring(slide, predictor, params)
-    log.info("%s: %d tissue tiles of %d", slide.name, grid.n_tissue, grid.shape[0] * grid.shape[1])
-    gen = iter_scoring(slide, predictor, grid, batch_size=params.batch_size,
-                       workers=params.workers, cancel=cancel)
-    timings = Timings()
+    steps = iter_score_slide(slide_or_path, model, mpp=mpp, params=_merge(params, overrides),
+                             cancel=cancel)
     while True:
         try:
-            update = next(gen)
+            step = next(steps)
         except StopIteration as stop:
-            results = stop.value
-            break
-        timings = update.timings
-        if progress is not None:
-            progress(update)
-    if len(results) == 0:
-        results = _empty_results(predictor, grid)
-    timings.total = time.perf_counter() - t0
-    return build_report(slide, predictor, params, tissue, grid, results, timings)
-
-
-def _empty_results(predictor: TilePredictor, grid: TileGrid) -> TileResults:
-    from .inference import new_results
-
-    return new_results(predictor, grid)
+            return stop.value
+        if progress is not None and isinstance(step, ScoringUpdate):
+            progress(step)
 
 
 def _merge(params: ScoringParams | None, overrides: dict[str, Any]) -> ScoringParams:

@@ -1,0 +1,401 @@
+"""The **HER2 scoring** dock widget.
+
+It only collects parameters, starts ``pipeline.iter_score_slide`` in a napari worker thread,
+and turns what the worker yields into layer updates and the slide-score panel. At most one
+worker runs per widget; Cancel, removing the image layer or closing the widget stops it
+within one batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..errors import Her2Error, ScoringCancelled
+from ..overlay import META_KEY, tile_layer_kwargs, tile_layer_name
+from ..pipeline import ORGANS, SPECIMENS, Prepared, ScoringParams, SlideReport
+from .score_panel import ScorePanel
+
+if TYPE_CHECKING:
+    import napari
+
+log = logging.getLogger(__name__)
+
+#: target magnification choices: label -> µm/px (None: the model's own resolution)
+MAGNIFICATIONS: dict[str, float | None] = {
+    "model default": None,
+    "40x (0.25 µm/px)": 0.25,
+    "20x (0.5 µm/px)": 0.5,
+    "10x (1 µm/px)": 1.0,
+    "5x (2 µm/px)": 2.0,
+}
+PANEL_INTERVAL_S = 0.5
+
+
+class Her2ScoringWidget(QWidget):
+    """Dock widget: choose a slide layer and a model, press Score, watch tiles fill in."""
+
+    def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.worker = None
+        self.report: SlideReport | None = None
+        self.prepared: Prepared | None = None
+        self.tiles_layer = None
+        self._cancel: threading.Event | None = None
+        self._last_panel = 0.0
+        self._running_layer_name = ""
+        self._build()
+        self._connect()
+        self.refresh_layers()
+        self.refresh_models()
+
+    # ------------------------------------------------------------------ construction
+    def _build(self) -> None:
+        self.layer_combo = QComboBox()
+        self.model_combo = QComboBox()
+        self.load_button = QPushButton("Load checkpoint…")
+        self.tile_spin = QSpinBox()
+        self.tile_spin.setRange(32, 2048)
+        self.tile_spin.setSingleStep(32)
+        self.tile_spin.setValue(256)
+        self.tile_spin.setSuffix(" px")
+        self.mag_combo = QComboBox()
+        for label, mpp in MAGNIFICATIONS.items():
+            self.mag_combo.addItem(label, mpp)
+        self.organ_combo = QComboBox()
+        self.organ_combo.addItems(list(ORGANS))
+        self.specimen_combo = QComboBox()
+        self.specimen_combo.addItems(list(SPECIMENS))
+        self.mpp_spin = QDoubleSpinBox()
+        self.mpp_spin.setDecimals(4)
+        self.mpp_spin.setRange(0.0, 50.0)
+        self.mpp_spin.setSingleStep(0.05)
+        self.mpp_spin.setSpecialValueText("from file")
+        self.mpp_info = QLabel("")
+        self.mpp_info.setWordWrap(True)
+        self.score_button = QPushButton("Score")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.panel = ScorePanel(self)
+        self.export_button = QPushButton("Export GeoJSON…")
+        self.export_button.setEnabled(False)
+
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model_combo, 1)
+        model_row.addWidget(self.load_button)
+        form = QFormLayout()
+        form.addRow("Image layer", self.layer_combo)
+        form.addRow("Model", model_row)
+        form.addRow("Tile size", self.tile_spin)
+        form.addRow("Magnification", self.mag_combo)
+        form.addRow("Organ", self.organ_combo)
+        form.addRow("Specimen", self.specimen_combo)
+        form.addRow("Slide µm/px", self.mpp_spin)
+        form.addRow("", self.mpp_info)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.score_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addWidget(self.panel)
+        layout.addWidget(self.export_button)
+        layout.addStretch(1)
+
+    def _connect(self) -> None:
+        self.score_button.clicked.connect(self.start_scoring)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.load_button.clicked.connect(self._choose_checkpoint)
+        self.export_button.clicked.connect(lambda: self.export_geojson())
+        self.layer_combo.currentIndexChanged.connect(self._on_layer_changed)
+        self.viewer.layers.events.inserted.connect(self.refresh_layers)
+        self.viewer.layers.events.removed.connect(self._on_layer_removed)
+        self.destroyed.connect(self._stop_worker)
+
+    # ------------------------------------------------------------------ choices
+    def refresh_layers(self, event: Any = None) -> None:
+        from napari.layers import Image
+
+        current = self.layer_combo.currentText()
+        names = [ly.name for ly in self.viewer.layers if isinstance(ly, Image) and ly.rgb]
+        self.layer_combo.blockSignals(True)
+        self.layer_combo.clear()
+        self.layer_combo.addItems(names)
+        if current in names:
+            self.layer_combo.setCurrentText(current)
+        self.layer_combo.blockSignals(False)
+        self._on_layer_changed()
+
+    def refresh_models(self) -> None:
+        """Fill the model list: the weight-free scorer and checkpoints with trained weights."""
+        from ..models import available_predictors
+
+        self.model_combo.clear()
+        for info in available_predictors():
+            label = info.name if info.path is None else f"{info.name} ({Path(info.path).name})"
+            self.model_combo.addItem(label, str(info.path) if info.path else info.name)
+
+    def add_checkpoint(self, path: str | Path) -> None:
+        """Add a checkpoint file to the model list and select it (checked when scoring)."""
+        path = str(Path(path))
+        index = self.model_combo.findData(path)
+        if index < 0:
+            self.model_combo.addItem(Path(path).name, path)
+            index = self.model_combo.count() - 1
+        self.model_combo.setCurrentIndex(index)
+
+    def _choose_checkpoint(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load checkpoint", "",
+                                              "safetensors checkpoints (*.safetensors)")
+        if path:
+            self.add_checkpoint(path)
+
+    def image_layer(self):
+        name = self.layer_combo.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def _on_layer_changed(self, *args: Any) -> None:
+        layer = self.image_layer()
+        info = layer.metadata.get(META_KEY, {}) if layer is not None else {}
+        mpp = info.get("mpp")
+        if layer is None:
+            self.mpp_info.setText("")
+        elif not info.get("path"):
+            self.mpp_info.setText("This layer was not opened from a slide file by napari-her2.")
+        elif mpp:
+            self.mpp_info.setText(f"File: {mpp[0]:.4g} µm/px ({info.get('mpp_source')})")
+        else:
+            self.mpp_info.setText("The file gives no µm/px: enter the scan resolution above.")
+
+    def params(self) -> ScoringParams:
+        return ScoringParams(
+            tile_size=self.tile_spin.value(),
+            target_mpp=self.mag_combo.currentData(),
+            organ=self.organ_combo.currentText(),
+            specimen=self.specimen_combo.currentText(),
+        )
+
+    # ------------------------------------------------------------------ running
+    def start_scoring(self) -> None:
+        """Start scoring the selected layer in a worker thread (Score button)."""
+        from napari.qt.threading import create_worker
+
+        from ..pipeline import iter_score_slide
+
+        layer = self.image_layer()
+        try:
+            path, mpp = self._slide_source(layer)
+            params = self.params()
+        except Her2Error as err:
+            self._fail(str(err))
+            return
+        self._stop_worker()
+        self.report, self.prepared = None, None
+        self.panel.clear()
+        self._cancel = threading.Event()
+        model = self.model_combo.currentData() or "dab-membrane"
+        self.worker = create_worker(iter_score_slide, path, model, mpp=mpp, params=params,
+                                    cancel=self._cancel, _start_thread=False)
+        self.worker.yielded.connect(self._on_yielded)
+        self.worker.returned.connect(self._on_returned)
+        self.worker.errored.connect(self._on_errored)
+        self.worker.finished.connect(self._on_finished)
+        self._set_running(True)
+        self.status.setText(f"Scoring {layer.name} with {model}…")
+        self.worker.start()
+
+    def _slide_source(self, layer) -> tuple[str, float | None]:
+        if layer is None:
+            raise Her2Error("choose an image layer to score")
+        info = layer.metadata.get(META_KEY, {})
+        if not info.get("path"):
+            raise Her2Error(f"layer {layer.name!r} was not opened from a slide file by napari-her2")
+        user_mpp = self.mpp_spin.value() or None
+        if user_mpp is None and not info.get("mpp"):
+            raise Her2Error(f"{Path(info['path']).name}: the file gives no microns per pixel; "
+                            "enter 'Slide µm/px'")
+        if user_mpp is not None:
+            layer.scale = (user_mpp, user_mpp)
+            layer.units = ("um", "um")
+            info["mpp"], info["mpp_source"] = [user_mpp, user_mpp], "user"
+        return info["path"], user_mpp
+
+    def cancel(self) -> None:
+        """Stop the running worker within one batch (Cancel button)."""
+        if self._cancel is not None:
+            self._cancel.set()
+        if self.worker is not None:
+            self.worker.quit()
+        self.status.setText("Cancelling…")
+
+    def _stop_worker(self, *args: Any) -> None:
+        worker = self.worker
+        if worker is None:
+            return
+        if self._cancel is not None:
+            self._cancel.set()
+        worker.quit()
+        try:
+            worker.await_workers(msecs=10_000)
+        except (AttributeError, RuntimeError):
+            pass
+        self.worker = None
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        self._stop_worker()
+        super().closeEvent(event)
+
+    def _on_layer_removed(self, event: Any) -> None:
+        removed = getattr(event, "value", None)
+        if self.prepared is not None and removed is not None and self.worker is not None:
+            layer_name = self._running_layer_name
+            if removed.name in (layer_name, tile_layer_name(layer_name)):
+                self.cancel()
+        if removed is self.tiles_layer:
+            self.tiles_layer = None
+        self.refresh_layers()
+
+    def _set_running(self, running: bool) -> None:
+        self.score_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        self.export_button.setEnabled(not running and self.report is not None)
+
+    # ------------------------------------------------------------------ results
+    def _on_yielded(self, item: Any) -> None:
+        if isinstance(item, Prepared):
+            self._on_prepared(item)
+            return
+        if self.tiles_layer is None or self.prepared is None:
+            return
+        results = item.results
+        sl = slice(item.start, item.stop)
+        data = self.tiles_layer.data
+        data[results.rows[sl], results.cols[sl]] = results.tile_labels()[sl]
+        self.tiles_layer.refresh()
+        self.progress.setValue(item.done)
+        if time.monotonic() - self._last_panel > PANEL_INTERVAL_S or item.done == item.total:
+            self._last_panel = time.monotonic()
+            self._show_results_score(results, partial=item.done < item.total)
+
+    def _on_prepared(self, prep: Prepared) -> None:
+        self.prepared = prep
+        layer = self.image_layer()
+        self._running_layer_name = layer.name
+        data, kwargs = tile_layer_kwargs(
+            layer.name, prep.grid.shape, prep.grid.tile_size0, tuple(layer.scale[-2:]),
+            tuple(layer.translate[-2:]),
+            extra_meta={"slide": str(prep.slide.path), "model": prep.predictor.name,
+                        "organ": prep.params.organ, "specimen": prep.params.specimen},
+        )
+        name = kwargs["name"]
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        self.tiles_layer = self.viewer.add_labels(data, **kwargs)
+        self.tiles_layer.events.paint.connect(self._on_tiles_edited)
+        self.progress.setRange(0, max(prep.grid.n_tissue, 1))
+        self.progress.setValue(0)
+        self.status.setText(f"{prep.grid.n_tissue} tissue tiles of {prep.grid.shape[0]} x "
+                            f"{prep.grid.shape[1]} at {prep.grid.target_mpp:g} µm/px")
+
+    def _context(self) -> dict[str, Any]:
+        prep = self.prepared
+        if prep is None:
+            return {}
+        return {"model": prep.predictor.name, "tile": f"{prep.params.tile_size}px",
+                "µm/px": f"{prep.grid.target_mpp:g}", "organ": prep.params.organ}
+
+    def _show_results_score(self, results, partial: bool) -> None:
+        from ..pipeline import slide_score
+
+        score = slide_score(results, self.prepared.params).to_dict()
+        self.panel.show_score(score, self._context(), partial=partial)
+
+    def _on_tiles_edited(self, event: Any = None) -> None:
+        """A pathologist corrected tiles by hand: rescore from the edited labels."""
+        from ..scoring import score_labels
+
+        if self.tiles_layer is None or self.prepared is None:
+            return
+        prm = self.prepared.params
+        score = score_labels(np.asarray(self.tiles_layer.data), organ=prm.organ,
+                             specimen=prm.specimen).to_dict()
+        self.panel.show_score(score, {**self._context(), "edited": "by hand"})
+
+    def _on_returned(self, report: SlideReport) -> None:
+        self.report = report
+        self.panel.show_score(report.score.to_dict(), self._context())
+        t = report.timings
+        self.status.setText(f"Done: {len(report.results)} tiles in {t.total:.1f} s")
+
+    def _on_errored(self, err: BaseException) -> None:
+        if isinstance(err, ScoringCancelled):
+            self.status.setText("Cancelled")
+            return
+        if isinstance(err, Her2Error):
+            self._fail(str(err))
+            return
+        self._fail(f"scoring failed: {type(err).__name__}: {err}")
+        log.error("scoring failed", exc_info=err)
+
+    def _on_finished(self) -> None:
+        if self._cancel is not None and self._cancel.is_set() and self.report is None:
+            self.status.setText("Cancelled")
+        self.worker = None
+        self._set_running(False)
+
+    def _fail(self, message: str) -> None:
+        self.status.setText(message)
+        from napari.utils.notifications import show_error
+
+        show_error(message)
+
+    # ------------------------------------------------------------------ export
+    def export_geojson(self, path: str | Path | None = None) -> Path | None:
+        """Write the tile overlay as QuPath GeoJSON (asks for a path when none is given)."""
+        from ..export import write_geojson
+        from .._writer import tiles_geojson
+
+        if self.report is None or self.tiles_layer is None:
+            self._fail("nothing to export: score a slide first")
+            return None
+        if path is None:
+            default = f"{self.report.slide.path.stem}.geojson"
+            path, _ = QFileDialog.getSaveFileName(self, "Export GeoJSON", default,
+                                                  "GeoJSON (*.geojson *.json)")
+            if not path:
+                return None
+        fc = tiles_geojson(np.asarray(self.tiles_layer.data), self.tiles_layer.metadata,
+                           self.report.results)
+        try:
+            written = write_geojson(Path(path), fc)
+        except Her2Error as err:
+            self._fail(str(err))
+            return None
+        self.status.setText(f"Wrote {written}")
+        return written

@@ -1,0 +1,156 @@
+"""Where checkpoints live, and what models and checkpoints are available.
+
+Checkpoints (``*.safetensors``) are looked up in the user's models folder
+(:func:`models_dir`: ``$NAPARI_HER2_MODELS`` or ``~/.napari-her2/models``) and then in the
+package's ``checkpoints/`` folder (demo checkpoints shipped with the plugin). A checkpoint's
+name is its file stem; the user folder wins when both hold the same name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import CheckpointError
+from .checkpoint import load_checkpoint, read_card
+from .reparam import reparameterize_model, supports_reparameterization
+from .registry import count_parameters, get_model, list_models, model_spec
+
+logger = logging.getLogger(__name__)
+
+ENV_VAR = "NAPARI_HER2_MODELS"
+PACKAGE_CHECKPOINTS = Path(__file__).parent / "checkpoints"
+WEIGHT_FREE = "dab-membrane"
+
+
+@dataclass(frozen=True)
+class PredictorInfo:
+    """A tile scorer the plugin can offer: the weight-free one or a checkpoint."""
+
+    name: str
+    kind: str  # "weight-free" or "checkpoint"
+    path: Path | None
+    card: dict[str, Any]
+
+
+def models_dir() -> Path:
+    """The user's checkpoint folder: ``$NAPARI_HER2_MODELS`` or ``~/.napari-her2/models``."""
+    env = os.environ.get(ENV_VAR)
+    return Path(env).expanduser() if env else Path.home() / ".napari-her2" / "models"
+
+
+def checkpoint_dirs(folder: str | Path | None = None) -> list[Path]:
+    """Folders searched for checkpoints, in order: ``folder`` (default :func:`models_dir`),
+    then the package's shipped checkpoints."""
+    first = Path(folder).expanduser() if folder is not None else models_dir()
+    return [first] if first == PACKAGE_CHECKPOINTS else [first, PACKAGE_CHECKPOINTS]
+
+
+def checkpoint_files(folder: str | Path | None = None) -> dict[str, Path]:
+    """name (file stem) -> path of every ``*.safetensors`` file, first folder winning."""
+    found: dict[str, Path] = {}
+    for directory in checkpoint_dirs(folder):
+        if not directory.is_dir():
+            continue
+        for path in sorted(directory.glob("*.safetensors")):
+            if path.stem in found:
+                logger.warning("%s: shadowed by %s (same name)", path, found[path.stem])
+                continue
+            found[path.stem] = path
+    return found
+
+
+def find_checkpoint(name: str, folder: str | Path | None = None) -> Path | None:
+    """The checkpoint called ``name``: by file stem, else by the ``name`` on its card."""
+    files = checkpoint_files(folder)
+    if name in files:
+        return files[name]
+    for path in files.values():
+        try:
+            if read_card(path).name == name:
+                return path
+        except CheckpointError as err:
+            logger.debug("skipping %s", err)
+    return None
+
+
+def _weight_free_card() -> dict[str, Any]:
+    try:
+        from ..stain import DabMembraneScorer
+    except ImportError as err:
+        logger.warning("the %s scorer is unavailable: %s", WEIGHT_FREE, err)
+        return {"name": WEIGHT_FREE}
+    return DabMembraneScorer().describe()
+
+
+def available_predictors(models_dir: str | Path | None = None) -> list[PredictorInfo]:
+    """The weight-free ``dab-membrane`` scorer first, then every valid tile-model checkpoint.
+
+    Each checkpoint is fully verified (card, architecture, sha256, shapes); invalid ones are
+    skipped with a warning in the log, non-tile checkpoints (MIL, WHSPN) are left out.
+    """
+    infos = [PredictorInfo(WEIGHT_FREE, "weight-free", None, _weight_free_card())]
+    for name, path in checkpoint_files(models_dir).items():
+        try:
+            _, card = load_checkpoint(path)
+        except CheckpointError as err:
+            logger.warning("skipping checkpoint: %s", err)
+            continue
+        if model_spec(card.architecture).kind != "tile":
+            logger.debug("%s is a %s model, not a tile predictor", path, card.architecture)
+            continue
+        infos.append(PredictorInfo(name, "checkpoint", path, card.to_dict()))
+    return infos
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def describe_architecture(name: str) -> dict[str, Any]:
+    """Registry entry of ``name`` with its default arguments and parameter count(s)."""
+    spec = model_spec(name)
+    model = get_model(name)
+    info: dict[str, Any] = {
+        "type": "architecture",
+        "name": name,
+        "kind": spec.kind,
+        "summary": spec.summary,
+        "source": spec.source,
+        "default_args": _jsonable(spec.default_args()),
+        "parameters": count_parameters(model),
+    }
+    if supports_reparameterization(model):
+        info["deploy_parameters"] = count_parameters(reparameterize_model(model))
+    return info
+
+
+def describe_checkpoint(name: str, path: Path) -> dict[str, Any]:
+    """A checkpoint with its card, or with the reason it cannot be loaded."""
+    try:
+        model, card = load_checkpoint(path)
+    except CheckpointError as err:
+        return {"type": "checkpoint", "name": name, "path": str(path), "valid": False,
+                "error": str(err)}
+    return {"type": "checkpoint", "name": name, "path": str(path), "valid": True,
+            "kind": model_spec(card.architecture).kind,
+            "parameters": count_parameters(model), "card": card.to_dict()}
+
+
+def describe_models(models_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """Everything ``napari-her2 models`` shows: the weight-free scorer, the registered
+    architectures (name, summary, default args, parameter count) and the checkpoints found
+    (with their cards; invalid ones with ``valid: False`` and the error)."""
+    out: list[dict[str, Any]] = [
+        {"type": "weight-free", "name": WEIGHT_FREE, "card": _weight_free_card()}
+    ]
+    out += [describe_architecture(name) for name in list_models()]
+    out += [describe_checkpoint(n, p) for n, p in checkpoint_files(models_dir).items()]
+    return out
