@@ -12,6 +12,7 @@ from .errors import (
     SlideReadError,
     UnsupportedFormatError,
 )
+from .pipeline import ScoringParams, SlideReport, score_slide
 from .slide import Slide, open_slide
 
 __all__ = [
@@ -19,9 +20,12 @@ __all__ = [
     "Her2Error",
     "MissingMppError",
     "ModelNotFoundError",
+    "ScoringParams",
     "Slide",
+    "SlideReport",
     "SlideReadError",
     "UnsupportedFormatError",
     "__version__",
     "open_slide",
+    "score_slide",
 ]

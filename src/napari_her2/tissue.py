@@ -27,6 +27,9 @@ class TissueParams:
     mask_mpp: float = 8.0
     #: lowest saturation threshold (0-1) even when Otsu picks a lower one (blank slides)
     min_saturation: float = 0.04
+    #: highest saturation threshold: on strongly stained slides Otsu splits stain from pale
+    #: tissue rather than tissue from glass, so it is capped
+    max_saturation: float = 0.06
     #: pixels darker than this value (0-1, HSV V) are not tissue (pen marks, borders)
     min_value: float = 0.12
     #: closing radius that joins stained fragments of one piece of tissue
@@ -78,7 +81,7 @@ def detect_tissue(slide: Slide, params: TissueParams = TissueParams()) -> Tissue
 def tissue_mask_from_rgb(rgb: np.ndarray, mpp: float, params: TissueParams = TissueParams()) -> np.ndarray:
     """Tissue mask of an RGB image whose pixels are ``mpp`` microns wide."""
     sat, val = _saturation_value(rgb)
-    threshold = max(_otsu(sat), params.min_saturation)
+    threshold = min(max(_otsu(sat), params.min_saturation), params.max_saturation)
     mask = (sat > threshold) & (val > params.min_value)
     radius = max(1, int(round(params.closing_um / mpp)))
     mask = ndi.binary_closing(mask, structure=_disk(radius), border_value=0)

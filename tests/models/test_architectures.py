@@ -23,7 +23,7 @@ def _steps_reduce_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps
         loss = nn.functional.cross_entropy(logits, y)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return losses[0], losses[-1]
 
 

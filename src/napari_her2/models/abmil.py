@@ -91,6 +91,13 @@ class ABMIL(nn.Module):
             raise ValueError(f"backbone {name!r} exposes no forward_features/num_features")
         return net
 
+    def resolve_arch_args(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Constructor arguments with the backbone's full arguments (defaults included), so
+        that re-parameterization can mark the backbone ``deploy=True`` in a checkpoint."""
+        if self.backbone is None:
+            return args
+        return {**args, "backbone_args": dict(self.backbone.arch_args)}
+
     def instance_features(self, bag: torch.Tensor) -> torch.Tensor:
         """(B, K, ...) tiles or features -> (B, K, in_features)."""
         b, k = bag.shape[:2]

@@ -62,8 +62,8 @@ class ModelCard:
         set_(self, "classes", tuple(self.classes))
         set_(self, "mean", tuple(float(v) for v in self.mean))
         set_(self, "std", tuple(float(v) for v in self.std))
-        set_(self, "arch_args", dict(self.arch_args))
-        set_(self, "metrics", dict(self.metrics))
+        set_(self, "arch_args", _plain_json(self.arch_args, "arch_args"))
+        set_(self, "metrics", _plain_json(self.metrics, "metrics"))
         if not self.name:
             set_(self, "name", self.architecture)
         self._validate()
@@ -91,11 +91,6 @@ class ModelCard:
         for text in ("name", "description", "training_data", "provenance", "intended_use",
                      "software_version"):
             _check(isinstance(getattr(self, text), str), f"{text} must be a string")
-        try:
-            json.dumps(self.arch_args, allow_nan=False)
-            json.dumps(self.metrics, allow_nan=False)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"arch_args and metrics must be plain JSON: {err}") from None
 
     def replace(self, **changes: Any) -> ModelCard:
         """A copy with some fields changed (validated again)."""
@@ -133,6 +128,16 @@ class ModelCard:
         except json.JSONDecodeError as err:
             raise ValueError(f"model card is not valid JSON ({err.msg} at char {err.pos})") from None
         return cls.from_dict(data)
+
+
+def _plain_json(value: Any, what: str) -> dict[str, Any]:
+    """The dict as JSON gives it back (tuples become lists); ValueError if not JSON-able."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be a dict")
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{what} must be plain JSON: {err}") from None
 
 
 def _check(ok: object, message: str) -> None:

@@ -41,7 +41,7 @@ def _model_input(
         std = card.std if card is not None else (1.0, 1.0, 1.0)
         x = preprocess(arr, size, mean, std, device)
         return x, (arr.shape[0], arr.shape[1])
-    x = tile.detach().to(device=device, dtype=torch.float32)
+    x = tile.detach().to(device=device, dtype=torch.float32).clone()
     if x.dim() == 3:
         x = x.unsqueeze(0)
     if x.dim() != 4 or x.shape[0] != 1:

@@ -107,8 +107,9 @@ def get_model(name: str, **kwargs: Any) -> nn.Module:
     spec = model_spec(name)
     args = spec.resolve_args(kwargs)
     model = spec.builder(**args)
+    resolve = getattr(model, "resolve_arch_args", None)
     model.arch_name = name
-    model.arch_args = args
+    model.arch_args = resolve(args) if callable(resolve) else args
     return model
 
 

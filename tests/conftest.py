@@ -1,0 +1,189 @@
+"""Shared fixtures: the real test files (skipped when absent) and slides built in tmp folders.
+
+Real files live outside the repository in ``../shared/data`` (never copied in); set
+``NAPARI_HER2_SHARED_DATA`` to point elsewhere. Everything else is built here from
+``skimage.data.immunohistochemistry()`` so the suite runs on any machine.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_DATA_ENV = "NAPARI_HER2_SHARED_DATA"
+DEFAULT_SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+#: Aperio ImageDescription of the synthetic SVS-like files (first line, then key = value pairs)
+APERIO_DESCRIPTION = (
+    "Aperio Image Library v12.0.15\n"
+    "{w}x{h} [0,0 {w}x{h}] (256x256) J2K/KDU Q=70|AppMag = 20|MPP = 0.2500"
+)
+SYNTHETIC_MPP = 0.25
+
+
+def shared_data_dir() -> Path:
+    """Folder of the shared real test files (``$NAPARI_HER2_SHARED_DATA`` overrides it)."""
+    env = os.environ.get(SHARED_DATA_ENV)
+    return Path(env) if env else DEFAULT_SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared real test data folder; the test is skipped when it is absent."""
+    path = shared_data_dir()
+    if not (path / "slides").is_dir():
+        pytest.skip(
+            f"real test data not found at {path} (set {SHARED_DATA_ENV} to the shared/data "
+            "folder to run the tests on real slides)"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_slides(shared_data: Path) -> Path:
+    return shared_data / "slides"
+
+
+# --------------------------------------------------------------------------- synthetic pixels
+
+
+def ihc_mosaic(height: int, width: int) -> np.ndarray:
+    """(height, width, 3) uint8 IHC-looking pixels: flipped copies of skimage's IHC image."""
+    from skimage.data import immunohistochemistry
+
+    base = immunohistochemistry()
+    h, w = base.shape[:2]
+    rows = []
+    for r in range(-(-height // h)):
+        row = [base[:: -1 if r % 2 else 1, :: -1 if c % 2 else 1] for c in range(-(-width // w))]
+        rows.append(np.concatenate(row, axis=1))
+    return np.ascontiguousarray(np.concatenate(rows, axis=0)[:height, :width])
+
+
+@pytest.fixture(scope="session")
+def ihc_rgb() -> np.ndarray:
+    """A 1024 x 1536 RGB image (not a multiple of every tile size on purpose: see crops)."""
+    return ihc_mosaic(1024, 1536)
+
+
+# --------------------------------------------------------------------------- synthetic slides
+
+
+@pytest.fixture(scope="session")
+def generic_pyramid_tiff(tmp_path_factory, ihc_rgb) -> Path:
+    """Generic tiled JPEG pyramid (one page per level), 0.25 µm/px in resolution tags."""
+    from napari_her2.slide import write_pyramid_tiff
+
+    path = tmp_path_factory.mktemp("generic") / "generic.tif"
+    return write_pyramid_tiff(path, ihc_rgb, SYNTHETIC_MPP, tile=256, compression="jpeg")
+
+
+@pytest.fixture(scope="session")
+def ome_pyramid_tiff(tmp_path_factory, ihc_rgb) -> Path:
+    """OME-TIFF pyramid (lower levels in SubIFDs), lossless, PhysicalSize 0.25 µm."""
+    from napari_her2.slide import write_pyramid_tiff
+
+    path = tmp_path_factory.mktemp("ome") / "pyramid.ome.tif"
+    return write_pyramid_tiff(path, ihc_rgb, SYNTHETIC_MPP, tile=256, compression="zlib", ome=True)
+
+
+@pytest.fixture(scope="session")
+def strip_tiff(tmp_path_factory, ihc_rgb) -> Path:
+    """Single-level, strip-organised, deflate RGB TIFF (no resolution given)."""
+    import tifffile
+
+    path = tmp_path_factory.mktemp("strip") / "strip.tif"
+    tifffile.imwrite(path, ihc_rgb[:700, :900], photometric="rgb", compression="zlib",
+                     rowsperstrip=32)
+    return path
+
+
+@pytest.fixture(scope="session")
+def big_single_level_tiff(tmp_path_factory) -> Path:
+    """5000 x 5000 single-level JPEG strip TIFF (64-row full-width strips), 0.5 µm/px."""
+    import tifffile
+
+    path = tmp_path_factory.mktemp("big") / "big.tif"
+    tifffile.imwrite(path, ihc_mosaic(5000, 5000), photometric="rgb", compression="jpeg",
+                     rowsperstrip=64, resolution=(2e4, 2e4), resolutionunit="CENTIMETER")
+    return path
+
+
+def write_svs_like(path: Path, image: np.ndarray, tiles_for) -> Path:
+    """An Aperio-like SVS: level 0, thumbnail, level 1 (tiled via ``tiles_for``), label, macro.
+
+    tiles_for(level_image) returns (compression, iterable of encoded tile bytes or None);
+    None lets tifffile encode with that compression.
+    """
+    import tifffile
+
+    h, w = image.shape[:2]
+    level1 = image[::2, ::2]
+    thumb = np.ascontiguousarray(image[::8, ::8])
+    label = np.full((96, 128, 3), 240, np.uint8)
+    macro = np.ascontiguousarray(image[::4, ::4][:128, :320])
+    with tifffile.TiffWriter(path) as tw:
+        for i, lvl in enumerate((image, None, level1)):
+            if lvl is None:
+                tw.write(thumb, photometric="rgb", compression="jpeg", metadata=None,
+                         description=f"Aperio Image Library v12.0.15\n{w}x{h} -> "
+                         f"{thumb.shape[1]}x{thumb.shape[0]}")
+                continue
+            compression, tiles = tiles_for(lvl)
+            lh, lw = lvl.shape[:2]
+            desc = APERIO_DESCRIPTION.format(w=lw, h=lh) if i == 0 else (
+                f"Aperio Image Library v12.0.15\n{w}x{h} -> {lw}x{lh}")
+            if tiles is None:
+                tw.write(lvl, tile=(256, 256), photometric="rgb", compression=compression,
+                         compressionargs={"reversible": True}, description=desc, metadata=None)
+            else:
+                tw.write(tiles, shape=lvl.shape, dtype=np.uint8, tile=(256, 256),
+                         photometric="rgb", compression=compression, description=desc,
+                         metadata=None)
+        tw.write(label, photometric="rgb", compression="lzw", subfiletype=1, metadata=None,
+                 description="Aperio Image Library v12.0.15\nlabel 128x96")
+        tw.write(macro, photometric="rgb", compression="jpeg", subfiletype=9, metadata=None,
+                 description="Aperio Image Library v12.0.15\nmacro 320x128")
+    return path
+
+
+def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
+    """Full-range (JFIF) BT.601 YCbCr, as Aperio stores 33003 JPEG 2000 components."""
+    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    cb = 128.0 - 0.168736 * r - 0.331264 * g + 0.5 * b
+    cr = 128.0 + 0.5 * r - 0.418688 * g - 0.081312 * b
+    return np.clip(np.round(np.stack([y, cb, cr], axis=-1)), 0, 255).astype(np.uint8)
+
+
+def _ycbcr_j2k_tiles(image: np.ndarray):
+    """Tiles of ``image`` as raw J2K codestreams of YCbCr components (no colour transform)."""
+    import imagecodecs
+
+    ycc = rgb_to_ycbcr(image)
+    h, w = ycc.shape[:2]
+    for y in range(0, h, 256):
+        for x in range(0, w, 256):
+            tile = np.full((256, 256, 3), 0, np.uint8)
+            part = ycc[y : y + 256, x : x + 256]
+            tile[: part.shape[0], : part.shape[1]] = part
+            yield imagecodecs.jpeg2k_encode(tile, level=0, codecformat="J2K", reversible=True,
+                                            mct=False)
+
+
+@pytest.fixture(scope="session")
+def svs_jp2k_rgb(tmp_path_factory, ihc_rgb) -> Path:
+    """SVS-like file with Aperio JPEG 2000 RGB tiles (compression 33005), lossless."""
+    path = tmp_path_factory.mktemp("svs33005") / "jp2k-rgb.svs"
+    return write_svs_like(path, ihc_rgb, lambda lvl: (33005, None))
+
+
+@pytest.fixture(scope="session")
+def svs_jp2k_ycbcr(tmp_path_factory, ihc_rgb) -> Path:
+    """SVS-like file with Aperio JPEG 2000 YCbCr tiles (compression 33003), as Aperio writes
+    them: each tile a J2K codestream of Y, Cb, Cr components without a colour transform."""
+    path = tmp_path_factory.mktemp("svs33003") / "jp2k-ycbcr.svs"
+    return write_svs_like(path, ihc_rgb, lambda lvl: (33003, _ycbcr_j2k_tiles(lvl)))

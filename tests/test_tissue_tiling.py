@@ -1,0 +1,98 @@
+"""Tissue mask and tile grid on slides the tests build (real IHC pixels from scikit-image)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_her2 import MissingMppError, open_slide
+from napari_her2._sample_data import ihc_mosaic
+from napari_her2.slide import write_pyramid_tiff
+from napari_her2.tiling import make_grid
+from napari_her2.tissue import TissueMask, TissueParams, detect_tissue, tissue_mask_from_rgb
+
+
+@pytest.fixture(scope="module")
+def mosaic():
+    return ihc_mosaic(rows=2, cols=3, gap=128)
+
+
+@pytest.fixture(scope="module")
+def mosaic_slide(tmp_path_factory, mosaic):
+    path = tmp_path_factory.mktemp("slides") / "mosaic.tif"
+    write_pyramid_tiff(path, mosaic, 0.5, tile=256)
+    return open_slide(path)
+
+
+def test_tissue_mask_finds_the_pieces_and_not_the_glass(mosaic_slide):
+    tissue = detect_tissue(mosaic_slide)
+    assert tissue.mask.dtype == bool
+    assert tissue.mpp == pytest.approx((8.0, 8.0))
+    dy, dx = tissue.downsample
+    # ground truth: the 2 x 3 pieces of 512 px placed with 128 px gaps of white glass
+    truth = np.zeros(mosaic_slide.dimensions, bool)
+    for r in range(2):
+        for c in range(3):
+            y, x = 128 + r * 640, 128 + c * 640
+            truth[y : y + 512, x : x + 512] = True
+    ys = (np.arange(tissue.mask.shape[0]) * dy + dy / 2).astype(int)
+    xs = (np.arange(tissue.mask.shape[1]) * dx + dx / 2).astype(int)
+    sampled = truth[np.ix_(ys.clip(0, truth.shape[0] - 1), xs.clip(0, truth.shape[1] - 1))]
+    assert tissue.mask[sampled].mean() > 0.85, "most of each piece is tissue"
+    assert tissue.mask[~sampled].mean() < 0.05, "the glass between pieces is not"
+
+
+def test_tissue_morphology_is_in_microns():
+    """The same scene at two scan resolutions gives the same mask area in µm²."""
+    rgb = np.full((400, 400, 3), 255, np.uint8)
+    rgb[100:300, 100:300] = (150, 90, 60)  # a brown square of 200 px
+    rgb[20:24, 20:24] = (150, 90, 60)  # debris, 4 px
+    fine = tissue_mask_from_rgb(rgb, mpp=1.0)
+    coarse = tissue_mask_from_rgb(rgb[::2, ::2], mpp=2.0)
+    assert fine.sum() * 1.0 == pytest.approx(coarse.sum() * 4.0, rel=0.05)
+    assert not fine[20:24, 20:24].any(), "small debris must be dropped"
+
+
+def test_blank_slide_has_no_tissue():
+    blank = np.full((300, 300, 3), 245, np.uint8)
+    assert not tissue_mask_from_rgb(blank, mpp=4.0, params=TissueParams()).any()
+
+
+def test_grid_reads_from_the_right_level_and_covers_the_slide(mosaic_slide):
+    tissue = detect_tissue(mosaic_slide)
+    grid = make_grid(mosaic_slide, tissue, tile_size=128, target_mpp=1.0)
+    assert grid.level == 1  # 1.0 µm/px is exactly level 1 of a 0.5 µm/px slide
+    assert grid.read_size == (128, 128)
+    assert grid.tile_size0 == (256.0, 256.0)
+    h0, w0 = mosaic_slide.dimensions
+    assert grid.shape == (-(-h0 // 256), -(-w0 // 256))
+    assert 0 < grid.n_tissue < grid.shape[0] * grid.shape[1]
+    rows, cols = grid.tissue_tiles()
+    order = rows.astype(int) * grid.shape[1] + cols
+    assert np.all(np.diff(order) > 0), "tiles come in row-major order"
+
+
+def test_grid_between_levels_resizes_from_the_finer_level(mosaic_slide):
+    tissue = detect_tissue(mosaic_slide)
+    grid = make_grid(mosaic_slide, tissue, tile_size=100, target_mpp=0.75)
+    assert grid.level == 0
+    assert grid.read_size == (150, 150)
+
+
+def test_partial_edge_tiles_are_flagged_and_padding_counts_as_background(mosaic_slide):
+    tissue = TissueMask(mask=np.ones((10, 10), bool), downsample=(100.0, 100.0), mpp=(50.0, 50.0))
+    grid = make_grid(mosaic_slide, tissue, tile_size=300, target_mpp=0.5)
+    h0, w0 = mosaic_slide.dimensions
+    assert grid.partial[-1].all() == (h0 % 300 != 0)
+    assert grid.tissue_fraction[0, 0] == pytest.approx(1.0)
+    if h0 % 300:
+        assert grid.tissue_fraction[-1, 0] < 1.0
+
+
+def test_scoring_needs_mpp(tmp_path, mosaic):
+    path = tmp_path / "nompp.tif"
+    write_pyramid_tiff(path, mosaic[:512, :512], None)
+    with pytest.warns(UserWarning):
+        slide = open_slide(path)
+    with pytest.raises(MissingMppError, match="nompp.tif"):
+        detect_tissue(slide)
