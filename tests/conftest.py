@@ -8,6 +8,7 @@ Real files live outside the repository in ``../shared/data`` (never copied in); 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +173,74 @@ def _ycbcr_j2k_tiles(image: np.ndarray):
             tile[: part.shape[0], : part.shape[1]] = part
             yield imagecodecs.jpeg2k_encode(tile, level=0, codecformat="J2K", reversible=True,
                                             mct=False)
+
+
+def write_tiled_tiff(path: Path, image: np.ndarray, *, compression="jpeg", tile=256) -> Path:
+    """A single-level tiled RGB TIFF at 0.25 µm/px (image directory first, tiles after)."""
+    import tifffile
+
+    res = 1e4 / SYNTHETIC_MPP
+    tifffile.imwrite(path, image, photometric="rgb", tile=(tile, tile), compression=compression,
+                     resolution=(res, res), resolutionunit="CENTIMETER", metadata=None)
+    return path
+
+
+# --------------------------------------------------------------------------- bad input
+
+#: kinds of unreadable input; each must give a one-line SlideReadError naming the file
+BAD_INPUT_KINDS = (
+    "empty-file",
+    "text-renamed-svs",
+    "missing-path",
+    "tiff-without-image-data",
+    "rgb-16-bit",
+    "grayscale",
+    "grayscale-tiled-jpeg",
+    "truncated-tiled-tiff",
+)
+
+
+def make_bad_input(kind: str, folder: Path) -> Path:
+    """Build one kind of bad input in ``folder`` and return its path."""
+    import tifffile
+
+    if kind == "empty-file":
+        path = folder / "empty.svs"
+        path.write_bytes(b"")
+    elif kind == "text-renamed-svs":
+        path = folder / "notes.svs"
+        path.write_text("this is a text file, not a slide\n")
+    elif kind == "missing-path":
+        path = folder / "does-not-exist.svs"
+    elif kind == "tiff-without-image-data":
+        path = folder / "no-image.tif"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # tifffile: zero-size array
+            tifffile.imwrite(path, np.zeros((0, 0), np.uint8))
+    elif kind == "rgb-16-bit":
+        path = folder / "rgb16.tif"
+        tifffile.imwrite(path, np.full((64, 64, 3), 40000, np.uint16), photometric="rgb")
+    elif kind == "grayscale":
+        path = folder / "gray.tif"
+        tifffile.imwrite(path, np.zeros((64, 64), np.uint8))
+    elif kind == "grayscale-tiled-jpeg":
+        path = folder / "gray-tiled.tif"
+        tifffile.imwrite(path, np.zeros((512, 512), np.uint8), tile=(256, 256),
+                         compression="jpeg")
+    elif kind == "truncated-tiled-tiff":
+        whole = write_tiled_tiff(folder / "whole.tif", ihc_mosaic(512, 768))
+        path = folder / "truncated.tif"
+        data = whole.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    else:
+        raise ValueError(kind)
+    return path
+
+
+@pytest.fixture(params=BAD_INPUT_KINDS)
+def bad_input(request, tmp_path) -> Path:
+    """Each kind of unreadable input in turn, built in tmp_path."""
+    return make_bad_input(request.param, tmp_path)
 
 
 @pytest.fixture(scope="session")

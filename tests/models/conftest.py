@@ -43,6 +43,33 @@ def randomize_norm_and_attention(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
+@torch.no_grad()
+def calibrate_norm(model: nn.Module, x: torch.Tensor, seed: int = 0) -> nn.Module:
+    """Set BN running statistics from a forward pass over ``x`` (as training would), then
+    perturb statistics and affine parameters at random: activations stay O(1) as in a
+    trained network, while a wrong fusion formula still shows up."""
+    gen = torch.Generator().manual_seed(seed)
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the calibration pass
+    model.train()
+    model(x)
+    for bn in bns:
+        c = bn.num_features
+        bn.momentum = 0.1
+        bn.running_mean.add_(0.1 * bn.running_var.sqrt() * torch.randn(c, generator=gen))
+        bn.running_var.mul_(torch.rand(c, generator=gen) * 0.6 + 0.7)
+        bn.weight.copy_(torch.rand(c, generator=gen) * 0.6 + 0.7)
+        bn.bias.copy_((torch.rand(c, generator=gen) - 0.5) * 0.2)
+    return model.eval()
+
+
+@pytest.fixture
+def calibrate():
+    return calibrate_norm
+
+
 @pytest.fixture
 def tiny_repvgg() -> dict:
     return dict(TINY_REPVGG)

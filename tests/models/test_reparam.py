@@ -29,12 +29,18 @@ def test_deploy_form_gives_same_outputs(name, tiny_repvgg, randomize):
     assert _max_diff(model, deployed, x) < 1e-4
 
 
-def test_full_size_repvgg_gct_equivalence(randomize):
-    """The default (RepVGG-A0 widths, 22 blocks) network, float32, randomised BN/GCT."""
+@pytest.mark.parametrize("name", ["repvgg-gct", "repvgg-se"])
+def test_full_size_repvgg_equivalence(name, calibrate, randomize):
+    """The default network (RepVGG-A0 widths, 22 blocks) in float32, with BN statistics
+    calibrated on data and then perturbed, and random GCT parameters."""
     torch.manual_seed(0)
-    model = randomize(get_model("repvgg-gct"), seed=2).eval()
+    model = get_model(name)
+    randomize(model, seed=2)  # random GCT gates (BN values are replaced next)
+    calibrate(model, torch.randn(8, 3, 64, 64), seed=3)
     deployed = reparameterize_model(model)
     x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert float(model(x).std()) > 1e-2
     assert _max_diff(model, deployed, x) < 1e-4
 
 
