@@ -70,6 +70,12 @@ def ihc_rgb() -> np.ndarray:
     return ihc_mosaic(1024, 1536)
 
 
+@pytest.fixture(scope="session")
+def make_ihc():
+    """``make_ihc(height, width)``: IHC-looking RGB pixels of any size."""
+    return ihc_mosaic
+
+
 # --------------------------------------------------------------------------- synthetic slides
 
 
@@ -183,6 +189,12 @@ def write_tiled_tiff(path: Path, image: np.ndarray, *, compression="jpeg", tile=
     tifffile.imwrite(path, image, photometric="rgb", tile=(tile, tile), compression=compression,
                      resolution=(res, res), resolutionunit="CENTIMETER", metadata=None)
     return path
+
+
+@pytest.fixture(scope="session")
+def make_tiled_tiff():
+    """``make_tiled_tiff(path, image, compression=..., tile=...)``: a single-level tiled TIFF."""
+    return write_tiled_tiff
 
 
 # --------------------------------------------------------------------------- bad input

@@ -58,10 +58,10 @@ def calibrate_norm(model: nn.Module, x: torch.Tensor, seed: int = 0) -> nn.Modul
     for bn in bns:
         c = bn.num_features
         bn.momentum = 0.1
-        bn.running_mean.add_(0.1 * bn.running_var.sqrt() * torch.randn(c, generator=gen))
-        bn.running_var.mul_(torch.rand(c, generator=gen) * 0.6 + 0.7)
-        bn.weight.copy_(torch.rand(c, generator=gen) * 0.6 + 0.7)
-        bn.bias.copy_((torch.rand(c, generator=gen) - 0.5) * 0.2)
+        bn.running_mean.add_(0.05 * bn.running_var.sqrt() * torch.randn(c, generator=gen))
+        bn.running_var.mul_(torch.rand(c, generator=gen) * 0.2 + 0.9)
+        bn.weight.copy_(torch.rand(c, generator=gen) * 0.2 + 0.9)
+        bn.bias.copy_((torch.rand(c, generator=gen) - 0.5) * 0.1)
     return model.eval()
 
 

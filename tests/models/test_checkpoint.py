@@ -26,8 +26,15 @@ SIX = (*HER2, "normal", "noise")
 
 
 def _card(arch: str, classes=HER2, **kw) -> ModelCard:
-    return ModelCard(architecture=arch, classes=classes, input_size=64, target_mpp=1.0,
-                     mean=(0.8, 0.7, 0.75), std=(0.15, 0.2, 0.18), **kw)
+    return ModelCard(
+        architecture=arch,
+        classes=classes,
+        input_size=64,
+        target_mpp=1.0,
+        mean=(0.8, 0.7, 0.75),
+        std=(0.15, 0.2, 0.18),
+        **kw,
+    )
 
 
 @pytest.fixture
@@ -65,7 +72,11 @@ def _card_dict(path: Path) -> dict:
     ("arch", "kwargs", "size"),
     [
         ("her2-resnet", {}, 64),
-        ("repvgg-se", {"num_classes": 4, "widths": (8, 8, 16, 16, 32), "depths": (1, 1, 1, 1, 1)}, 32),
+        (
+            "repvgg-se",
+            {"num_classes": 4, "widths": (8, 8, 16, 16, 32), "depths": (1, 1, 1, 1, 1)},
+            32,
+        ),
         ("resnet18", {"widths": (8, 8, 16, 16), "input_size": 32}, 32),
     ],
 )
@@ -140,11 +151,11 @@ class _Exploit:
         return (Path.touch, (self.marker,))
 
 
-@pytest.mark.parametrize("suffix", [".safetensors", ".bin", ""])
-def test_pickle_content_is_refused_without_running_it(tmp_path, suffix):
+@pytest.mark.parametrize(("suffix", "protocol"), [(".safetensors", 4), (".bin", 2), ("", 5)])
+def test_pickle_content_is_refused_without_running_it(tmp_path, suffix, protocol):
     marker = tmp_path / "pwned"
     path = tmp_path / f"weights{suffix}"
-    path.write_bytes(pickle.dumps(_Exploit(marker), protocol=4))
+    path.write_bytes(pickle.dumps(_Exploit(marker), protocol=protocol))
     with pytest.raises(CheckpointError, match="pickle") as err:
         load_checkpoint(path)
     _one_line(err, path)
@@ -178,6 +189,15 @@ def test_missing_truncated_and_cardless_files(tmp_path, saved):
     with pytest.raises(CheckpointError) as err:
         load_checkpoint(short)
     _one_line(err, short)
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(path.read_bytes()[:-64])  # header intact, tensor data truncated
+    with pytest.raises(CheckpointError, match="corrupt safetensors data") as err:
+        load_checkpoint(cut)
+    _one_line(err, cut)
+    tiny = tmp_path / "tiny.safetensors"
+    tiny.write_bytes(pickle.dumps(1, protocol=2))
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_checkpoint(tiny)
     bare = tmp_path / "bare.safetensors"
     save_file({"w": torch.zeros(3)}, bare)
     with pytest.raises(CheckpointError, match="no napari-her2 model card") as err:

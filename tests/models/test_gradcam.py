@@ -38,8 +38,13 @@ def test_grad_cam_shape_and_range(arch, kwargs, size, randomize):
 def test_grad_cam_resizes_with_card_and_returns_tile_resolution():
     torch.manual_seed(0)
     model = get_model("her2-resnet")
-    card = ModelCard(architecture="her2-resnet", classes=("0", "1+", "2+", "3+"),
-                     input_size=64, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    card = ModelCard(
+        architecture="her2-resnet",
+        classes=("0", "1+", "2+", "3+"),
+        input_size=64,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+    )
     cam = grad_cam(model, _tile(100), target_class=2, card=card)
     assert cam.shape == (100, 100)
     with pytest.raises(ValueError, match="target_class"):

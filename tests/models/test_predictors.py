@@ -26,8 +26,15 @@ SIX = ("0", "1+", "2+", "3+", "normal", "noise")
 def tiny_ckpt(models_folder, tiny_repvgg, randomize):
     torch.manual_seed(0)
     model = randomize(get_model("repvgg-gct", num_classes=6, **tiny_repvgg))
-    card = ModelCard(architecture="repvgg-gct", classes=SIX, input_size=32, target_mpp=0.5,
-                     mean=(0.8, 0.7, 0.75), std=(0.2, 0.2, 0.2), name="tiny gct")
+    card = ModelCard(
+        architecture="repvgg-gct",
+        classes=SIX,
+        input_size=32,
+        target_mpp=0.5,
+        mean=(0.8, 0.7, 0.75),
+        std=(0.2, 0.2, 0.2),
+        name="tiny gct",
+    )
     path = models_folder / "tiny-gct.safetensors"
     save_checkpoint(path, model, card)
     return path, model
@@ -67,8 +74,10 @@ def test_predictor_matches_manual_preprocessing(tiny_ckpt):
 
 
 def test_load_predictor_by_checkpoint_name(tiny_ckpt):
-    assert load_predictor("tiny-gct", device="cpu").sha256 == load_predictor(
-        "tiny gct", device="cpu").sha256  # file stem or card name
+    assert (
+        load_predictor("tiny-gct", device="cpu").sha256
+        == load_predictor("tiny gct", device="cpu").sha256
+    )  # file stem or card name
 
 
 def test_load_predictor_errors(models_folder, tiny_ckpt, tmp_path):
@@ -127,3 +136,20 @@ def test_describe_models(tiny_ckpt, models_folder):
     ckpts = {e["name"]: e for e in entries if e["type"] == "checkpoint"}
     assert ckpts["tiny-gct"]["valid"] and ckpts["tiny-gct"]["card"]["name"] == "tiny gct"
     assert not ckpts["broken"]["valid"] and "broken.safetensors" in ckpts["broken"]["error"]
+
+
+def test_dab_membrane_is_loaded_lazily_from_stain(monkeypatch, models_folder):
+    """load_predictor('dab-membrane') builds napari_her2.stain.DabMembraneScorer()."""
+    import sys
+    import types
+
+    class FakeScorer:
+        def describe(self) -> dict:
+            return {"name": "dab-membrane", "thresholds": [0.2, 0.4, 0.6]}
+
+    fake = types.ModuleType("napari_her2.stain")
+    fake.DabMembraneScorer = FakeScorer
+    monkeypatch.setitem(sys.modules, "napari_her2.stain", fake)
+    assert isinstance(load_predictor("dab-membrane"), FakeScorer)
+    first = available_predictors()[0]
+    assert first.name == "dab-membrane" and first.card["thresholds"] == [0.2, 0.4, 0.6]

@@ -31,17 +31,19 @@ def test_deploy_form_gives_same_outputs(name, tiny_repvgg, randomize):
 
 @pytest.mark.parametrize("name", ["repvgg-gct", "repvgg-se"])
 def test_full_size_repvgg_equivalence(name, calibrate, randomize):
-    """The default network (RepVGG-A0 widths, 22 blocks) in float32, with BN statistics
-    calibrated on data and then perturbed, and random GCT parameters."""
-    torch.manual_seed(0)
-    model = get_model(name)
-    randomize(model, seed=2)  # random GCT gates (BN values are replaced next)
-    calibrate(model, torch.randn(8, 3, 64, 64), seed=3)
+    """The default network (RepVGG-A0 widths, 22 blocks) in float32. BN statistics are set
+    from a pass over the data, as training leaves them (purely random statistics make an
+    untrained 22-block network's logits grow to the hundreds, where float32 rounding alone
+    exceeds 1e-4), then perturbed; GCT parameters are random."""
+    torch.manual_seed(3)
+    model = randomize(get_model(name), seed=3)  # random GCT gates; BN is replaced next
+    x = torch.randn(4, 3, 64, 64)
+    calibrate(model, x, seed=3)
     deployed = reparameterize_model(model)
-    x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        assert float(model(x).std()) > 1e-2
-    assert _max_diff(model, deployed, x) < 1e-4
+        ref = model(x[:2])
+    assert float(ref.std()) > 0.1
+    assert _max_diff(model, deployed, x[:2]) < 1e-4
 
 
 def test_fusion_is_sensitive_to_bn_statistics(tiny_repvgg, randomize):
@@ -64,8 +66,9 @@ def test_original_untouched_and_branches_removed(tiny_repvgg, randomize):
     assert any(".dense." in k for k in model.state_dict())
     keys = deployed.state_dict().keys()
     assert not any(".dense." in k or ".pointwise." in k or ".identity." in k for k in keys)
-    assert sum(isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) for m in deployed.modules()) \
-        == sum(isinstance(m, RepVGGBlock) for m in deployed.modules())
+    assert sum(
+        isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) for m in deployed.modules()
+    ) == sum(isinstance(m, RepVGGBlock) for m in deployed.modules())
     assert model.arch_args["deploy"] is False and deployed.arch_args["deploy"] is True
 
 
@@ -101,8 +104,9 @@ def test_stride_two_and_channel_change_fusion(randomize):
 
 def test_abmil_with_repvgg_backbone_reparameterizes(tiny_repvgg, randomize):
     torch.manual_seed(0)
-    model = randomize(get_model("abmil", backbone="repvgg-gct",
-                                backbone_args={"num_classes": 4, **tiny_repvgg})).eval()
+    model = randomize(
+        get_model("abmil", backbone="repvgg-gct", backbone_args={"num_classes": 4, **tiny_repvgg})
+    ).eval()
     deployed = reparameterize_model(model)
     assert deployed.arch_args["backbone_args"]["deploy"] is True
     bag = torch.randn(6, 3, 32, 32)

@@ -76,20 +76,34 @@ class ModelCard:
         for c in self.classes:
             canonical_class(c)  # ValueError names the class that maps to no HER2 outcome
         if self.input_size is not None:
-            _check(_is_int(self.input_size) and self.input_size > 0,
-                   f"input_size must be a positive integer, got {self.input_size!r}")
+            _check(
+                _is_int(self.input_size) and self.input_size > 0,
+                f"input_size must be a positive integer, got {self.input_size!r}",
+            )
         if self.target_mpp is not None:
-            _check(_is_num(self.target_mpp) and self.target_mpp > 0,
-                   f"target_mpp must be a positive number, got {self.target_mpp!r}")
+            _check(
+                _is_num(self.target_mpp) and self.target_mpp > 0,
+                f"target_mpp must be a positive number, got {self.target_mpp!r}",
+            )
         _check(len(self.mean) == len(self.std) > 0, "mean and std need one value per channel")
         _check(all(math.isfinite(v) for v in self.mean), "mean must be finite")
         _check(all(math.isfinite(v) and v > 0 for v in self.std), "std must be positive")
-        _check(self.sha256 == "" or bool(_SHA256.match(self.sha256)),
-               "sha256 must be 64 lowercase hex digits")
-        _check(self.format_version == CARD_FORMAT_VERSION,
-               f"unsupported card format_version {self.format_version!r}")
-        for text in ("name", "description", "training_data", "provenance", "intended_use",
-                     "software_version"):
+        _check(
+            self.sha256 == "" or bool(_SHA256.match(self.sha256)),
+            "sha256 must be 64 lowercase hex digits",
+        )
+        _check(
+            self.format_version == CARD_FORMAT_VERSION,
+            f"unsupported card format_version {self.format_version!r}",
+        )
+        for text in (
+            "name",
+            "description",
+            "training_data",
+            "provenance",
+            "intended_use",
+            "software_version",
+        ):
             _check(isinstance(getattr(self, text), str), f"{text} must be a string")
 
     def replace(self, **changes: Any) -> ModelCard:
@@ -126,7 +140,9 @@ class ModelCard:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
-            raise ValueError(f"model card is not valid JSON ({err.msg} at char {err.pos})") from None
+            raise ValueError(
+                f"model card is not valid JSON ({err.msg} at char {err.pos})"
+            ) from None
         return cls.from_dict(data)
 
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from ..errors import CheckpointError
 from .checkpoint import load_checkpoint, read_card
-from .reparam import reparameterize_model, supports_reparameterization
 from .registry import count_parameters, get_model, list_models, model_spec
+from .reparam import reparameterize_model, supports_reparameterization
 
 logger = logging.getLogger(__name__)
 
@@ -137,11 +137,22 @@ def describe_checkpoint(name: str, path: Path) -> dict[str, Any]:
     try:
         model, card = load_checkpoint(path)
     except CheckpointError as err:
-        return {"type": "checkpoint", "name": name, "path": str(path), "valid": False,
-                "error": str(err)}
-    return {"type": "checkpoint", "name": name, "path": str(path), "valid": True,
-            "kind": model_spec(card.architecture).kind,
-            "parameters": count_parameters(model), "card": card.to_dict()}
+        return {
+            "type": "checkpoint",
+            "name": name,
+            "path": str(path),
+            "valid": False,
+            "error": str(err),
+        }
+    return {
+        "type": "checkpoint",
+        "name": name,
+        "path": str(path),
+        "valid": True,
+        "kind": model_spec(card.architecture).kind,
+        "parameters": count_parameters(model),
+        "card": card.to_dict(),
+    }
 
 
 def describe_models(models_dir: str | Path | None = None) -> list[dict[str, Any]]:

@@ -101,25 +101,28 @@ def check_safe_file(path: Path) -> bytes:
     a safetensors file (8-byte little-endian header length, then a JSON object)."""
     lower = path.name.lower()
     if lower.endswith(PICKLE_SUFFIXES):
-        raise _fail(path, f"'{path.suffix}' checkpoints are pickle-based and can run code "
-                          "when loaded; refused (convert it to .safetensors)")
+        raise _fail(
+            path,
+            f"'{path.suffix}' checkpoints are pickle-based and can run code "
+            "when loaded; refused (convert it to .safetensors)",
+        )
     if not path.is_file():
         raise _fail(path, "no such checkpoint file")
     data = path.read_bytes()
     head = data[:8]
+    n = int.from_bytes(head, "little") if len(data) >= 8 else 0
+    if 2 <= n <= min(len(data) - 8, _MAX_HEADER) and data[8:9] == b"{":
+        return data
+    if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
+        raise _fail(
+            path,
+            "file is a pickle stream; pickle checkpoints can run code when loaded and are refused",
+        )
+    if head[:2] == b"PK":
+        raise _fail(path, "file is a zip archive (torch.save format, pickle inside); refused")
     if len(data) < 10:
         raise _fail(path, "file is too short to be a safetensors checkpoint")
-    n = int.from_bytes(head, "little")
-    looks_safetensors = 2 <= n <= min(len(data) - 8, _MAX_HEADER) and data[8:9] == b"{"
-    if not looks_safetensors:
-        if head[:1] == b"\x80" and 2 <= head[1] <= 5:
-            raise _fail(path, "file is a pickle stream; pickle checkpoints can run code "
-                              "when loaded and are refused")
-        if head[:2] == b"PK":
-            raise _fail(path, "file is a zip archive (torch.save format, pickle inside); "
-                              "refused")
-        raise _fail(path, "not a safetensors file")
-    return data
+    raise _fail(path, "not a safetensors file")
 
 
 def _read_metadata(path: Path, data: bytes) -> dict[str, str]:
@@ -170,19 +173,30 @@ def _check_class_count(path: Path, model: nn.Module, card: ModelCard) -> None:
 def _check_weights(path: Path, model: nn.Module, tensors: dict[str, Any], card: ModelCard) -> None:
     actual = weights_sha256(tensors)
     if card.sha256 != actual:
-        raise _fail(path, f"weights sha256 {actual[:12]}... does not match the card's "
-                          f"{card.sha256[:12] or '(none)'}...")
+        raise _fail(
+            path,
+            f"weights sha256 {actual[:12]}... does not match the card's "
+            f"{card.sha256[:12] or '(none)'}...",
+        )
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
-        raise _fail(path, f"weights do not match {card.architecture!r}: missing keys "
-                          f"{_few(missing)}, unexpected keys {_few(unexpected)}")
-    bad = [f"{k} {tuple(tensors[k].shape)} vs {tuple(v.shape)}"
-           for k, v in expected.items() if tuple(tensors[k].shape) != tuple(v.shape)]
+        raise _fail(
+            path,
+            f"weights do not match {card.architecture!r}: missing keys "
+            f"{_few(missing)}, unexpected keys {_few(unexpected)}",
+        )
+    bad = [
+        f"{k} {tuple(tensors[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if tuple(tensors[k].shape) != tuple(v.shape)
+    ]
     if bad:
-        raise _fail(path, f"weight shapes do not match {card.architecture!r} "
-                          f"(checkpoint vs model): {_few(bad)}")
+        raise _fail(
+            path,
+            f"weight shapes do not match {card.architecture!r} (checkpoint vs model): {_few(bad)}",
+        )
 
 
 def _few(items: list[str], n: int = 3) -> str:
@@ -192,7 +206,9 @@ def _few(items: list[str], n: int = 3) -> str:
     return ", ".join(items[:n]) + more
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
+def load_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, ModelCard]:
     """Load a checkpoint: (model in eval mode on ``device``, its card).
 
     Raises :class:`CheckpointError` (one line, naming the file) for a pickle/zip file, a

@@ -77,12 +77,15 @@ class TorchTilePredictor:
 
     def __init__(self, model: nn.Module, card: ModelCard, device: str | torch.device = "auto"):
         if card.input_size is None:
-            raise CheckpointError(f"{card.name}: the model card gives no input_size; "
-                                  "it is not a tile model")
+            raise CheckpointError(
+                f"{card.name}: the model card gives no input_size; it is not a tile model"
+            )
         if card.architecture in list_models() and model_spec(card.architecture).kind != "tile":
-            raise CheckpointError(f"{card.name}: {card.architecture!r} is a "
-                                  f"{model_spec(card.architecture).kind}-level model, "
-                                  "not a tile model")
+            raise CheckpointError(
+                f"{card.name}: {card.architecture!r} is a "
+                f"{model_spec(card.architecture).kind}-level model, "
+                "not a tile model"
+            )
         self.device = resolve_device(device)
         if supports_reparameterization(model) and not is_deploy(model):
             model = reparameterize_model(model)
@@ -113,11 +116,19 @@ class TorchTilePredictor:
         arr = check_tiles(tiles)
         n = arr.shape[0]
         if n == 0:
-            return Prediction(probs=np.zeros((0, len(self.classes)), np.float32),
-                              features=np.zeros((0, 0), np.float32))
+            return Prediction(
+                probs=np.zeros((0, len(self.classes)), np.float32),
+                features=np.zeros((0, 0), np.float32),
+            )
         with torch.inference_mode():
-            x = preprocess(arr, self.input_size, self.card.mean, self.card.std, self.device,
-                           self._channels_last)
+            x = preprocess(
+                arr,
+                self.input_size,
+                self.card.mean,
+                self.card.std,
+                self.device,
+                self._channels_last,
+            )
             logits, emb = self._forward(x)
             probs = torch.softmax(logits.float(), dim=1)
         return Prediction(
@@ -131,14 +142,15 @@ class TorchTilePredictor:
         return self.card.to_dict()
 
     def __repr__(self) -> str:
-        return (f"TorchTilePredictor(name={self.name!r}, arch={self.card.architecture!r}, "
-                f"device={self.device.type!r})")
+        return (
+            f"TorchTilePredictor(name={self.name!r}, arch={self.card.architecture!r}, "
+            f"device={self.device.type!r})"
+        )
 
 
 def _looks_like_path(name: str) -> bool:
     p = Path(name)
-    return (p.suffix.lower() in (".safetensors", *PICKLE_SUFFIXES)
-            or len(p.parts) > 1 or p.is_file())
+    return p.suffix.lower() in (".safetensors", *PICKLE_SUFFIXES) or len(p.parts) > 1 or p.is_file()
 
 
 def _from_checkpoint(path: Path, device: str | torch.device) -> TilePredictor:
@@ -147,7 +159,8 @@ def _from_checkpoint(path: Path, device: str | torch.device) -> TilePredictor:
 
 
 def load_predictor(
-    name_or_path: str | Path, device: str | torch.device = "auto",
+    name_or_path: str | Path,
+    device: str | torch.device = "auto",
     models_dir: str | Path | None = None,
 ) -> TilePredictor:
     """A ready tile predictor from ``dab-membrane``, a checkpoint path, or a checkpoint name.

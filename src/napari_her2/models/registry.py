@@ -59,9 +59,7 @@ class ModelSpec:
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register_model(
-    name: str, *, kind: ModelKind = "tile", source: str = ""
-) -> Callable[[F], F]:
+def register_model(name: str, *, kind: ModelKind = "tile", source: str = "") -> Callable[[F], F]:
     """Decorator registering a model constructor (a class or a function) under ``name``.
 
     The constructor's docstring's first line becomes the summary. Registering a name twice
@@ -101,8 +99,10 @@ def model_spec(name: str) -> ModelSpec:
 def get_model(name: str, **kwargs: Any) -> nn.Module:
     """Build the architecture registered as ``name`` with constructor arguments ``kwargs``.
 
-    Raises :class:`ModelNotFoundError` for an unknown name and ``TypeError``/``ValueError``
-    for arguments the constructor does not accept.
+    The model records ``arch_name`` and ``arch_args`` (all arguments, defaults included; a
+    model may complete them with a ``resolve_arch_args(args)`` method, as ``abmil`` does for
+    its backbone). Raises :class:`ModelNotFoundError` for an unknown name and
+    ``TypeError``/``ValueError`` for arguments the constructor does not accept.
     """
     spec = model_spec(name)
     args = spec.resolve_args(kwargs)

@@ -28,8 +28,8 @@ import torch
 from torch import nn
 
 from .layers import ConvBN, as_int_tuple
-from .reparam import fuse_bn, identity_kernel, pad_to_kernel
 from .registry import register_model
+from .reparam import fuse_bn, identity_kernel, pad_to_kernel
 
 SEED_001 = "seed 001 (Han et al. 2022), section 3.1 and Table 7"
 A0_WIDTHS = (48, 48, 96, 192, 1280)
@@ -90,7 +90,11 @@ class RepVGGBlock(nn.Module):
     """
 
     def __init__(
-        self, in_ch: int, out_ch: int, stride: int = 1, attention: str = "gct",
+        self,
+        in_ch: int,
+        out_ch: int,
+        stride: int = 1,
+        attention: str = "gct",
         deploy: bool = False,
     ) -> None:
         super().__init__()

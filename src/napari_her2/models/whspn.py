@@ -70,9 +70,15 @@ class WHSPNSVM(nn.Module):
         super().__init__()
         k, s = int(n_fitted_classes), int(n_support_vectors)
         self.num_classes, self.gamma, self.degree, self.coef0, self.C = (
-            int(num_classes), float(gamma), int(degree), float(coef0), float(C),
+            int(num_classes),
+            float(gamma),
+            int(degree),
+            float(coef0),
+            float(C),
         )
-        self.register_buffer("support_vectors", torch.zeros(s, int(in_features), dtype=torch.float64))
+        self.register_buffer(
+            "support_vectors", torch.zeros(s, int(in_features), dtype=torch.float64)
+        )
         self.register_buffer("dual_coef", torch.zeros(max(k - 1, 0), s, dtype=torch.float64))
         self.register_buffer("intercept", torch.zeros(k * (k - 1) // 2, dtype=torch.float64))
         self.register_buffer("n_support", torch.zeros(k, dtype=torch.int64))
@@ -92,8 +98,14 @@ class WHSPNSVM(nn.Module):
         if len(labels) == 2:  # scikit-learn flips the sign of binary models; undo it
             dual, intercept = -dual, -intercept
         model = cls(
-            num_classes, svc.support_vectors_.shape[1], svc.support_vectors_.shape[0],
-            len(labels), float(svc.gamma), int(svc.degree), float(svc.coef0), float(svc.C),
+            num_classes,
+            svc.support_vectors_.shape[1],
+            svc.support_vectors_.shape[0],
+            len(labels),
+            float(svc.gamma),
+            int(svc.degree),
+            float(svc.coef0),
+            float(svc.C),
         )
         model.support_vectors.copy_(torch.from_numpy(np.asarray(svc.support_vectors_)))
         model.dual_coef.copy_(torch.from_numpy(dual))
@@ -113,7 +125,10 @@ class WHSPNSVM(nn.Module):
             si = slice(int(starts[i]), int(starts[i] + self.n_support[i]))
             for j in range(i + 1, k):
                 sj = slice(int(starts[j]), int(starts[j] + self.n_support[j]))
-                d = kernel[:, si] @ self.dual_coef[j - 1, si] + kernel[:, sj] @ self.dual_coef[i, sj]
+                d = (
+                    kernel[:, si] @ self.dual_coef[j - 1, si]
+                    + kernel[:, sj] @ self.dual_coef[i, sj]
+                )
                 cols.append(d)
         dec = torch.stack(cols, 1) if cols else x.new_zeros(x.shape[0], 0)
         return dec + self.intercept
@@ -163,7 +178,10 @@ def fit_whspn_svm(
         "in_features": int(model.support_vectors.shape[1]),
         "n_support_vectors": int(model.support_vectors.shape[0]),
         "n_fitted_classes": int(len(model.class_labels)),
-        "gamma": model.gamma, "degree": model.degree, "coef0": model.coef0, "C": model.C,
+        "gamma": model.gamma,
+        "degree": model.degree,
+        "coef0": model.coef0,
+        "C": model.C,
     }
     return model
 
