@@ -21,18 +21,7 @@ MANIFEST = Path(__file__).resolve().parents[1] / "napari.yaml"
 REAL_FILES = ("cmu-1-small-region.svs", "test3-DAPI-2-387.ndpi", "cmu-1-small-region-dicom",
               "kidney-48-5.tif", "small.svs", "boxes.tiff")
 
-FD_BUG = (
-    "src bug: read_slide_layers drops the Slide; its weakref finalizer then closes the file "
-    "descriptor the returned dask levels read from (OSError: Bad file descriptor)"
-)
-xfail_fd = pytest.mark.xfail(strict=True, raises=OSError, reason=FD_BUG)
-#: real files whose pixels go through the TIFF chunk decoder (the DICOM backend keeps its
-#: files open; the uncompressed strip TIFF is memory-mapped)
-REAL_FILES_VIA_READER = [
-    pytest.param(name, marks=xfail_fd)
-    if name.endswith((".svs", ".ndpi", ".tiff")) else name
-    for name in REAL_FILES
-]
+REAL_FILES_VIA_READER = list(REAL_FILES)
 
 
 def open_quiet(path, **kw):
@@ -191,7 +180,6 @@ def test_reader_truncated_real_svs(shared_slides, tmp_path, notifications, lengt
     assert len(notifications["error"]) == 1 and str(cut) in notifications["error"][0]
 
 
-@xfail_fd
 def test_reader_layer_pixels_can_be_read(generic_pyramid_tiff):
     [(data, _, _)] = read_slide_layers(str(generic_pyramid_tiff))
     assert data[-1].compute().shape == (256, 384, 3)
@@ -244,7 +232,6 @@ def test_viewer_opens_real_files_with_the_plugin(make_napari_viewer, shared_slid
     assert np.asarray(smallest).dtype == np.uint8
 
 
-@xfail_fd
 def test_viewer_opens_the_sample_data(make_napari_viewer, sample_cache):
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "ihc-sample")

@@ -27,10 +27,6 @@ from napari_her2.slide import MissingMppWarning, Mpp, Slide
 #: JPEG (quality 90) against its source: mean absolute difference per channel value
 JPEG_MEAN_TOL = 5.0
 
-FD_BUG = (
-    "src bug: the Slide's weakref finalizer closes the file descriptor the dask levels and "
-    "readers still use, so pixels cannot be read once the Slide object is collected"
-)
 
 
 def open_quiet(path, **kw) -> Slide:
@@ -161,12 +157,6 @@ def test_svs_like_jpeg2000_ycbcr_33003_metadata(svs_jp2k_ycbcr):
     assert [lvl.shape[:2] for lvl in slide.levels] == [(1024, 1536), (512, 768)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: Aperio 33003 tiles hold YCbCr components (no JPEG 2000 colour transform); "
-    "slide.py decodes them without converting YCbCr to RGB, so colours are wrong "
-    "(openslide converts them)",
-)
 def test_svs_like_jpeg2000_ycbcr_33003_pixels_are_rgb(svs_jp2k_ycbcr, ihc_rgb):
     slide = open_no_warning(svs_jp2k_ycbcr)
     # lossless codestream of YCbCr rounded to 8 bits: the round trip costs at most 2 levels
@@ -328,15 +318,12 @@ def test_implausible_user_mpp_is_refused(strip_tiff, mpp):
         open_quiet(strip_tiff, mpp=mpp)
 
 
-@pytest.mark.xfail(strict=True, raises=OSError, reason=FD_BUG + " (open_slide(mpp=...) "
-                   "returns a copy; the original's finalizer closes the shared file)")
 def test_slide_opened_with_user_mpp_can_read(generic_pyramid_tiff):
     slide = open_no_warning(generic_pyramid_tiff, mpp=0.3)
     gc.collect()
     assert slide.read_region(0, 0, 0, 64, 64).shape == (64, 64, 3)
 
 
-@pytest.mark.xfail(strict=True, raises=OSError, reason=FD_BUG)
 def test_dask_levels_outlive_the_slide_object(generic_pyramid_tiff):
     levels = open_no_warning(generic_pyramid_tiff).levels
     gc.collect()

@@ -228,9 +228,6 @@ def test_dicom_single_file_opens_the_series(shared_slides):
                           whole.read_region(0, 1000, 1000, 240, 240))
 
 
-@pytest.mark.xfail(strict=True, raises=SlideReadError, reason=(
-    "src bug: _dicom.open_dicom globs '*.dcm' only, while open_slide, the reader and "
-    "napari.yaml accept upper-case .DCM: a folder of .DCM files is claimed then refused"))
 def test_dicom_folder_with_upper_case_suffix(shared_slides, tmp_path):
     for f in (shared_slides / "cmu-1-small-region-dicom").glob("*.dcm"):
         shutil.copyfile(f, tmp_path / (f.stem + ".DCM"))

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +28,38 @@ FILL_VALUE = 255
 
 class ChunkDecodeError(Exception):
     """One chunk of a level could not be read or decoded."""
+
+
+def _close_all(fd: int, others: tuple) -> None:
+    for other in others:
+        other.close()
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+class FileHandle:
+    """An open file for positional reads from any thread.
+
+    It stays open as long as anything that reads through it exists (level readers, the dask
+    arrays built on them), and closes when the last of them goes, or on ``close()``.
+    ``others`` are objects closed with it (the parsed TIFF, the chunk cache).
+    """
+
+    def __init__(self, path, others: tuple = ()) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_RDONLY)
+        self._finalizer = weakref.finalize(self, _close_all, self.fd, others)
+
+    def pread(self, length: int, offset: int) -> bytes:
+        return os.pread(self.fd, length, offset)
+
+    def size(self) -> int:
+        return os.fstat(self.fd).st_size
+
+    def close(self) -> None:
+        self._finalizer()
 
 
 class ChunkCache:
@@ -60,6 +94,8 @@ class ChunkCache:
         with self._lock:
             self._items.clear()
             self._bytes = 0
+
+    close = clear
 
 
 @dataclass

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._chunks import ChunkCache, ChunkDecodeError, ChunkedLevel
+from ._chunks import ChunkCache, ChunkDecodeError, ChunkedLevel, FileHandle
 from .errors import SlideReadError, UnsupportedFormatError
 
 _PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"
@@ -52,19 +52,20 @@ def open_dicom(path: Path):
             path, "DICOM needs the optional pydicom package: pip install 'napari-her2[dicom]'"
         ) from err
     folder = path if path.is_dir() else path.parent
-    instances = [_read_instance(f) for f in sorted(folder.glob("*.dcm"))]
+    files = sorted(f for f in folder.iterdir() if f.suffix.lower() == ".dcm" and f.is_file())
+    instances = [_read_instance(f) for f in files]
     instances = [i for i in instances if i is not None]
     volumes = sorted((i for i in instances if i.kind == "VOLUME"), key=lambda i: -i.shape[1])
     if not volumes:
         raise SlideReadError(path, "no DICOM whole-slide VOLUME image in the series")
     cache = ChunkCache()
-    fds: list[int] = []
-    readers = [_level(v, f"L{n}", cache, fds) for n, v in enumerate(volumes)]
+    handles: list[FileHandle] = []
+    readers = [_level(v, f"L{n}", cache, handles) for n, v in enumerate(volumes)]
     h0, w0 = readers[0].shape
     base = volumes[0]
     mpp = Mpp(base.spacing_um[1], base.spacing_um[0]) if base.spacing_um else None
     assoc = {
-        i.kind.lower(): _to_dask(_level(i, f"assoc-{i.kind.lower()}", None, fds), i.path)
+        i.kind.lower(): _to_dask(_level(i, f"assoc-{i.kind.lower()}", None, handles), i.path)
         for i in instances
         if i.kind in ("LABEL", "OVERVIEW", "THUMBNAIL")
     }
@@ -83,17 +84,14 @@ def open_dicom(path: Path):
         associated=assoc,
         properties={"dicom.TransferSyntaxUID": base.syntax},
         readers=readers,
-        _closer=lambda: _close_all(cache, fds),
+        _closer=lambda: _close_all(cache, handles),
     )
 
 
-def _close_all(cache: ChunkCache, fds: list[int]) -> None:
+def _close_all(cache: ChunkCache, handles: list[FileHandle]) -> None:
     cache.clear()
-    while fds:
-        try:
-            os.close(fds.pop())
-        except OSError:
-            pass
+    for handle in handles:
+        handle.close()
 
 
 def _read_instance(f: Path) -> _Instance | None:
@@ -175,7 +173,8 @@ def _frame_table(inst: _Instance) -> list[tuple[int, int]]:
     return frames
 
 
-def _level(inst: _Instance, key: str, cache: ChunkCache | None, fds: list[int]) -> ChunkedLevel:
+def _level(inst: _Instance, key: str, cache: ChunkCache | None,
+           handles: list[FileHandle]) -> ChunkedLevel:
     import imagecodecs
 
     frames = _frame_table(inst)
@@ -184,15 +183,15 @@ def _level(inst: _Instance, key: str, cache: ChunkCache | None, fds: list[int]) 
     syntax = inst.syntax
     if syntax not in _JPEG_SYNTAXES | _J2K_SYNTAXES | _RAW_SYNTAXES:
         raise UnsupportedFormatError(inst.path, f"DICOM transfer syntax {syntax} is not supported")
-    fd = os.open(inst.path, os.O_RDONLY)
-    fds.append(fd)
+    fh = FileHandle(inst.path)
+    handles.append(fh)
 
     def decode(iy: int, ix: int) -> np.ndarray | None:
         k = iy * nx + ix
         if k >= len(frames):
             return None
         offset, length = frames[k]
-        data = os.pread(fd, length, offset)
+        data = fh.pread(length, offset)
         try:
             if syntax in _JPEG_SYNTAXES:
                 return imagecodecs.jpeg8_decode(data)

@@ -58,3 +58,7 @@ class OutputError(Her2Error, OSError):
 
 class ScoringCancelled(Her2Error):
     """Scoring was cancelled by the user."""
+
+
+class DeviceError(Her2Error, ValueError):
+    """The requested compute device (cuda, mps) is not available."""

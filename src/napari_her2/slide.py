@@ -16,9 +16,7 @@ import logging
 import math
 import os
 import re
-import threading
 import warnings
-import weakref
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,7 +26,7 @@ from typing import NamedTuple
 import dask.array as da
 import numpy as np
 
-from ._chunks import ChunkCache, ChunkDecodeError, ChunkedLevel, LevelArray, dask_chunks
+from ._chunks import ChunkCache, ChunkDecodeError, ChunkedLevel, FileHandle, LevelArray, dask_chunks
 from .errors import MissingMppError, SlideReadError, UnsupportedFormatError
 
 log = logging.getLogger(__name__)
@@ -281,21 +279,20 @@ def _build_tiff_slide(p: Path, tif, all_series) -> Slide:
         raise SlideReadError(p, "the TIFF contains no image data")
     main = series[0]
     _check_rgb(p, main)
-    fd = os.open(p, os.O_RDONLY)
     cache = ChunkCache()
-    file_size = os.fstat(fd).st_size
+    fh = FileHandle(p, others=(tif, cache))
+    file_size = fh.size()
     readers = [
-        _tiff_level(p, fd, lvl.keyframe, f"L{i}", cache, file_size)
+        _tiff_level(p, fh, lvl.keyframe, f"L{i}", cache, file_size)
         for i, lvl in enumerate(main.levels)
     ]
     levels = [_to_dask(r, p) for r in readers]
     h0, w0 = readers[0].shape
     downs = [(h0 / r.shape[0], w0 / r.shape[1]) for r in readers]
-    assoc = _tiff_associated(p, tif, series[1:], fd, cache, file_size)
+    assoc = _tiff_associated(p, series[1:], fh, file_size)
     meta = _tiff_metadata(p, tif, main.keyframe)
-    closer = _closer(fd, tif, cache)
     key = main.keyframe
-    slide = Slide(
+    return Slide(
         path=p,
         levels=levels,
         downsamples=downs,
@@ -308,27 +305,8 @@ def _build_tiff_slide(p: Path, tif, all_series) -> Slide:
         associated=assoc,
         properties=meta.properties,
         readers=readers,
-        _closer=closer,
+        _closer=fh.close,
     )
-    weakref.finalize(slide, closer)
-    return slide
-
-
-def _closer(fd: int, tif, cache: ChunkCache) -> Callable[[], None]:
-    done = threading.Event()
-
-    def close() -> None:
-        if done.is_set():
-            return
-        done.set()
-        cache.clear()
-        tif.close()
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-    return close
 
 
 def _check_rgb(p: Path, series) -> None:
@@ -342,7 +320,7 @@ def _check_rgb(p: Path, series) -> None:
         )
 
 
-def _tiff_level(p: Path, fd: int, page, key: str, cache: ChunkCache, file_size: int):
+def _tiff_level(p: Path, fh: FileHandle, page, key: str, cache: ChunkCache | None, file_size: int):
     """A ChunkedLevel that decodes one TIFF page's tiles or strips straight from the file."""
     h, w = int(page.shape[0]), int(page.shape[1])
     offsets, counts = page.dataoffsets, page.databytecounts
@@ -358,14 +336,18 @@ def _tiff_level(p: Path, fd: int, page, key: str, cache: ChunkCache, file_size: 
             "lie past its end"
         )
     decode_kw = {"jpegtables": page.jpegtables, "jpegheader": getattr(page, "jpegheader", None)}
+    # Aperio 33003: JPEG 2000 codestreams of YCbCr components, without a colour transform
+    ycbcr = int(page.compression) == 33003
 
     def decode(iy: int, ix: int) -> np.ndarray | None:
         i = iy * nx + ix
         if i >= len(offsets) or counts[i] == 0:
             return None
-        data = os.pread(fd, int(counts[i]), int(offsets[i]))
+        data = fh.pread(int(counts[i]), int(offsets[i]))
         try:
             seg, _, _ = page.decode(data, i, **decode_kw)
+            if ycbcr and seg is not None:
+                seg = _ycbcr_to_rgb(seg)
         except Exception as err:  # noqa: BLE001 - codecs raise their own error types
             raise ChunkDecodeError(f"{key} tile ({iy}, {ix}) cannot be decoded: {_reason(err)}") from err
         if seg is None:
@@ -373,6 +355,14 @@ def _tiff_level(p: Path, fd: int, page, key: str, cache: ChunkCache, file_size: 
         return np.asarray(seg).reshape(seg.shape[-3:])
 
     return ChunkedLevel(key=key, shape=(h, w), chunk=(ch, cw), decode=decode, cache=cache)
+
+
+def _ycbcr_to_rgb(seg: np.ndarray) -> np.ndarray:
+    """Full-range ITU-R BT.601 YCbCr (as JPEG uses it) to RGB."""
+    x = np.asarray(seg, np.float32)
+    y, cb, cr = x[..., 0], x[..., 1] - 128.0, x[..., 2] - 128.0
+    rgb = np.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], axis=-1)
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
 
 def _memmap_level(p: Path, page, key: str, cache: ChunkCache) -> ChunkedLevel:
@@ -425,7 +415,7 @@ def _halve(block: np.ndarray) -> np.ndarray:
     return out.astype(np.uint8)
 
 
-def _tiff_associated(p, tif, others, fd, cache, file_size) -> dict[str, da.Array]:
+def _tiff_associated(p, others, fh: FileHandle, file_size: int) -> dict[str, da.Array]:
     out: dict[str, da.Array] = {}
     for s in others:
         name = (s.name or "").strip().lower()
@@ -433,7 +423,7 @@ def _tiff_associated(p, tif, others, fd, cache, file_size) -> dict[str, da.Array
         if not name or name in out or page.dtype != np.uint8 or page.samplesperpixel not in (3, 4):
             continue
         try:
-            reader = _tiff_level(p, fd, page, f"assoc-{name}", None, file_size)
+            reader = _tiff_level(p, fh, page, f"assoc-{name}", None, file_size)
         except SlideReadError as err:
             log.warning("%s: associated image %r skipped: %s", p, name, err.reason)
             continue

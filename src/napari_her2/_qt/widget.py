@@ -378,8 +378,8 @@ class Her2ScoringWidget(QWidget):
     # ------------------------------------------------------------------ export
     def export_geojson(self, path: str | Path | None = None) -> Path | None:
         """Write the tile overlay as QuPath GeoJSON (asks for a path when none is given)."""
-        from ..export import write_geojson
         from .._writer import tiles_geojson
+        from ..export import write_geojson
 
         if self.report is None or self.tiles_layer is None:
             self._fail("nothing to export: score a slide first")

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, ModelNotFoundError
+from ..errors import CheckpointError, DeviceError, ModelNotFoundError
 from ..predict import Prediction, TilePredictor
 from .card import ModelCard
 from .catalog import (
@@ -50,7 +50,7 @@ __all__ = [
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"``: cuda if available, else mps, else cpu; otherwise the named device,
-    which must be available (ValueError otherwise)."""
+    which must be available (DeviceError otherwise)."""
     if str(device) == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -59,9 +59,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device("cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but CUDA is not available here")
+        raise DeviceError("device 'cuda' was asked for but CUDA is not available here")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device 'mps' was asked for but MPS is not available here")
+        raise DeviceError("device 'mps' was asked for but MPS is not available here")
     return dev
 
 
