@@ -21,7 +21,6 @@ MANIFEST = Path(__file__).resolve().parents[1] / "napari.yaml"
 REAL_FILES = ("cmu-1-small-region.svs", "test3-DAPI-2-387.ndpi", "cmu-1-small-region-dicom",
               "kidney-48-5.tif", "small.svs", "boxes.tiff")
 
-REAL_FILES_VIA_READER = list(REAL_FILES)
 
 
 def open_quiet(path, **kw):
@@ -218,7 +217,7 @@ def test_our_layer_kwargs_in_a_viewer(make_napari_viewer, shared_slides, name):
     slide.close()
 
 
-@pytest.mark.parametrize("name", REAL_FILES_VIA_READER)
+@pytest.mark.parametrize("name", REAL_FILES)
 def test_viewer_opens_real_files_with_the_plugin(make_napari_viewer, shared_slides, name):
     path = shared_slides / name
     viewer = make_napari_viewer()

@@ -75,3 +75,21 @@ def level0_placement(meta: dict[str, Any]) -> tuple[tuple[float, float], tuple[f
     info = meta.get(META_KEY, {})
     size0 = tuple(float(v) for v in info.get("tile_size0", (1.0, 1.0)))
     return size0, (0.0, 0.0)  # type: ignore[return-value]
+
+
+def tile_heatmap_placement(
+    row: int,
+    col: int,
+    heat_shape: tuple[int, int],
+    tile_size0: tuple[float, float],
+    image_scale: tuple[float, float],
+    image_translate: tuple[float, float] = (0.0, 0.0),
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(scale, translate) of an (h, w) map drawn exactly over tile (row, col)."""
+    px0 = (tile_size0[0] / heat_shape[0], tile_size0[1] / heat_shape[1])  # level-0 px per map px
+    origin0 = (row * tile_size0[0], col * tile_size0[1])
+    scale = (px0[0] * image_scale[0], px0[1] * image_scale[1])
+    translate = tuple(
+        image_translate[i] + (origin0[i] + (px0[i] - 1) / 2) * image_scale[i] for i in range(2)
+    )
+    return scale, translate  # type: ignore[return-value]

@@ -103,6 +103,11 @@ class DabMembraneParams:
     ridge_min: float = 0.03
     #: lowest DAB OD of a membrane pixel ("barely perceptible")
     membrane_od: float = 0.1
+    #: a membrane pixel has at least this many times as much DAB as haematoxylin (keeps the
+    #: rims of blue nuclei out)
+    membrane_dab_ratio: float = 1.0
+    #: membrane pieces smaller than this area (um^2) are specks, not membrane
+    min_membrane_area_um2: float = 4.0
     #: DAB OD bins of membrane intensity: weak >= weak_od, moderate >= moderate_od, strong >=
     #: strong_od (QuPath's defaults); below weak_od a membrane is faint
     weak_od: float = 0.2
@@ -147,6 +152,10 @@ class DabMembraneParams:
     def px(self, microns: float) -> float:
         """A length in microns as pixels at ``mpp``."""
         return microns / self.mpp
+
+    def area_px(self, square_microns: float) -> float:
+        """An area in square microns as pixels at ``mpp``."""
+        return square_microns / self.mpp**2
 
     def to_json(self) -> str:
         """Canonical JSON of the parameters (sorted keys, so it hashes stably)."""
@@ -294,6 +303,21 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.where(den > 0, num / safe, 0.0)
 
 
+def _plane_structure() -> np.ndarray:
+    """4-connectivity within each tile, none across the tiles of a stack."""
+    structure = np.zeros((3, 3, 3), bool)
+    structure[1] = ndi.generate_binary_structure(2, 1)
+    return structure
+
+
+def _drop_small(mask: np.ndarray, min_px: float) -> np.ndarray:
+    """Remove connected pieces of a (N, H, W) mask smaller than ``min_px`` pixels."""
+    labels, n = ndi.label(mask, structure=_plane_structure())
+    keep = np.bincount(labels.ravel(), minlength=n + 1) >= min_px
+    keep[0] = False
+    return keep[labels]
+
+
 def _open_regions(membrane: np.ndarray, p: DabMembraneParams) -> np.ndarray:
     """Pixels of regions larger than a cell that (gap-bridged) membranes do not close off.
 
@@ -301,11 +325,9 @@ def _open_regions(membrane: np.ndarray, p: DabMembraneParams) -> np.ndarray:
     """
     gap = 2 * int(round(p.px(p.gap_um))) + 1
     walls = ndi.maximum_filter(membrane, size=(1, gap, gap)) if gap > 1 else membrane
-    plane = np.zeros((3, 3, 3), bool)
-    plane[1] = ndi.generate_binary_structure(2, 1)
-    labels, n = ndi.label(~walls, structure=plane)
+    labels, n = ndi.label(~walls, structure=_plane_structure())
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    large = sizes > p.max_cell_area_um2 / p.mpp**2
+    large = sizes > p.area_px(p.max_cell_area_um2)
     large[0] = False
     return large[labels]
 
@@ -353,7 +375,8 @@ def _masks(tiles: np.ndarray, p: DabMembraneParams) -> _Masks:
     h, d = deconvolve(tiles, stain_matrix(p.haematoxylin, p.dab))
     nuclei = _nuclei(h, p)
     ridge = ridge_strength(d, p.px(p.ridge_sigma_um))
-    membrane = (ridge >= p.ridge_min) & (d >= p.membrane_od)
+    membrane = (ridge >= p.ridge_min) & (d >= p.membrane_od) & (d >= p.membrane_dab_ratio * h)
+    membrane = _drop_small(membrane, p.area_px(p.min_membrane_area_um2))
     tumour = _tumour(nuclei | membrane | (d >= p.weak_od), p)
     return _Masks(h, d, ridge, nuclei, membrane & tumour, tumour)
 

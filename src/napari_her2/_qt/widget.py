@@ -61,6 +61,7 @@ class Her2ScoringWidget(QWidget):
         self.prepared: Prepared | None = None
         self.tiles_layer = None
         self._cancel: threading.Event | None = None
+        self._job_done = threading.Event()
         self._last_panel = 0.0
         self._running_layer_name = ""
         self._build()
@@ -103,6 +104,10 @@ class Her2ScoringWidget(QWidget):
         self.panel = ScorePanel(self)
         self.export_button = QPushButton("Export GeoJSON…")
         self.export_button.setEnabled(False)
+        self.gradcam_button = QPushButton("Grad-CAM of tile under cursor")
+        self.gradcam_button.setEnabled(False)
+        self.gradcam_button.setToolTip("Explain the deep model's call on the tile under the "
+                                       "mouse (CNN checkpoints only)")
 
         model_row = QHBoxLayout()
         model_row.addWidget(self.model_combo, 1)
@@ -126,6 +131,7 @@ class Her2ScoringWidget(QWidget):
         layout.addWidget(self.status)
         layout.addWidget(self.panel)
         layout.addWidget(self.export_button)
+        layout.addWidget(self.gradcam_button)
         layout.addStretch(1)
 
     def _connect(self) -> None:
@@ -133,6 +139,7 @@ class Her2ScoringWidget(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.load_button.clicked.connect(self._choose_checkpoint)
         self.export_button.clicked.connect(lambda: self.export_geojson())
+        self.gradcam_button.clicked.connect(lambda: self.explain_tile())
         self.layer_combo.currentIndexChanged.connect(self._on_layer_changed)
         self.viewer.layers.events.inserted.connect(self.refresh_layers)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
@@ -206,8 +213,6 @@ class Her2ScoringWidget(QWidget):
         """Start scoring the selected layer in a worker thread (Score button)."""
         from napari.qt.threading import create_worker
 
-        from ..pipeline import iter_score_slide
-
         layer = self.image_layer()
         try:
             path, mpp = self._slide_source(layer)
@@ -220,8 +225,9 @@ class Her2ScoringWidget(QWidget):
         self.panel.clear()
         self._cancel = threading.Event()
         model = self.model_combo.currentData() or "dab-membrane"
-        self.worker = create_worker(iter_score_slide, path, model, mpp=mpp, params=params,
-                                    cancel=self._cancel, _start_thread=False)
+        self._job_done = threading.Event()
+        self.worker = create_worker(_scoring_job, path, model, mpp, params, self._cancel,
+                                    self._job_done, _start_thread=False)
         self.worker.yielded.connect(self._on_yielded)
         self.worker.returned.connect(self._on_returned)
         self.worker.errored.connect(self._on_errored)
@@ -248,10 +254,10 @@ class Her2ScoringWidget(QWidget):
 
     def cancel(self) -> None:
         """Stop the running worker within one batch (Cancel button)."""
+        # the generator sees the event at its next batch, raises ScoringCancelled and shuts
+        # its reader threads down (quitting the worker would skip that clean-up)
         if self._cancel is not None:
             self._cancel.set()
-        if self.worker is not None:
-            self.worker.quit()
         self.status.setText("Cancelling…")
 
     def _stop_worker(self, *args: Any) -> None:
@@ -260,11 +266,10 @@ class Her2ScoringWidget(QWidget):
             return
         if self._cancel is not None:
             self._cancel.set()
-        worker.quit()
-        try:
-            worker.await_workers(msecs=10_000)
-        except (AttributeError, RuntimeError):
-            pass
+        # the job stops at its next batch and shuts its reader threads down; it needs nothing
+        # from this (UI) thread to get there
+        if not self._job_done.wait(timeout=30):
+            log.warning("scoring did not stop within 30 s")
         self.worker = None
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
@@ -285,6 +290,9 @@ class Her2ScoringWidget(QWidget):
         self.score_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         self.export_button.setEnabled(not running and self.report is not None)
+        self.gradcam_button.setEnabled(
+            not running and self.report is not None and hasattr(self.report.predictor, "model")
+        )
 
     # ------------------------------------------------------------------ results
     def _on_yielded(self, item: Any) -> None:
@@ -347,7 +355,10 @@ class Her2ScoringWidget(QWidget):
                              specimen=prm.specimen).to_dict()
         self.panel.show_score(score, {**self._context(), "edited": "by hand"})
 
-    def _on_returned(self, report: SlideReport) -> None:
+    def _on_returned(self, report: SlideReport | None) -> None:
+        if report is None:  # cancelled
+            self.status.setText("Cancelled")
+            return
         self.report = report
         self.panel.show_score(report.score.to_dict(), self._context())
         t = report.timings
@@ -399,3 +410,70 @@ class Her2ScoringWidget(QWidget):
             return None
         self.status.setText(f"Wrote {written}")
         return written
+
+    # ------------------------------------------------------------------ Grad-CAM
+    def tile_under_cursor(self) -> tuple[int, int] | None:
+        """(row, col) of the tile under the mouse, or None outside the grid."""
+        if self.tiles_layer is None:
+            return None
+        pos = self.tiles_layer.world_to_data(self.viewer.cursor.position)
+        row, col = (int(round(v)) for v in pos[-2:])
+        rows, cols = self.tiles_layer.data.shape
+        return (row, col) if 0 <= row < rows and 0 <= col < cols else None
+
+    def explain_tile(self, row: int | None = None, col: int | None = None):
+        """Grad-CAM of a scored tile (default: under the cursor) as an Image layer on it."""
+        from napari.qt.threading import create_worker
+
+        report = self.report
+        if report is None or not hasattr(report.predictor, "model"):
+            self._fail("Grad-CAM needs a slide scored with a CNN checkpoint")
+            return None
+        where = (row, col) if row is not None and col is not None else self.tile_under_cursor()
+        if where is None:
+            self._fail("move the mouse over a tile of the tile layer first")
+            return None
+        worker = create_worker(_gradcam_job, report, *where, _start_thread=False)
+        worker.returned.connect(lambda result: self._show_gradcam(*where, result))
+        worker.errored.connect(self._on_errored)
+        worker.start()
+        return worker
+
+    def _show_gradcam(self, row: int, col: int, heat: np.ndarray) -> None:
+        from ..overlay import tile_heatmap_placement
+
+        image = self.viewer.layers[self._running_layer_name]
+        scale, translate = tile_heatmap_placement(
+            row, col, heat.shape, self.report.grid.tile_size0, tuple(image.scale[-2:]),
+            tuple(image.translate[-2:]))
+        name = f"{image.name} Grad-CAM"
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        self.viewer.add_image(heat, name=name, scale=scale, translate=translate,
+                              colormap="inferno", opacity=0.5, contrast_limits=(0.0, 1.0),
+                              blending="additive", metadata={META_KEY: {"tile": [row, col]}})
+        self.status.setText(f"Grad-CAM of tile ({row}, {col})")
+
+
+def _scoring_job(path, model, mpp, params, cancel, done: threading.Event):
+    """The worker's generator: scoring steps, ending with the report (None if cancelled)."""
+    from ..pipeline import iter_score_slide
+
+    try:
+        return (yield from iter_score_slide(path, model, mpp=mpp, params=params, cancel=cancel))
+    except ScoringCancelled:
+        return None
+    finally:
+        done.set()
+
+
+def _gradcam_job(report: SlideReport, row: int, col: int) -> np.ndarray:
+    """Grad-CAM map of one tile (runs in a worker thread)."""
+    from ..inference import read_tile
+    from ..models import grad_cam
+
+    tile = read_tile(report.slide, report.grid, row, col)
+    if tile is None:
+        raise Her2Error(f"{report.slide.name}: tile ({row}, {col}) is unreadable")
+    predictor = report.predictor
+    return grad_cam(predictor.model, tile, card=predictor.card)

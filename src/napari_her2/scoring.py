@@ -1,0 +1,370 @@
+"""Slide HER2 score from tile results, by the ASCO/CAP guideline rules, with its confidence.
+
+The guideline rule is the default, transparent way from tiles to a slide score:
+
+* breast (ASCO/CAP 2018, reaffirmed 2023), over tumour tiles: 3+ if more than 10% of them are
+  3+; else 2+ if more than 10% are >= 2+; else 1+ if more than 10% are >= 1+; else 0. A 0 is
+  reported as "0 (null)" or "0 with faint staining (<=10%)", since 0 vs 1+ (HER2-low) now
+  changes treatment;
+* gastric / gastro-oesophageal resection: the same cascade and cut-off (the tile classes
+  already count complete or basolateral/lateral membranes);
+* gastric biopsy: a cluster of >= 5 stained tumour cells counts regardless of percentage; with
+  tiles, the slide takes the highest class k that at least ``min_cluster_tiles`` tumour tiles
+  reach (class >= k).
+
+Confidence comes from Monte-Carlo sampling: each tile's class is drawn from its probabilities,
+the rule is applied again, and the fraction of samples that agree with the call is reported
+(with 95% intervals of the class fractions). Hand-edited label images have no probabilities,
+so their confidence is a bootstrap over tiles.
+
+Learned slide aggregators (WHSPN over the fraction vector, Monte-Carlo MIL over bags of tile
+embeddings) need a model and live with the models; they plug in beside :func:`score_tiles`
+by returning a :class:`SlideScore` from :class:`TileResults` (see :class:`SlideScorer`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from .classes import HER2_SCORES, LABEL_NAMES, UNREADABLE, canonical_class
+from .results import TileResults
+
+logger = logging.getLogger(__name__)
+
+ORGANS = ("breast", "gastric")
+SPECIMENS = ("resection", "biopsy")
+CATEGORIES = {"0": "negative", "1+": "negative", "2+": "equivocal", "3+": "positive"}
+
+#: index of the "not tumour" outcome (non-tumour, artefact) in sampled outcomes 0..4
+_OTHER = len(HER2_SCORES)
+#: random draws per chunk when sampling tile classes (bounds memory on huge slides)
+_DRAWS_PER_CHUNK = 4_000_000
+
+
+@dataclass(frozen=True)
+class RuleParams:
+    """Thresholds of the guideline rules and of the confidence estimate."""
+
+    #: a class counts when its fraction of tumour tiles is strictly greater than this (10%)
+    cutoff: float = 0.10
+    #: gastric biopsy: tumour tiles a class must reach to stand for a >= 5-cell cluster
+    min_cluster_tiles: int = 1
+    #: coverage of the class-fraction intervals
+    interval: float = 0.95
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.cutoff < 1:
+            raise ValueError("cutoff must be in [0, 1)")
+        if self.min_cluster_tiles < 1:
+            raise ValueError("min_cluster_tiles must be >= 1")
+        if not 0 < self.interval < 1:
+            raise ValueError("interval must be in (0, 1)")
+
+
+@dataclass(frozen=True)
+class ScoringRule:
+    """One guideline rule: which cascade, and the name reports give it."""
+
+    organ: str
+    specimen: str
+    method: str
+    params: RuleParams = field(default_factory=RuleParams)
+
+    @property
+    def cluster_rule(self) -> bool:
+        """True for gastric biopsies: any cluster counts, whatever its percentage."""
+        return self.organ == "gastric" and self.specimen == "biopsy"
+
+    def apply(self, counts: np.ndarray) -> np.ndarray:
+        """Score index (0..3, -1 without tumour tiles) of tumour-tile counts (..., 4)."""
+        counts = np.asarray(counts)
+        at_least = np.cumsum(counts[..., ::-1], axis=-1)[..., ::-1]  # tiles with class >= k
+        n_tumour = at_least[..., 0]
+        if self.cluster_rule:
+            reached = at_least[..., 1:] >= self.params.min_cluster_tiles
+        else:
+            frac = at_least[..., 1:] / np.maximum(n_tumour, 1)[..., None]
+            reached = frac > self.params.cutoff
+        k = np.arange(1, len(HER2_SCORES))
+        call = np.max(np.where(reached, k, 0), axis=-1)
+        return np.where(n_tumour > 0, call, -1)
+
+
+def get_rule(organ: str = "breast", specimen: str = "resection",
+             params: RuleParams | None = None) -> ScoringRule:
+    """The guideline rule for an organ and specimen type."""
+    organ, specimen = organ.lower().strip(), specimen.lower().strip()
+    if organ not in ORGANS:
+        raise ValueError(f"unknown organ {organ!r}; expected one of {', '.join(ORGANS)}")
+    if specimen not in SPECIMENS:
+        raise ValueError(f"unknown specimen {specimen!r}; expected one of {', '.join(SPECIMENS)}")
+    method = ("asco-cap-breast-2023" if organ == "breast"
+              else f"asco-cap-gastric-{specimen}-2016")
+    return ScoringRule(organ, specimen, method, params or RuleParams())
+
+
+@dataclass(frozen=True)
+class Her2LowEvidence:
+    """For a slide called 0 or 1+: how close it is to the 0 / 1+ (HER2-low) boundary.
+
+    p_at_least_1plus: fraction of samples in which the slide scores >= 1+.
+    faint_fraction: fraction of tumour tiles with any membrane staining (>= 1+).
+    subcategory: "0 (null)", "0 with faint staining (<=10%)" or "1+ (HER2-low)".
+    """
+
+    p_at_least_1plus: float
+    faint_fraction: float
+    subcategory: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "p_at_least_1plus": self.p_at_least_1plus,
+            "faint_fraction": self.faint_fraction,
+            "subcategory": self.subcategory,
+        }
+
+
+@dataclass(frozen=True)
+class SlideScore:
+    """The slide call and the evidence behind it.
+
+    score: "0".."3+", or None when no tumour tile was found.
+    category: "negative" (0, 1+), "equivocal" (2+, reflex ISH) or "positive" (3+).
+    class_fractions: fraction of tumour tiles in each class "0".."3+".
+    class_fraction_intervals: (low, high) interval of each fraction from sampling.
+    confidence: fraction of samples whose call equals ``score`` (None without a score).
+    sampling: "tile-probabilities" (Monte-Carlo over tile classes) or "bootstrap" (tiles).
+    """
+
+    score: str | None
+    category: str | None
+    class_fractions: dict[str, float]
+    class_fraction_intervals: dict[str, tuple[float, float]]
+    n_tiles: int
+    n_tumour_tiles: int
+    n_unreadable: int
+    confidence: float | None
+    her2_low: Her2LowEvidence | None
+    method: str
+    organ: str
+    specimen: str
+    sampling: str
+    n_samples: int
+    seed: int
+    cutoff: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (used by reports and the score panel)."""
+        return {
+            "score": self.score,
+            "category": self.category,
+            "class_fractions": dict(self.class_fractions),
+            "class_fraction_intervals": {k: list(v) for k, v in
+                                         self.class_fraction_intervals.items()},
+            "n_tiles": self.n_tiles,
+            "n_tumour_tiles": self.n_tumour_tiles,
+            "n_unreadable": self.n_unreadable,
+            "confidence": self.confidence,
+            "her2_low": None if self.her2_low is None else self.her2_low.to_dict(),
+            "method": self.method,
+            "organ": self.organ,
+            "specimen": self.specimen,
+            "sampling": self.sampling,
+            "n_samples": self.n_samples,
+            "seed": self.seed,
+            "cutoff": self.cutoff,
+        }
+
+
+class SlideScorer(Protocol):
+    """Anything that turns tile results into a slide score (guideline rule, WHSPN, MIL)."""
+
+    def __call__(self, results: TileResults) -> SlideScore: ...
+
+
+# --------------------------------------------------------------------------- outcomes
+
+
+def _outcome_columns(classes: tuple[str, ...]) -> np.ndarray:
+    """For each model class, its outcome index: 0..3 for HER2 scores, 4 for anything else."""
+    canon = [canonical_class(c) for c in classes]
+    return np.array([HER2_SCORES.index(c) if c in HER2_SCORES else _OTHER for c in canon])
+
+
+def _outcome_probs(results: TileResults) -> np.ndarray:
+    """(N, 5) probabilities of outcomes 0, 1+, 2+, 3+, other of the readable tiles."""
+    probs = np.nan_to_num(results.probs[results.readable].astype(np.float64), nan=0.0)
+    out = np.zeros((probs.shape[0], _OTHER + 1))
+    np.add.at(out.T, _outcome_columns(results.classes), probs.T)
+    total = out.sum(axis=1, keepdims=True)
+    out[total[:, 0] <= 0, _OTHER] = 1.0
+    return out / np.maximum(out.sum(axis=1, keepdims=True), 1e-12)
+
+
+def _counts(outcomes: np.ndarray) -> np.ndarray:
+    """Counts (..., 5) of outcome indices (..., n)."""
+    return np.stack([(outcomes == k).sum(axis=-1) for k in range(_OTHER + 1)], axis=-1)
+
+
+def _sample_counts(probs: np.ndarray, n_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """Counts (S, 5) of outcomes when every tile's outcome is drawn from its probabilities.
+
+    A tile's outcome exceeds k when its uniform draw is at least its cumulative probability
+    of outcomes 0..k, so the counts of "outcome > k" are column sums of comparisons.
+    """
+    n = probs.shape[0]
+    cum = np.cumsum(probs[:, :-1], axis=1).astype(np.float32)
+    chunk = max(1, _DRAWS_PER_CHUNK // max(n, 1))
+    parts = []
+    for start in range(0, n_samples, chunk):
+        u = rng.random((min(chunk, n_samples - start), n), dtype=np.float32)
+        above = [np.count_nonzero(u >= cum[:, k], axis=1) for k in range(cum.shape[1])]
+        at_least = np.stack([np.full(u.shape[0], n), *above], axis=1)
+        parts.append(at_least - np.concatenate([at_least[:, 1:], np.zeros_like(at_least[:, :1])],
+                                               axis=1))
+    return np.concatenate(parts) if parts else np.zeros((0, _OTHER + 1), np.int64)
+
+
+def _bootstrap_counts(outcomes: np.ndarray, n_samples: int,
+                      rng: np.random.Generator) -> np.ndarray:
+    """Counts (S, 5) of outcomes in bootstrap resamples (with replacement) of the tiles.
+
+    Resampling n tiles with replacement gives multinomial(n, observed proportions) counts.
+    """
+    n = outcomes.shape[0]
+    if n == 0:
+        return np.zeros((n_samples, _OTHER + 1), np.int64)
+    return rng.multinomial(n, _counts(outcomes) / n, size=n_samples)
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _fractions(counts: np.ndarray) -> np.ndarray:
+    """Fractions (..., 4) of the tumour classes among tumour tiles (0 without tumour)."""
+    tumour = counts[..., :_OTHER]
+    return tumour / np.maximum(tumour.sum(axis=-1, keepdims=True), 1)
+
+
+def _intervals(samples: np.ndarray, level: float) -> dict[str, tuple[float, float]]:
+    if samples.shape[0] == 0:
+        return {s: (0.0, 0.0) for s in HER2_SCORES}
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(_fractions(samples), [tail, 100 - tail], axis=0)
+    return {s: (float(lo[i]), float(hi[i])) for i, s in enumerate(HER2_SCORES)}
+
+
+def _her2_low(call: int, observed: np.ndarray, sample_calls: np.ndarray) -> Her2LowEvidence | None:
+    """0 / 1+ boundary evidence for a slide called 0 or 1+; None otherwise."""
+    if call not in (0, 1):
+        return None
+    faint = float(_fractions(observed)[1:].sum())
+    p_low = float(np.mean(sample_calls >= 1)) if sample_calls.size else float(call >= 1)
+    if call == 1:
+        sub = "1+ (HER2-low)"
+    elif faint > 0:
+        sub = "0 with faint staining (<=10%)"
+    else:
+        sub = "0 (null)"
+    return Her2LowEvidence(p_low, faint, sub)
+
+
+def _summarise(observed: np.ndarray, samples: np.ndarray, rule: ScoringRule, *, n_tiles: int,
+               n_unreadable: int, sampling: str, seed: int) -> SlideScore:
+    """A SlideScore from observed outcome counts (5,) and sampled counts (S, 5)."""
+    call = int(rule.apply(observed[:_OTHER]))
+    sample_calls = rule.apply(samples[:, :_OTHER]) if samples.size else np.zeros(0, int)
+    score = HER2_SCORES[call] if call >= 0 else None
+    confidence = None
+    if score is not None and sample_calls.size:
+        confidence = float(np.mean(sample_calls == call))
+    fractions = _fractions(observed)
+    return SlideScore(
+        score=score,
+        category=CATEGORIES[score] if score else None,
+        class_fractions={s: float(fractions[i]) for i, s in enumerate(HER2_SCORES)},
+        class_fraction_intervals=_intervals(samples, rule.params.interval),
+        n_tiles=n_tiles,
+        n_tumour_tiles=int(observed[:_OTHER].sum()),
+        n_unreadable=n_unreadable,
+        confidence=confidence,
+        her2_low=_her2_low(call, observed, sample_calls),
+        method=rule.method,
+        organ=rule.organ,
+        specimen=rule.specimen,
+        sampling=sampling,
+        n_samples=int(samples.shape[0]),
+        seed=seed,
+        cutoff=rule.params.cutoff,
+    )
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def score_tiles(results: TileResults, organ: str = "breast", specimen: str = "resection", *,
+                n_samples: int = 1000, seed: int = 0,
+                params: RuleParams | None = None) -> SlideScore:
+    """Slide score of (possibly partial) tile results by the guideline rule.
+
+    The call uses each readable tile's arg-max class; the confidence and the fraction
+    intervals come from ``n_samples`` Monte-Carlo draws of every tile's class from its
+    probabilities (seeded: same inputs, same output).
+    """
+    rule = get_rule(organ, specimen, params)
+    probs = _outcome_probs(results)
+    observed = _counts(np.argmax(probs, axis=1)) if len(probs) else np.zeros(_OTHER + 1, int)
+    rng = np.random.default_rng(seed)
+    samples = (_sample_counts(probs, n_samples, rng) if len(probs)
+               else np.zeros((0, _OTHER + 1), np.int64))
+    n_unreadable = int((~results.readable).sum())
+    logger.debug("scored %d tiles (%d unreadable) by %s", len(results), n_unreadable,
+                 rule.method)
+    return _summarise(observed, samples, rule, n_tiles=len(results),
+                      n_unreadable=n_unreadable, sampling="tile-probabilities", seed=seed)
+
+
+def _label_outcomes(label_image: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Outcome index (0..4) of every readable labelled tile, the tile count, unreadable count."""
+    values = np.asarray(label_image).ravel()
+    values = values[values != 0]
+    unknown = sorted(set(np.unique(values).tolist()) - set(LABEL_NAMES))
+    if unknown:
+        raise ValueError(f"label image has values {unknown} that are no tile class")
+    table = np.full(max(LABEL_NAMES) + 1, _OTHER, np.int64)
+    for value, name in LABEL_NAMES.items():
+        if name in HER2_SCORES:
+            table[value] = HER2_SCORES.index(name)
+    unreadable = values == _label_value(UNREADABLE)
+    return table[values[~unreadable]], int(values.size), int(unreadable.sum())
+
+
+def _label_value(name: str) -> int:
+    return next(v for v, n in LABEL_NAMES.items() if n == name)
+
+
+def score_labels(label_image: np.ndarray, organ: str = "breast", specimen: str = "resection",
+                 *, n_samples: int = 1000, seed: int = 0,
+                 params: RuleParams | None = None) -> SlideScore:
+    """Slide score of a tile label image (``classes.LABEL_VALUES``), e.g. corrected by hand.
+
+    Labels are hard, so the confidence is a seeded bootstrap over the labelled tiles.
+    """
+    rule = get_rule(organ, specimen, params)
+    outcomes, n_tiles, n_unreadable = _label_outcomes(label_image)
+    rng = np.random.default_rng(seed)
+    samples = (_bootstrap_counts(outcomes, n_samples, rng) if outcomes.size
+               else np.zeros((0, _OTHER + 1), np.int64))
+    return _summarise(_counts(outcomes), samples, rule, n_tiles=n_tiles,
+                      n_unreadable=n_unreadable, sampling="bootstrap", seed=seed)
+
+
+def rule_scorer(organ: str = "breast", specimen: str = "resection",
+                **kwargs: Any) -> Callable[[TileResults], SlideScore]:
+    """A :class:`SlideScorer` that applies the guideline rule with fixed settings."""
+    return lambda results: score_tiles(results, organ, specimen, **kwargs)
