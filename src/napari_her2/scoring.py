@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .classes import HER2_SCORES, LABEL_NAMES, UNREADABLE, canonical_class
+from .classes import HER2_SCORES, LABEL_NAMES, LABEL_VALUES, UNREADABLE, canonical_class
 from .results import TileResults
 
 logger = logging.getLogger(__name__)
@@ -206,6 +206,12 @@ def _outcome_probs(results: TileResults) -> np.ndarray:
     return out / np.maximum(out.sum(axis=1, keepdims=True), 1e-12)
 
 
+def _hard_outcomes(results: TileResults) -> np.ndarray:
+    """Outcome index of each readable tile's arg-max class (what the tile layer shows)."""
+    idx = results.predicted_index()
+    return _outcome_columns(results.classes)[idx[idx >= 0]]
+
+
 def _counts(outcomes: np.ndarray) -> np.ndarray:
     """Counts (..., 5) of outcome indices (..., n)."""
     return np.stack([(outcomes == k).sum(axis=-1) for k in range(_OTHER + 1)], axis=-1)
@@ -318,7 +324,7 @@ def score_tiles(results: TileResults, organ: str = "breast", specimen: str = "re
     """
     rule = get_rule(organ, specimen, params)
     probs = _outcome_probs(results)
-    observed = _counts(np.argmax(probs, axis=1)) if len(probs) else np.zeros(_OTHER + 1, int)
+    observed = _counts(_hard_outcomes(results))
     rng = np.random.default_rng(seed)
     samples = (_sample_counts(probs, n_samples, rng) if len(probs)
                else np.zeros((0, _OTHER + 1), np.int64))
@@ -340,12 +346,8 @@ def _label_outcomes(label_image: np.ndarray) -> tuple[np.ndarray, int, int]:
     for value, name in LABEL_NAMES.items():
         if name in HER2_SCORES:
             table[value] = HER2_SCORES.index(name)
-    unreadable = values == _label_value(UNREADABLE)
+    unreadable = values == LABEL_VALUES[UNREADABLE]
     return table[values[~unreadable]], int(values.size), int(unreadable.sum())
-
-
-def _label_value(name: str) -> int:
-    return next(v for v, n in LABEL_NAMES.items() if n == name)
 
 
 def score_labels(label_image: np.ndarray, organ: str = "breast", specimen: str = "resection",

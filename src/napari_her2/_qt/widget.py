@@ -321,6 +321,7 @@ class Her2ScoringWidget(QWidget):
             extra_meta={"slide": str(prep.slide.path), "model": prep.predictor.name,
                         "organ": prep.params.organ, "specimen": prep.params.specimen},
         )
+        kwargs["units"] = tuple(layer.units[-2:])
         name = kwargs["name"]
         if name in self.viewer.layers:
             self.viewer.layers.remove(name)
@@ -451,7 +452,8 @@ class Her2ScoringWidget(QWidget):
             self.viewer.layers.remove(name)
         self.viewer.add_image(heat, name=name, scale=scale, translate=translate,
                               colormap="inferno", opacity=0.5, contrast_limits=(0.0, 1.0),
-                              blending="additive", metadata={META_KEY: {"tile": [row, col]}})
+                              blending="additive", units=tuple(image.units[-2:]),
+                              metadata={META_KEY: {"tile": [row, col]}})
         self.status.setText(f"Grad-CAM of tile ({row}, {col})")
 
 
