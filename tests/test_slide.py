@@ -354,10 +354,6 @@ def test_close_is_idempotent_and_a_context_manager(generic_pyramid_tiff):
     slide.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "src bug: FileHandle.close() closes the descriptor but the level readers keep its number; "
-    "the OS hands that number to the next file opened, so a closed slide then reads that "
-    "file's bytes (here another slide's pixels, silently)"))
 def test_a_closed_slide_never_reads_another_file(tmp_path, make_ihc):
     image = make_ihc(512, 768)
     for name, pixels in (("a.tif", image), ("b.tif", 255 - image)):

@@ -50,16 +50,25 @@ class FileHandle:
     def __init__(self, path, others: tuple = ()) -> None:
         self.path = path
         self.fd = os.open(path, os.O_RDONLY)
+        self._lock = threading.RLock()
+        self._closed = False
         self._finalizer = weakref.finalize(self, _close_all, self.fd, others)
 
     def pread(self, length: int, offset: int) -> bytes:
-        return os.pread(self.fd, length, offset)
+        """Bytes at ``offset``; ChunkDecodeError once closed (the descriptor number may by
+        then belong to another file)."""
+        with self._lock:
+            if self._closed:
+                raise ChunkDecodeError(f"{self.path}: the slide is closed")
+            return os.pread(self.fd, length, offset)
 
     def size(self) -> int:
         return os.fstat(self.fd).st_size
 
     def close(self) -> None:
-        self._finalizer()
+        with self._lock:
+            self._closed = True
+            self._finalizer()
 
 
 class ChunkCache:
@@ -70,6 +79,27 @@ class ChunkCache:
         self._items: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        self._pending: dict[tuple, threading.Event] = {}
+
+    def claim(self, key: tuple) -> tuple[bool, threading.Event]:
+        """(True, event) if the caller should decode ``key``; else (False, the event that is
+        set when the thread decoding it is done)."""
+        with self._lock:
+            event = self._pending.get(key)
+            if event is not None:
+                return False, event
+            event = self._pending[key] = threading.Event()
+            return True, event
+
+    def release(self, key: tuple) -> None:
+        with self._lock:
+            event = self._pending.pop(key, None)
+        if event is not None:
+            event.set()
+
+    def in_flight(self, key: tuple) -> bool:
+        with self._lock:
+            return key in self._pending
 
     def get(self, key: tuple) -> np.ndarray | None:
         with self._lock:
@@ -118,15 +148,27 @@ class ChunkedLevel:
         return (math.ceil(self.shape[0] / self.chunk[0]), math.ceil(self.shape[1] / self.chunk[1]))
 
     def get_chunk(self, iy: int, ix: int) -> np.ndarray | None:
+        """The decoded chunk; with a cache, a chunk two threads want is decoded once."""
+        if self.cache is None:
+            return self.decode(iy, ix)
         ckey = (self.key, iy, ix)
-        if self.cache is not None:
+        while True:
             hit = self.cache.get(ckey)
             if hit is not None:
                 return hit
-        arr = self.decode(iy, ix)
-        if arr is not None and self.cache is not None:
-            self.cache.put(ckey, arr)
-        return arr
+            claim, event = self.cache.claim(ckey)
+            if claim:
+                break
+            event.wait()  # another thread is decoding it; then take it from the cache
+            if self.cache.get(ckey) is None and not self.cache.in_flight(ckey):
+                return self.decode(iy, ix)  # evicted already, or its decode failed
+        try:
+            arr = self.decode(iy, ix)
+            if arr is not None:
+                self.cache.put(ckey, arr)
+            return arr
+        finally:
+            self.cache.release(ckey)
 
     def read_region(
         self, y: int, x: int, h: int, w: int, *, strict: bool = True
@@ -195,8 +237,13 @@ class LevelArray:
 
 
 def dask_chunks(shape: tuple[int, int], chunk: tuple[int, int], target: int = 1024) -> tuple:
-    """Dask block shape: whole multiples of the file's chunk, about ``target`` px a side."""
+    """Dask block shape: whole multiples of the file's chunk, about ``target``² pixels.
+
+    Wide chunks (NDPI restart-interval strips, TIFF strips) get fewer rows, so that a block of
+    a 100,000 px wide scan stays a few MB.
+    """
     ch, cw = chunk
-    by = ch * max(1, round(target / ch)) if ch < target else ch
     bx = cw * max(1, round(target / cw)) if cw < target else cw
+    rows = max(1, round(target * target / (ch * bx)))
+    by = ch * rows
     return (min(by, shape[0]), min(bx, shape[1]), 3)

@@ -47,7 +47,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
     score = data["score"] if data["score"] is not None else "no tumour tiles"
     sys.stdout.write(
         f"{Path(args.slide).name}: HER2 {score} ({data['category']}){conf_text}; "
-        f"{data['n_scored_tiles']} tissue tiles in {data['timings']['total']:.1f} s\n"
+        f"{data['n_scored_tiles']} tissue tiles in {data['timings']['total']:.1f} s"
+        f"{'; STAIN CHECK FAILED (see warning)' if data['warnings'] else ''}\n"
         f"wrote {written['geojson']}\nwrote {written['report']}\n"
     )
     return EXIT_OK

@@ -22,6 +22,7 @@ from .inference import ScoringUpdate, Timings, iter_scoring
 from .predict import TilePredictor
 from .results import TileResults
 from .slide import Slide, open_slide
+from .stain_check import StainCheck, check_stain
 from .tiling import TileGrid, make_grid
 from .tissue import TissueMask, TissueParams, detect_tissue
 
@@ -74,6 +75,7 @@ class SlideReport:
     results: TileResults
     score: Any  # scoring.SlideScore
     timings: Timings
+    stain: StainCheck | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The slide report JSON (see README: report fields)."""
@@ -107,6 +109,8 @@ class SlideReport:
                 "read_size": list(self.grid.read_size),
             },
             "tissue_fraction": round(self.tissue.fraction, 4),
+            "stain_check": None if self.stain is None else self.stain.to_dict(),
+            "warnings": [self.stain.warning] if self.stain and self.stain.warning else [],
             "timings": self.timings.to_dict(),
             "version": __version__,
         }
@@ -146,9 +150,20 @@ def slide_score(results: TileResults, params: ScoringParams):
     return score_tiles(results, organ=params.organ, specimen=params.specimen, seed=params.seed)
 
 
-def build_report(slide, predictor, params, tissue, grid, results, timings) -> SlideReport:
+def build_report(slide, predictor, params, tissue, grid, results, timings,
+                 stain: StainCheck | None = None) -> SlideReport:
     return SlideReport(slide, predictor, params, tissue, grid, results,
-                       slide_score(results, params), timings)
+                       slide_score(results, params), timings, stain)
+
+
+def stain_of(slide: Slide, tissue: TissueMask) -> StainCheck | None:
+    """Stain check of the slide's tissue (logged as a warning when it is not DAB)."""
+    if tissue.thumbnail is None:
+        return None
+    check = check_stain(tissue.thumbnail, tissue.mask)
+    if check.warning:
+        log.warning("%s: %s", slide.name, check.warning)
+    return check
 
 
 @dataclass
@@ -160,6 +175,7 @@ class Prepared:
     params: ScoringParams
     tissue: TissueMask
     grid: TileGrid
+    stain: StainCheck | None = None
 
 
 def iter_score_slide(
@@ -179,7 +195,8 @@ def iter_score_slide(
     predictor = as_predictor(model, params.device)
     tissue, grid = prepare_scoring(slide, predictor, params)
     log.info("%s: %d tissue tiles of %d", slide.name, grid.n_tissue, grid.shape[0] * grid.shape[1])
-    yield Prepared(slide, predictor, params, tissue, grid)
+    stain = stain_of(slide, tissue)
+    yield Prepared(slide, predictor, params, tissue, grid, stain)
     updates = iter_scoring(slide, predictor, grid, batch_size=params.batch_size,
                            workers=params.workers, cancel=cancel)
     timings = Timings()
@@ -192,7 +209,7 @@ def iter_score_slide(
         timings = update.timings
         yield update
     timings.total = time.perf_counter() - t0
-    return build_report(slide, predictor, params, tissue, grid, results, timings)
+    return build_report(slide, predictor, params, tissue, grid, results, timings, stain)
 
 
 def score_slide(

@@ -44,12 +44,14 @@ class TissueParams:
 class TissueMask:
     """Boolean tissue mask with its own scale.
 
-    downsample: (y, x) level-0 pixels per mask pixel; mpp: µm per mask pixel (y, x).
+    downsample: (y, x) level-0 pixels per mask pixel; mpp: µm per mask pixel (y, x);
+    thumbnail: the RGB image the mask was computed from (same shape), when known.
     """
 
     mask: np.ndarray
     downsample: tuple[float, float]
     mpp: tuple[float, float]
+    thumbnail: np.ndarray | None = None
 
     @property
     def fraction(self) -> float:
@@ -75,7 +77,7 @@ def detect_tissue(slide: Slide, params: TissueParams = TissueParams()) -> Tissue
     mpp = (mpp0.y * dy, mpp0.x * dx)
     mask = tissue_mask_from_rgb(rgb, float(np.sqrt(mpp[0] * mpp[1])), params)
     log.info("tissue: level %d (%s px), %.1f%% tissue", level, rgb.shape[:2], 100 * mask.mean())
-    return TissueMask(mask=mask, downsample=(dy, dx), mpp=mpp)
+    return TissueMask(mask=mask, downsample=(dy, dx), mpp=mpp, thumbnail=rgb)
 
 
 def tissue_mask_from_rgb(rgb: np.ndarray, mpp: float, params: TissueParams = TissueParams()) -> np.ndarray:

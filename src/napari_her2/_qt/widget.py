@@ -331,6 +331,10 @@ class Her2ScoringWidget(QWidget):
         self.progress.setValue(0)
         self.status.setText(f"{prep.grid.n_tissue} tissue tiles of {prep.grid.shape[0]} x "
                             f"{prep.grid.shape[1]} at {prep.grid.target_mpp:g} µm/px")
+        if prep.stain is not None and prep.stain.warning:
+            from napari.utils.notifications import show_warning
+
+            show_warning(f"{prep.slide.name}: {prep.stain.warning}")
 
     def _context(self) -> dict[str, Any]:
         prep = self.prepared
@@ -363,7 +367,10 @@ class Her2ScoringWidget(QWidget):
         self.report = report
         self.panel.show_score(report.score.to_dict(), self._context())
         t = report.timings
-        self.status.setText(f"Done: {len(report.results)} tiles in {t.total:.1f} s")
+        text = f"Done: {len(report.results)} tiles in {t.total:.1f} s"
+        if report.stain is not None and report.stain.warning:
+            text += f"\nWarning: {report.stain.warning}"
+        self.status.setText(text)
 
     def _on_errored(self, err: BaseException) -> None:
         if isinstance(err, ScoringCancelled):

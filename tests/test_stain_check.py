@@ -1,0 +1,48 @@
+"""The stain check tells DAB IHC from slides whose 'DAB' channel is another colour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_her2._sample_data import ihc_mosaic
+from napari_her2.stain_check import check_stain
+
+
+def test_dab_ihc_passes():
+    check = check_stain(ihc_mosaic(rows=1, cols=1))
+    assert check.looks_like_dab and check.warning is None
+    assert 10 <= check.dab_hue_deg <= 45
+
+
+def test_eosin_pink_is_flagged():
+    rgb = np.full((64, 64, 3), 255, np.uint8)
+    rgb[:, :32] = (200, 80, 170)  # H&E-like eosin/purple
+    check = check_stain(rgb)
+    assert not check.looks_like_dab
+    assert "not brown" in check.warning
+
+
+def test_too_little_dab_is_not_judged():
+    rgb = np.full((64, 64, 3), 250, np.uint8)
+    check = check_stain(rgb)
+    assert check.looks_like_dab and check.dab_hue_deg is None
+
+
+def test_real_he_slide_is_flagged_and_real_her2_patches_pass(shared_data):
+    from skimage.io import imread
+
+    from napari_her2 import open_slide
+
+    he = open_slide(shared_data / "slides" / "cmu-1-small-region.svs")
+    assert not check_stain(he.levels[1].compute()).looks_like_dab
+    for name in ("00052_test_3+.png", "00249_test_2+.png"):
+        rgb = imread(shared_data / "her2-ihc-bci" / name)[..., :3]
+        assert check_stain(rgb).looks_like_dab, name
+
+
+@pytest.mark.parametrize("brown", [(150, 95, 50), (120, 70, 30)])
+def test_brown_shades_pass(brown):
+    rgb = np.full((64, 64, 3), 255, np.uint8)
+    rgb[:, :32] = brown
+    assert check_stain(rgb).looks_like_dab
