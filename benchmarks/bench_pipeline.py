@@ -34,6 +34,28 @@ def build_slide(folder: Path, rows: int, cols: int) -> Path:
     return path
 
 
+#: architectures the benchmark can time with random weights: input size, classes
+TIMING_ARCHS = {
+    "her2-resnet": (64, ("0", "1+", "2+", "3+")),
+    "resnet18": (224, ("0", "1+", "2+", "3+")),
+    "repvgg-gct": (256, ("0", "1+", "2+", "3+", "normal", "noise")),
+    "repvgg-se": (256, ("0", "1+", "2+", "3+", "normal", "noise")),
+}
+
+
+def random_checkpoint(arch: str, folder: Path) -> Path:
+    """A checkpoint with random weights: the speed of a model does not depend on them."""
+    from napari_her2.models import ModelCard, get_model, save_checkpoint
+
+    size, classes = TIMING_ARCHS[arch]
+    model = get_model(arch, num_classes=len(classes))
+    card = ModelCard(architecture=arch, classes=classes, input_size=size, target_mpp=0.5,
+                     name=f"{arch}-random", description="random weights, for timing only")
+    path = folder / f"{arch}-random.safetensors"
+    save_checkpoint(path, model, card)
+    return path
+
+
 def pure_model(predictor, tiles: np.ndarray, batch: int) -> float:
     predictor.predict(tiles[:batch])  # warm-up
     t0 = time.perf_counter()
@@ -66,7 +88,9 @@ def usual_script(path: Path, predictor, grid, slide, limit: int) -> float | None
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--slide", type=Path)
-    ap.add_argument("--model", default="dab-membrane")
+    ap.add_argument("--model", default="dab-membrane",
+                    help="dab-membrane, a checkpoint, or an architecture "
+                    f"({', '.join(TIMING_ARCHS)}) timed with random weights")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--mosaic", type=int, default=10, help="synthetic slide: n x n IHC pieces")
     ap.add_argument("--usual-tiles", type=int, default=200, help="tiles timed for the usual script")
@@ -74,7 +98,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = args.slide or build_slide(Path(tmp), args.mosaic, args.mosaic)
-        predictor = as_predictor(args.model, "cpu")
+        model = args.model
+        if model in TIMING_ARCHS:
+            model = str(random_checkpoint(model, Path(tmp)))
+        predictor = as_predictor(model, "cpu")
         params = ScoringParams(batch_size=args.batch)
         slide = open_slide(path)
         _, grid = prepare_scoring(slide, predictor, params)

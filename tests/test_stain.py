@@ -230,3 +230,18 @@ def test_bci_3plus_patch_scores_higher_than_0_patch(scorer):
     high = expected_score(scorer.predict(_bci_tiles("00052_test_3+.png")).probs)
     low = expected_score(scorer.predict(_bci_tiles("00004_test_0.png")).probs)
     assert high > low + 1.0, (high, low)
+
+
+def test_threaded_batches_give_the_same_result_as_one_thread(monkeypatch):
+    from skimage.data import immunohistochemistry
+
+    from napari_her2.stain import DabMembraneScorer
+
+    img = immunohistochemistry()
+    tiles = np.stack([img[y : y + 128, x : x + 128] for y in (0, 128, 256) for x in (0, 128, 256)])
+    scorer = DabMembraneScorer()
+    threaded = scorer.predict(tiles)
+    monkeypatch.setenv("NAPARI_HER2_SYNC", "1")
+    single = scorer.predict(tiles)
+    np.testing.assert_array_equal(threaded.probs, single.probs)
+    np.testing.assert_array_equal(threaded.features, single.features)

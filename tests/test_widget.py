@@ -156,3 +156,51 @@ def test_closing_the_widget_mid_run_leaves_no_thread(qtbot, viewer_widget, monke
     widget.close()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
     assert not [t for t in threading.enumerate() if t.name.startswith("napari-her2-read")]
+
+
+def _random_checkpoint(folder):
+    from napari_her2.models import ModelCard, get_model, save_checkpoint
+
+    path = folder / "her2-resnet-test.safetensors"
+    card = ModelCard(architecture="her2-resnet", classes=("0", "1+", "2+", "3+"), input_size=64,
+                     target_mpp=0.5, name="her2-resnet-test", description="random weights")
+    save_checkpoint(path, get_model("her2-resnet", num_classes=4), card)
+    return path
+
+
+def test_score_with_a_checkpoint_and_explain_a_tile(qtbot, viewer_widget, tmp_path):
+    viewer, widget = viewer_widget
+    path = _random_checkpoint(tmp_path)
+    widget.add_checkpoint(path)
+    assert widget.model_combo.currentData() == str(path)
+    _score(qtbot, widget)
+    _wait_done(qtbot, widget)
+    report = widget.report
+    assert report is not None, widget.status.text()
+    assert report.predictor.name == "her2-resnet-test"
+    assert report.to_dict()["model"]["sha256"] == report.predictor.card.sha256
+    assert widget.gradcam_button.isEnabled()
+    rows, cols = report.grid.tissue_tiles()
+    r, c = int(rows[0]), int(cols[0])
+    worker = widget.explain_tile(r, c)
+    with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
+        pass
+    cam = viewer.layers["ihc-small Grad-CAM"]
+    size = report.grid.tile_size  # the map comes back at the tile's own size
+    assert cam.data.shape == (size, size)
+    assert 0.0 <= cam.data.min() and cam.data.max() <= 1.0
+    # the map covers exactly tile (r, c): its corners map to the tile's level-0 corners
+    image = viewer.layers["ihc-small"]
+    T = report.grid.tile_size0[0]
+    first = cam.data_to_world((0, 0)) / image.scale  # centre of the first map pixel, level 0
+    px0 = T / size
+    np.testing.assert_allclose(first, [r * T + (px0 - 1) / 2, c * T + (px0 - 1) / 2])
+
+
+def test_gradcam_is_refused_for_the_weight_free_scorer(qtbot, viewer_widget):
+    viewer, widget = viewer_widget
+    _score(qtbot, widget)
+    _wait_done(qtbot, widget)
+    assert not widget.gradcam_button.isEnabled()
+    assert widget.explain_tile(0, 0) is None
+    assert "CNN checkpoint" in widget.status.text()

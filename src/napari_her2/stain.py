@@ -25,6 +25,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -458,6 +460,11 @@ def classify(features: np.ndarray, params: DabMembraneParams | None = None) -> n
 # --------------------------------------------------------------------------- the predictor
 
 
+#: threads that share one batch of tiles, and the fewest tiles worth a thread
+MAX_THREADS = 4
+MIN_TILES_PER_THREAD = 4
+
+
 @dataclass
 class DabMembraneScorer:
     """The weight-free ``dab-membrane`` tile scorer (implements ``TilePredictor``)."""
@@ -486,8 +493,21 @@ class DabMembraneScorer:
         if tiles.shape[0] == 0:
             empty = np.zeros((0, len(FEATURE_NAMES)), np.float32)
             return Prediction(np.zeros((0, len(CLASSES)), np.float32), empty)
-        feats = measure(tiles, self.params)
+        feats = self._measure_parallel(tiles)
         return Prediction(classify(feats, self.params), feats)
+
+    def _measure_parallel(self, tiles: np.ndarray) -> np.ndarray:
+        """``measure`` over slices of the batch in threads (numpy and scipy.ndimage release
+        the GIL, so the cores share a batch); one thread in sync mode or for small batches."""
+        from .inference import sync_mode
+
+        n_threads = min(os.cpu_count() or 1, MAX_THREADS, len(tiles) // MIN_TILES_PER_THREAD)
+        if n_threads < 2 or sync_mode():
+            return measure(tiles, self.params)
+        parts = np.array_split(np.arange(len(tiles)), n_threads)
+        with ThreadPoolExecutor(n_threads, thread_name_prefix="napari-her2-stain") as pool:
+            feats = list(pool.map(lambda idx: measure(tiles[idx], self.params), parts))
+        return np.concatenate(feats)
 
     def describe(self) -> dict[str, Any]:
         """Model card: what the scorer measures, its thresholds and its limits."""
