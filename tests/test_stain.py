@@ -245,3 +245,13 @@ def test_threaded_batches_give_the_same_result_as_one_thread(monkeypatch):
     single = scorer.predict(tiles)
     np.testing.assert_array_equal(threaded.probs, single.probs)
     np.testing.assert_array_equal(threaded.features, single.features)
+
+
+def test_scorer_follows_the_tile_resolution():
+    from napari_her2.stain import DabMembraneScorer
+
+    base = DabMembraneScorer()
+    fine = base.at_mpp(0.25)
+    assert base.at_mpp(base.params.mpp) is base
+    assert fine.target_mpp == 0.25 and fine.params.ridge_sigma_um == base.params.ridge_sigma_um
+    assert fine.sha256 != base.sha256

@@ -193,6 +193,8 @@ def iter_score_slide(
     params = params or ScoringParams()
     slide = as_slide(slide_or_path, mpp)
     predictor = as_predictor(model, params.device)
+    if params.target_mpp is not None and hasattr(predictor, "at_mpp"):
+        predictor = predictor.at_mpp(params.target_mpp)  # a scorer measuring in microns
     tissue, grid = prepare_scoring(slide, predictor, params)
     log.info("%s: %d tissue tiles of %d", slide.name, grid.n_tissue, grid.shape[0] * grid.shape[1])
     stain = stain_of(slide, tissue)

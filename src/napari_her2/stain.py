@@ -27,7 +27,7 @@ import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -495,6 +495,12 @@ class DabMembraneScorer:
             return Prediction(np.zeros((0, len(CLASSES)), np.float32), empty)
         feats = self._measure_parallel(tiles)
         return Prediction(classify(feats, self.params), feats)
+
+    def at_mpp(self, mpp: float) -> DabMembraneScorer:
+        """The same scorer for tiles read at ``mpp`` µm/px (its lengths are in microns)."""
+        if mpp == self.params.mpp:
+            return self
+        return DabMembraneScorer(replace(self.params, mpp=float(mpp)))
 
     def _measure_parallel(self, tiles: np.ndarray) -> np.ndarray:
         """``measure`` over slices of the batch in threads (numpy and scipy.ndimage release

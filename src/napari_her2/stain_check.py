@@ -35,8 +35,16 @@ class StainCheck:
         return asdict(self)
 
 
+#: the check looks at most this many pixels (an evenly strided subset of larger images)
+MAX_PIXELS = 2_000_000
+
+
 def check_stain(rgb: np.ndarray, tissue: np.ndarray | None = None) -> StainCheck:
     """Stain check of a low-resolution RGB view of a slide (``tissue``: optional mask)."""
+    step = max(1, int(np.ceil(np.sqrt(rgb.shape[0] * rgb.shape[1] / MAX_PIXELS))))
+    if step > 1:
+        rgb = rgb[::step, ::step]
+        tissue = None if tissue is None else tissue[::step, ::step]
     _, dab = deconvolve(np.ascontiguousarray(rgb[..., :3]))
     positive = dab > DAB_POSITIVE_OD
     if tissue is not None:

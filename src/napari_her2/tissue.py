@@ -100,10 +100,14 @@ def _block_mean(rgb: np.ndarray, factor: int) -> np.ndarray:
 
 
 def _saturation_value(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    x = rgb[..., :3].astype(np.float32) / 255.0
-    vmax, vmin = x.max(axis=-1), x.min(axis=-1)
-    sat = np.where(vmax > 0, (vmax - vmin) / np.maximum(vmax, 1e-6), 0.0)
-    return sat, vmax
+    """HSV saturation and value in [0, 1], without a float copy of the whole image."""
+    vmax = rgb[..., :3].max(axis=-1)
+    vmin = rgb[..., :3].min(axis=-1)
+    sat = (vmax - vmin).astype(np.float32)
+    sat /= np.maximum(vmax, 1).astype(np.float32)
+    val = vmax.astype(np.float32)
+    val /= 255.0
+    return sat, val
 
 
 def _otsu(values: np.ndarray, bins: int = 256) -> float:
