@@ -144,3 +144,17 @@ def test_corrupt_tile_is_marked_unreadable_and_scoring_goes_on(tmp_path):
     assert np.isnan(results.probs[bad]).all()
     assert results.readable[~bad].all()
     assert results.tile_outcomes()[int(np.flatnonzero(bad)[0])] == "unreadable"
+
+
+def test_embeddings_are_kept_in_tile_order_with_gaps_for_unreadable_batches():
+    from napari_her2.results import TileResults
+
+    res = TileResults(classes=("0", "1+"), feature_names=(), grid_shape=(4, 4),
+                      origin0=(0.0, 0.0), tile_size0=(8.0, 8.0))
+    probs = np.full((2, 2), 0.5, np.float32)
+    res.extend([0, 0], [0, 1], probs, np.zeros((2, 0)), [False, False])  # nothing readable
+    res.extend([1, 1], [0, 1], probs, np.zeros((2, 0)), [True, True], np.ones((2, 3)))
+    res.extend([2], [0], probs[:1], np.zeros((1, 0)), [False])
+    assert res.embeddings.shape == (5, 3)
+    assert np.isnan(res.embeddings[[0, 1, 4]]).all()
+    assert (res.embeddings[2:4] == 1).all()

@@ -120,9 +120,9 @@ def iter_scoring(
             if cancel is not None and cancel.is_set():
                 raise ScoringCancelled(f"{slide.name}: scoring cancelled")
             timings.read += batch.read_seconds
-            probs, feats = _predict(predictor, batch, timings)
+            probs, feats, emb = _predict(predictor, batch, timings)
             start = len(results)
-            results.extend(batch.rows, batch.cols, probs, feats, batch.readable)
+            results.extend(batch.rows, batch.cols, probs, feats, batch.readable, emb)
             timings.total = time.perf_counter() - t_start
             yield ScoringUpdate(results, start, len(results), len(results), total, timings)
     finally:
@@ -135,6 +135,7 @@ def _predict(predictor: TilePredictor, batch: _Batch, timings: Timings):
     n_c, n_f = len(predictor.classes), len(predictor.feature_names)
     probs = np.full((len(batch.rows), n_c), np.nan, np.float32)
     feats = np.full((len(batch.rows), n_f), np.nan, np.float32)
+    emb = None
     ok = batch.readable
     if ok.any():
         t0 = time.perf_counter()
@@ -143,7 +144,10 @@ def _predict(predictor: TilePredictor, batch: _Batch, timings: Timings):
         probs[ok] = pred.probs
         if n_f:
             feats[ok] = pred.features
-    return probs, feats
+        if pred.embeddings is not None:
+            emb = np.full((len(batch.rows), pred.embeddings.shape[1]), np.nan, np.float32)
+            emb[ok] = pred.embeddings
+    return probs, feats, emb
 
 
 def _read_batches(slide, grid, rows, cols, starts, batch_size, workers, prefetch) -> Generator[_Batch, None, None]:

@@ -26,6 +26,8 @@ class TileResults:
     rows, cols: (N,) grid indices of the scored tiles.
     probs: (N, C) float32 class probabilities; features: (N, F) float32.
     readable: (N,) False where the tile could not be decoded (its probs are NaN).
+    embeddings: (N, D) float32 tile embeddings when the model gives them (NaN rows for
+        unreadable tiles), else None.
     """
 
     classes: tuple[str, ...]
@@ -38,6 +40,7 @@ class TileResults:
     probs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     readable: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    embeddings: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n_c, n_f = len(self.classes), len(self.feature_names)
@@ -49,8 +52,18 @@ class TileResults:
     def __len__(self) -> int:
         return int(self.rows.shape[0])
 
-    def extend(self, rows, cols, probs, features, readable) -> None:
-        """Append one batch of tiles."""
+    def extend(self, rows, cols, probs, features, readable, embeddings=None) -> None:
+        """Append one batch of tiles (``embeddings``: (n, D), or None for a model without
+        embeddings or a batch with no readable tile: such rows are NaN once any batch has
+        embeddings)."""
+        if embeddings is not None:
+            emb = np.asarray(embeddings, np.float32)
+            if self.embeddings is None:
+                self.embeddings = np.full((len(self), emb.shape[1]), np.nan, np.float32)
+            self.embeddings = np.concatenate([self.embeddings, emb])
+        elif self.embeddings is not None:
+            gap = np.full((len(rows), self.embeddings.shape[1]), np.nan, np.float32)
+            self.embeddings = np.concatenate([self.embeddings, gap])
         self.rows = np.concatenate([self.rows, np.asarray(rows, np.int32)])
         self.cols = np.concatenate([self.cols, np.asarray(cols, np.int32)])
         self.probs = np.concatenate([self.probs, np.asarray(probs, np.float32)])
