@@ -23,9 +23,10 @@ from napari_her2.slide import write_pyramid_tiff
 
 EXE = Path(sys.executable).parent / "napari-her2"
 FAST = ["--tile-size", "64", "--target-mpp", "1.0"]
+#: the summary line: "<file>: HER2 <score> (<category>)[, confidence C ...]; N tissue tiles in T s"
 SUMMARY = re.compile(
     r"^(?P<name>\S+): HER2 (?P<score>0|1\+|2\+|3\+) \((?P<category>negative|equivocal|positive)\)"
-    r", confidence \d\.\d\d; (?P<tiles>\d+) tissue tiles in \d+\.\d s$"
+    r"(, confidence \d\.\d\d)?[^;]*; (?P<tiles>\d+) tissue tiles in \d+\.\d s(;|$)"
 )
 
 

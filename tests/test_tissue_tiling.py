@@ -96,3 +96,16 @@ def test_scoring_needs_mpp(tmp_path, mosaic):
         slide = open_slide(path)
     with pytest.raises(MissingMppError, match="nompp.tif"):
         detect_tissue(slide)
+
+
+@pytest.mark.parametrize("edges", [[0, 10, 20, 30, 40, 50], [0, 7, 7, 20, 45, 55, 60], [3, 9, 12]])
+def test_band_sums_match_slicing(edges):
+    from napari_her2.tiling import _band_sums
+
+    a = (np.random.default_rng(0).random((50, 40)) > 0.5).astype(np.uint8)
+    edges = np.array(edges)
+    for axis in (0, 1):
+        n = a.shape[axis]
+        ref = [np.take(a, range(min(lo, n), min(hi, n)), axis=axis).sum(axis=axis)
+               for lo, hi in zip(edges[:-1], edges[1:])]
+        np.testing.assert_array_equal(_band_sums(a, edges, axis), np.stack(ref, axis=axis))

@@ -25,12 +25,16 @@ def _add_scoring_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="napari-her2-out", help="output folder")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--slide-model", default=None, metavar="PATH",
+                   help="slide-level checkpoint (WHSPN or attention MIL) that makes the call "
+                   "instead of the ASCO/CAP rule")
 
 
 def _params(args: argparse.Namespace, workers: int = 2) -> ScoringParams:
     return ScoringParams(tile_size=args.tile_size, target_mpp=args.target_mpp, organ=args.organ,
                          specimen=args.specimen, device=args.device,
-                         batch_size=args.batch_size, workers=workers)
+                         batch_size=args.batch_size, workers=workers,
+                         slide_model=args.slide_model)
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
@@ -46,7 +50,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
     conf_text = f", confidence {conf:.2f}" if isinstance(conf, int | float) else ""
     score = data["score"] if data["score"] is not None else "no tumour tiles"
     sys.stdout.write(
-        f"{Path(args.slide).name}: HER2 {score} ({data['category']}){conf_text}; "
+        f"{Path(args.slide).name}: HER2 {score} ({data['category']}){conf_text} "
+        f"by {data['method']}; "
         f"{data['n_scored_tiles']} tissue tiles in {data['timings']['total']:.1f} s"
         f"{'; STAIN CHECK FAILED (see warning)' if data['warnings'] else ''}\n"
         f"wrote {written['geojson']}\nwrote {written['report']}\n"

@@ -45,6 +45,9 @@ class ScoringParams:
     workers: int = 2
     device: str = "auto"
     seed: int = 0
+    #: a slide-level checkpoint (WHSPN or attention MIL) that makes the call instead of the
+    #: guideline rule; None = the ASCO/CAP rule over tile fractions
+    slide_model: str | None = None
     tissue: TissueParams = field(default_factory=TissueParams)
 
     def __post_init__(self) -> None:
@@ -76,25 +79,43 @@ class SlideReport:
     score: Any  # scoring.SlideScore
     timings: Timings
     stain: StainCheck | None = None
+    slide_model: Any = None  # aggregate.SlideModelResult
+
+    @property
+    def method(self) -> str:
+        """What made the call: the guideline rule or a slide-level model."""
+        return self.slide_model.method if self.slide_model is not None else self.score.method
+
+    def call(self) -> dict[str, Any]:
+        """score, category and confidence of the method that made the call."""
+        if self.slide_model is None:
+            rule = self.score.to_dict()
+            return {k: rule.get(k) for k in ("score", "category", "confidence")}
+        m = self.slide_model
+        probs = {c: float(p) for c, p in zip(m.classes, m.probs)}
+        return {"score": m.score, "category": m.category, "confidence": probs.get(m.score)}
 
     def to_dict(self) -> dict[str, Any]:
         """The slide report JSON (see README: report fields)."""
         score = self.score.to_dict()
+        call = self.call()
         mpp = self.slide.require_mpp()
         params = {k: v for k, v in asdict(self.params).items() if k != "tissue"}
         params["target_mpp"] = self.grid.target_mpp
         params["tissue"] = asdict(self.params.tissue)
         return {
             "slide": str(self.slide.path),
-            "score": score.get("score"),
-            "category": score.get("category"),
+            "score": call["score"],
+            "category": call["category"],
+            "confidence": call["confidence"],
+            "method": self.method,
             "class_fractions": score.get("class_fractions"),
-            "confidence": score.get("confidence"),
             "n_tiles": int(self.grid.shape[0] * self.grid.shape[1]),
             "n_tissue_tiles": int(self.grid.n_tissue),
             "n_scored_tiles": len(self.results),
             "n_unreadable_tiles": int((~self.results.readable).sum()),
             "slide_score": score,
+            "slide_model": None if self.slide_model is None else self.slide_model.to_dict(),
             "model": {
                 "name": self.predictor.name,
                 "sha256": self.predictor.sha256,
@@ -151,9 +172,14 @@ def slide_score(results: TileResults, params: ScoringParams):
 
 
 def build_report(slide, predictor, params, tissue, grid, results, timings,
-                 stain: StainCheck | None = None) -> SlideReport:
+                 stain: StainCheck | None = None, slide_model=None) -> SlideReport:
+    """The report of a scored slide; ``slide_model`` (a loaded aggregate.SlideModel), when
+    given, makes the call from the tile results."""
+    model_result = None
+    if slide_model is not None and len(results):
+        model_result = slide_model.score(results, seed=params.seed)
     return SlideReport(slide, predictor, params, tissue, grid, results,
-                       slide_score(results, params), timings, stain)
+                       slide_score(results, params), timings, stain, model_result)
 
 
 def stain_of(slide: Slide, tissue: TissueMask) -> StainCheck | None:
@@ -195,6 +221,11 @@ def iter_score_slide(
     predictor = as_predictor(model, params.device)
     if params.target_mpp is not None and hasattr(predictor, "at_mpp"):
         predictor = predictor.at_mpp(params.target_mpp)  # a scorer measuring in microns
+    slide_model = None
+    if params.slide_model:  # loaded before the tiles, so a bad checkpoint fails at once
+        from .aggregate import load_slide_model
+
+        slide_model = load_slide_model(params.slide_model, device="cpu")
     tissue, grid = prepare_scoring(slide, predictor, params)
     log.info("%s: %d tissue tiles of %d", slide.name, grid.n_tissue, grid.shape[0] * grid.shape[1])
     stain = stain_of(slide, tissue)
@@ -211,7 +242,8 @@ def iter_score_slide(
         timings = update.timings
         yield update
     timings.total = time.perf_counter() - t0
-    return build_report(slide, predictor, params, tissue, grid, results, timings, stain)
+    return build_report(slide, predictor, params, tissue, grid, results, timings, stain,
+                        slide_model)
 
 
 def score_slide(

@@ -108,15 +108,37 @@ def make_grid(
 def _tile_tissue_fraction(
     tissue: TissueMask, shape: tuple[int, int], size0: tuple[float, float]
 ) -> np.ndarray:
-    """Fraction of each tile's area covered by the mask (integral image over mask pixels)."""
-    mask = tissue.mask.astype(np.float64)
-    integral = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1))
-    integral[1:, 1:] = mask.cumsum(0).cumsum(1)
+    """Fraction of each tile's area covered by the mask (band sums, no float copy)."""
+    mask = tissue.mask.view(np.uint8)
     ys = np.round(np.arange(shape[0] + 1) * size0[0] / tissue.downsample[0]).astype(int)
     xs = np.round(np.arange(shape[1] + 1) * size0[1] / tissue.downsample[1]).astype(int)
-    ys, xs = np.clip(ys, 0, mask.shape[0]), np.clip(xs, 0, mask.shape[1])
-    total = integral[np.ix_(ys, xs)]
-    inside = total[1:, 1:] - total[:-1, 1:] - total[1:, :-1] + total[:-1, :-1]
+    rows = _band_sums(mask, ys, axis=0)  # (grid rows, mask width)
+    inside = _band_sums(rows, xs, axis=1)  # (grid rows, grid cols)
     # tile areas in mask pixels, unclipped: padding beyond the image counts as background
     area = (size0[0] / tissue.downsample[0]) * (size0[1] / tissue.downsample[1])
     return (inside / max(area, 1e-9)).astype(np.float32)
+
+
+def _band_sums(arr: np.ndarray, edges: np.ndarray, axis: int) -> np.ndarray:
+    """Sums of ``arr`` between consecutive ``edges`` along ``axis`` (empty bands give 0)."""
+    n = arr.shape[axis]
+    lo, hi = np.clip(edges[:-1], 0, n), np.clip(edges[1:], 0, n)
+    out_shape = list(arr.shape)
+    out_shape[axis] = len(lo)
+    out = np.zeros(out_shape, np.int64)
+    ok = hi > lo
+    if ok.any():
+        sums = np.add.reduceat(arr, lo[ok], axis=axis, dtype=np.int64)
+        # reduceat sums up to the next start; cut each band at its own end instead
+        ends = np.append(lo[ok][1:], n)
+        extra = [np.take(arr, range(h, e), axis=axis).sum(axis=axis, dtype=np.int64)
+                 for h, e in zip(hi[ok], ends) if e > h]
+        if extra:
+            sel = np.flatnonzero(ends > hi[ok])
+            idx = [slice(None)] * arr.ndim
+            idx[axis] = sel
+            sums[tuple(idx)] -= np.stack(extra, axis=axis)
+        idx = [slice(None)] * arr.ndim
+        idx[axis] = np.flatnonzero(ok)
+        out[tuple(idx)] = sums
+    return out

@@ -68,12 +68,15 @@ class Her2ScoringWidget(QWidget):
         self._connect()
         self.refresh_layers()
         self.refresh_models()
+        self.refresh_slide_models()
 
     # ------------------------------------------------------------------ construction
     def _build(self) -> None:
         self.layer_combo = QComboBox()
         self.model_combo = QComboBox()
         self.load_button = QPushButton("Load checkpoint…")
+        self.slide_model_combo = QComboBox()
+        self.slide_model_combo.setToolTip("What makes the slide call from the tile results")
         self.tile_spin = QSpinBox()
         self.tile_spin.setRange(32, 2048)
         self.tile_spin.setSingleStep(32)
@@ -115,6 +118,7 @@ class Her2ScoringWidget(QWidget):
         form = QFormLayout()
         form.addRow("Image layer", self.layer_combo)
         form.addRow("Model", model_row)
+        form.addRow("Slide call", self.slide_model_combo)
         form.addRow("Tile size", self.tile_spin)
         form.addRow("Magnification", self.mag_combo)
         form.addRow("Organ", self.organ_combo)
@@ -168,6 +172,22 @@ class Her2ScoringWidget(QWidget):
             label = info.name if info.path is None else f"{info.name} ({Path(info.path).name})"
             self.model_combo.addItem(label, str(info.path) if info.path else info.name)
 
+    def refresh_slide_models(self) -> None:
+        """The guideline rule, then slide-level checkpoints (WHSPN, attention MIL)."""
+        from ..models import available_slide_models
+
+        self.slide_model_combo.clear()
+        self.slide_model_combo.addItem("ASCO/CAP rule over tiles", None)
+        for info in available_slide_models():
+            self.slide_model_combo.addItem(f"{info.name} ({Path(info.path).name})", str(info.path))
+
+    def add_slide_model(self, path: str | Path) -> None:
+        """Add a slide-level checkpoint to the list and select it (checked when scoring)."""
+        path = str(Path(path))
+        if self.slide_model_combo.findData(path) < 0:
+            self.slide_model_combo.addItem(Path(path).name, path)
+        self.slide_model_combo.setCurrentIndex(self.slide_model_combo.findData(path))
+
     def add_checkpoint(self, path: str | Path) -> None:
         """Add a checkpoint file to the model list and select it (checked when scoring)."""
         path = str(Path(path))
@@ -206,6 +226,7 @@ class Her2ScoringWidget(QWidget):
             target_mpp=self.mag_combo.currentData(),
             organ=self.organ_combo.currentText(),
             specimen=self.specimen_combo.currentText(),
+            slide_model=self.slide_model_combo.currentData(),
         )
 
     # ------------------------------------------------------------------ running
@@ -340,8 +361,11 @@ class Her2ScoringWidget(QWidget):
         prep = self.prepared
         if prep is None:
             return {}
-        return {"model": prep.predictor.name, "tile": f"{prep.params.tile_size}px",
-                "µm/px": f"{prep.grid.target_mpp:g}", "organ": prep.params.organ}
+        ctx = {"model": prep.predictor.name, "tile": f"{prep.params.tile_size}px",
+               "µm/px": f"{prep.grid.target_mpp:g}", "organ": prep.params.organ}
+        if prep.params.slide_model:
+            ctx["slide call"] = Path(prep.params.slide_model).name
+        return ctx
 
     def _show_results_score(self, results, partial: bool) -> None:
         from ..pipeline import slide_score
@@ -365,12 +389,39 @@ class Her2ScoringWidget(QWidget):
             self.status.setText("Cancelled")
             return
         self.report = report
-        self.panel.show_score(report.score.to_dict(), self._context())
+        self.panel.show_score(self._panel_score(report), self._context())
+        if report.slide_model is not None and report.slide_model.attention is not None:
+            self._show_attention(report)
         t = report.timings
         text = f"Done: {len(report.results)} tiles in {t.total:.1f} s"
         if report.stain is not None and report.stain.warning:
             text += f"\nWarning: {report.stain.warning}"
         self.status.setText(text)
+
+    @staticmethod
+    def _panel_score(report: SlideReport) -> dict[str, Any]:
+        """The rule's evidence, with the call of the slide model when one made it."""
+        score = report.score.to_dict()
+        if report.slide_model is not None:
+            score.update(report.call())
+        return score
+
+    def _show_attention(self, report: SlideReport) -> None:
+        """The MIL attention heatmap as ``<image> attention`` over the slide."""
+        from ..heatmap import attention_raster
+        from ..overlay import ATTENTION_SUFFIX, grid_placement
+
+        image = self.viewer.layers[self._running_layer_name]
+        raster = attention_raster(report.results, report.slide_model.attention)
+        scale, translate = grid_placement(report.grid.tile_size0, tuple(image.scale[-2:]),
+                                          tuple(image.translate[-2:]))
+        name = f"{image.name}{ATTENTION_SUFFIX}"
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        self.viewer.add_image(raster, name=name, scale=scale, translate=translate,
+                              colormap="turbo", opacity=0.5, contrast_limits=(0.0, 1.0),
+                              units=tuple(image.units[-2:]),
+                              metadata={META_KEY: {"slide_model": report.slide_model.name}})
 
     def _on_errored(self, err: BaseException) -> None:
         if isinstance(err, ScoringCancelled):

@@ -20,7 +20,13 @@ from . import resnet as _resnet  # noqa: F401  (registers resnet18)
 from . import whspn as _whspn  # noqa: F401  (registers whspn-mlp, whspn-svm)
 from .abmil import MILOutput
 from .card import ModelCard
-from .catalog import PredictorInfo, available_predictors, describe_models, models_dir
+from .catalog import (
+    PredictorInfo,
+    available_predictors,
+    available_slide_models,
+    describe_models,
+    models_dir,
+)
 from .checkpoint import load_checkpoint, read_card, save_checkpoint
 from .gradcam import grad_cam
 from .predictors import TorchTilePredictor, load_predictor
@@ -34,6 +40,7 @@ __all__ = [
     "PredictorInfo",
     "TorchTilePredictor",
     "available_predictors",
+    "available_slide_models",
     "count_parameters",
     "describe_models",
     "fit_whspn_svm",

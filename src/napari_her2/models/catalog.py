@@ -93,14 +93,23 @@ def available_predictors(models_dir: str | Path | None = None) -> list[Predictor
     skipped with a warning in the log, non-tile checkpoints (MIL, WHSPN) are left out.
     """
     infos = [PredictorInfo(WEIGHT_FREE, "weight-free", None, _weight_free_card())]
+    return infos + _valid_checkpoints(("tile",), models_dir)
+
+
+def available_slide_models(models_dir: str | Path | None = None) -> list[PredictorInfo]:
+    """Every valid slide-level checkpoint: WHSPN aggregators and attention MIL models."""
+    return _valid_checkpoints(("slide", "mil"), models_dir)
+
+
+def _valid_checkpoints(kinds: tuple[str, ...], models_dir: str | Path | None) -> list[PredictorInfo]:
+    infos = []
     for name, path in checkpoint_files(models_dir).items():
         try:
             _, card = load_checkpoint(path)
         except CheckpointError as err:
             logger.warning("skipping checkpoint: %s", err)
             continue
-        if model_spec(card.architecture).kind != "tile":
-            logger.debug("%s is a %s model, not a tile predictor", path, card.architecture)
+        if model_spec(card.architecture).kind not in kinds:
             continue
         infos.append(PredictorInfo(name, "checkpoint", path, card.to_dict()))
     return infos
