@@ -271,12 +271,6 @@ def test_demo_headless_scores_the_sample_slide(capsys, tmp_path):
 # --------------------------------------------------------------------------- batch
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "src bug: batch.score_one runs inside a dask worker, where the slide's dask arrays are "
-    "computed on the distributed client (tissue.detect_tissue: slide.levels[level].compute()); "
-    "the slide graph cannot be serialised ('Could not serialize object of type "
-    "_HLGExprSequence', local decode closure with an RLock), score_one raises TypeError, which "
-    "is no Her2Error, and `napari-her2 batch` crashes with a traceback on any good slide"))
 def test_batch_reports_every_slide_and_goes_on_after_a_bad_one(capsys, slide, tmp_path):
     cohort = tmp_path / "cohort"
     cohort.mkdir()

@@ -276,3 +276,14 @@ def test_tiles_csv(tmp_path):
     assert (float(rows[0]["x0"]), float(rows[0]["y0"])) == (100.0, 50.0)
     assert rows[2]["dab_od_mean"] == ""
     assert rows[3]["class"] == "unreadable" and rows[3]["p(0)"] == ""
+
+
+def test_edited_labels_are_clipped_to_the_image():
+    from napari_her2.export import labels_to_geojson
+
+    labels = np.zeros((2, 2), np.uint8)
+    labels[1, 1] = 4
+    fc = labels_to_geojson(labels, scale=(100.0, 100.0), image_shape0=(150, 170))
+    ring = fc["features"][0]["geometry"]["coordinates"][0]
+    xs, ys = [p[0] for p in ring], [p[1] for p in ring]
+    assert (min(xs), max(xs), min(ys), max(ys)) == (100, 170, 100, 150)

@@ -201,10 +201,6 @@ def test_write_outputs_writes_geojson_and_report(report, tmp_path):
     assert (corners >= 0).all() and (corners[:, 0] < w0).all() and (corners[:, 1] < h0).all()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "src bug: GeoJSON boxes of edge tiles are not clipped to the slide: on a 1216 x 1216 px "
-    "slide scored with 256 px tiles the last row/column polygons reach 1280 px "
-    "(TileResults.bboxes0 / export.tiles_to_geojson use the full tile size)"))
 def test_geojson_coordinates_lie_inside_the_slide(slide_path, tmp_path):
     rep = score_slide(slide_path, tile_size=256, target_mpp=0.5)
     assert rep.grid.partial[rep.results.rows, rep.results.cols].any(), "an edge tile is scored"

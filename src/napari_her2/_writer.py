@@ -34,7 +34,8 @@ def tiles_geojson(label_image: np.ndarray, metadata: dict[str, Any], results: Ti
     if translate is None:
         translate = (np.asarray(scale, float) - np.asarray(image_scale, float)) / 2 + image_translate
     return labels_to_geojson(labels, scale, np.asarray(translate, float) - image_translate,
-                             image_scale=image_scale, name=name)
+                             image_scale=image_scale, name=name,
+                             image_shape0=info.get("image_shape0"))
 
 
 def write_tiles_geojson(path: str, data: Any, meta: dict[str, Any]) -> list[str]:

@@ -146,7 +146,7 @@ def _mil_in_features(model: nn.Module, card: ModelCard) -> int | None:
 def sample_bags(n: int, n_bags: int, bag_size: int, rng: np.random.Generator) -> np.ndarray:
     """(n_bags, min(bag_size, n)) tile indices; each bag drawn without replacement."""
     k = min(bag_size, n)
-    return np.stack([rng.choice(n, size=k, replace=False) for _ in range(n_bags)])
+    return np.stack([rng.choice(n, size=k, replace=True) for _ in range(n_bags)])
 
 
 def _bag_forward(model: nn.Module, emb: torch.Tensor,

@@ -28,8 +28,13 @@ SUMMARY_FIELDS = ("slide", "status", "score", "category", "confidence", "n_tissu
 def score_one(path: str, out_dir: str, model: str, params: dict[str, Any],
               mpp: float | None = None) -> dict[str, Any]:
     """Score one slide and write its outputs; errors become a row, never an exception."""
+    import dask
+
     try:
-        report = score_slide(path, model, mpp=mpp, params=ScoringParams(**params))
+        # inside a dask worker, the slide's own dask arrays compute in local threads (their
+        # graphs read from open files and are not meant to travel to the cluster)
+        with dask.config.set(scheduler="threads"):
+            report = score_slide(path, model, mpp=mpp, params=ScoringParams(**params))
         written = write_outputs(report, out_dir)
         report.slide.close()
     except Her2Error as err:
@@ -73,7 +78,8 @@ def score_cohort(
     if scheduler is None:
         n = n_workers or min(len(paths), os.cpu_count() or 1)
         cluster = LocalCluster(n_workers=max(1, n), threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+                               dashboard_address=None, scheduler_kwargs={"dashboard": False},
+                               silence_logs=logging.WARNING)
         client = Client(cluster)
     else:
         client = Client(scheduler)

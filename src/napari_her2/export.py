@@ -249,7 +249,8 @@ def _check_object_type(object_type: str) -> None:
 def labels_to_geojson(label_image: np.ndarray, scale: Sequence[float],
                       translate: Sequence[float] | None = None, *,
                       image_scale: Sequence[float] = (1.0, 1.0), object_type: str = "tile",
-                      name: str = "slide") -> dict[str, Any]:
+                      name: str = "slide",
+                      image_shape0: Sequence[int] | None = None) -> dict[str, Any]:
     """QuPath FeatureCollection from a (hand-edited) napari tile Labels layer.
 
     ``scale`` and ``translate`` are the Labels layer's (y, x) world transform; one label pixel
@@ -257,7 +258,8 @@ def labels_to_geojson(label_image: np.ndarray, scale: Sequence[float],
     pixel). napari centres pixels on integer coordinates, so a tile pixel at (r, c) covers
     world [translate + (r - 1/2) scale, translate + (r + 1/2) scale] and level-0 pixel edges
     lie at world / image_scale + 1/2. With the default translate (scale - image_scale) / 2
-    tile (r, c) covers level-0 [c * S, (c + 1) * S).
+    tile (r, c) covers level-0 [c * S, (c + 1) * S). ``image_shape0`` (height, width of level
+    0), when given, clips the boxes of edge tiles to the image.
     """
     _check_object_type(object_type)
     labels = np.asarray(label_image)
@@ -270,7 +272,11 @@ def labels_to_geojson(label_image: np.ndarray, scale: Sequence[float],
     rows, cols = np.nonzero(labels)
     y0 = (ty + (rows - 0.5) * sy) / iy + 0.5
     x0 = (tx + (cols - 0.5) * sx) / ix + 0.5
-    boxes = _coordinates(np.stack([x0, y0, x0 + sx / ix, y0 + sy / iy], axis=1))
+    boxes = np.stack([x0, y0, x0 + sx / ix, y0 + sy / iy], axis=1)
+    if image_shape0 is not None:  # edge tiles reach past the image: clip them to it
+        boxes[:, 2] = np.minimum(boxes[:, 2], image_shape0[1])
+        boxes[:, 3] = np.minimum(boxes[:, 3], image_shape0[0])
+    boxes = _coordinates(boxes)
     values = labels[rows, cols].tolist()
     unknown = sorted(set(values) - set(LABEL_NAMES))
     if unknown:

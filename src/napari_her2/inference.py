@@ -77,7 +77,8 @@ class _Batch:
     read_seconds: float
 
 
-def new_results(predictor: TilePredictor, grid: TileGrid) -> TileResults:
+def new_results(predictor: TilePredictor, grid: TileGrid,
+                image_shape0: tuple[int, int] | None = None) -> TileResults:
     """Empty results for a grid, ready to be filled batch by batch."""
     return TileResults(
         classes=tuple(predictor.classes),
@@ -85,6 +86,7 @@ def new_results(predictor: TilePredictor, grid: TileGrid) -> TileResults:
         grid_shape=grid.shape,
         origin0=(0.0, 0.0),
         tile_size0=grid.tile_size0,
+        image_shape0=image_shape0,
     )
 
 
@@ -104,7 +106,7 @@ def iter_scoring(
     Raises :class:`ScoringCancelled` when ``cancel`` is set.
     """
     rows, cols = grid.tissue_tiles()
-    results = new_results(predictor, grid)
+    results = new_results(predictor, grid, slide.dimensions)
     total = len(rows)
     timings = Timings()
     t_start = time.perf_counter()

@@ -41,6 +41,8 @@ class TileResults:
     features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     readable: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     embeddings: np.ndarray | None = None
+    #: (height, width) of level 0; edge tiles' boxes are clipped to it when known
+    image_shape0: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         n_c, n_f = len(self.classes), len(self.feature_names)
@@ -104,9 +106,15 @@ class TileResults:
         return img
 
     def bboxes0(self) -> np.ndarray:
-        """(N, 4) float64 level-0 boxes (x0, y0, x1, y1) of the scored tiles."""
+        """(N, 4) float64 level-0 boxes (x0, y0, x1, y1) of the scored tiles, clipped to the
+        image when its size is known (edge tiles reach past it, padded with background)."""
         th, tw = self.tile_size0
         oy, ox = self.origin0
         x0 = ox + self.cols * tw
         y0 = oy + self.rows * th
-        return np.stack([x0, y0, x0 + tw, y0 + th], axis=1).astype(np.float64)
+        boxes = np.stack([x0, y0, x0 + tw, y0 + th], axis=1).astype(np.float64)
+        if self.image_shape0 is not None:
+            h, w = self.image_shape0
+            boxes[:, 2] = np.minimum(boxes[:, 2], w)
+            boxes[:, 3] = np.minimum(boxes[:, 3], h)
+        return boxes

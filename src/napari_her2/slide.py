@@ -529,7 +529,7 @@ def _resolution_tag_mpp(p: Path, page, props: dict[str, str]) -> tuple[Mpp | Non
     mpp = Mpp(per / xres, per / yres)
     props["tiff.mpp-x"], props["tiff.mpp-y"] = f"{mpp.x:.6g}", f"{mpp.y:.6g}"
     if not (_plausible(mpp.x) and _plausible(mpp.y)):
-        log.warning(
+        log.info(
             "%s: the TIFF resolution tags give %.4g µm/px, not a microscope scan "
             "(a screen-resolution default); treated as missing", p, mpp.x,
         )

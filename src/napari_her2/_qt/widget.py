@@ -340,6 +340,7 @@ class Her2ScoringWidget(QWidget):
             layer.name, prep.grid.shape, prep.grid.tile_size0, tuple(layer.scale[-2:]),
             tuple(layer.translate[-2:]),
             extra_meta={"slide": str(prep.slide.path), "model": prep.predictor.name,
+                        "image_shape0": list(prep.slide.dimensions),
                         "organ": prep.params.organ, "specimen": prep.params.specimen},
         )
         kwargs["units"] = tuple(layer.units[-2:])
