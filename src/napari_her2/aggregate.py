@@ -51,7 +51,7 @@ INTERVAL = 0.95
 SLIDE_KINDS = ("slide", "mil")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SlideModelResult:
     """A slide score from a learned slide-level model.
 
@@ -66,6 +66,7 @@ class SlideModelResult:
     n_bags / bag_size / seed: Monte-Carlo settings (bag_size as used: at most N); None for
         WHSPN.
     n_instances: tiles the model saw: tumour tiles (WHSPN) or readable tiles (MIL).
+    Arrays are read-only copies; results compare by identity.
     """
 
     method: str
@@ -81,6 +82,14 @@ class SlideModelResult:
     bag_size: int | None
     seed: int | None
     n_instances: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("probs", "interval", "attention"):
+            value = getattr(self, name)
+            if value is not None:
+                value = np.array(value, np.float64)
+                value.flags.writeable = False
+                object.__setattr__(self, name, value)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form for reports (the per-tile attention is left out)."""
@@ -146,7 +155,7 @@ def _mil_in_features(model: nn.Module, card: ModelCard) -> int | None:
 def sample_bags(n: int, n_bags: int, bag_size: int, rng: np.random.Generator) -> np.ndarray:
     """(n_bags, min(bag_size, n)) tile indices; each bag drawn without replacement."""
     k = min(bag_size, n)
-    return np.stack([rng.choice(n, size=k, replace=True) for _ in range(n_bags)])
+    return np.stack([rng.choice(n, size=k, replace=False) for _ in range(n_bags)])
 
 
 def _bag_forward(model: nn.Module, emb: torch.Tensor,

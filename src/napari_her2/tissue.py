@@ -19,6 +19,11 @@ from .slide import Slide
 log = logging.getLogger(__name__)
 
 
+#: pixels the Otsu threshold is computed from, and rows per band of the mask computation
+OTSU_SAMPLE = 1_000_000
+BAND_ROWS = 512
+
+
 @dataclass(frozen=True)
 class TissueParams:
     """Tissue-mask settings (all sizes in microns)."""
@@ -82,9 +87,13 @@ def detect_tissue(slide: Slide, params: TissueParams = TissueParams()) -> Tissue
 
 def tissue_mask_from_rgb(rgb: np.ndarray, mpp: float, params: TissueParams = TissueParams()) -> np.ndarray:
     """Tissue mask of an RGB image whose pixels are ``mpp`` microns wide."""
-    sat, val = _saturation_value(rgb)
-    threshold = min(max(_otsu(sat), params.min_saturation), params.max_saturation)
-    mask = (sat > threshold) & (val > params.min_value)
+    step = max(1, int(np.sqrt(rgb.shape[0] * rgb.shape[1] / OTSU_SAMPLE)))
+    sample, _ = _saturation_value(rgb[::step, ::step])
+    threshold = min(max(_otsu(sample), params.min_saturation), params.max_saturation)
+    mask = np.empty(rgb.shape[:2], bool)
+    for y in range(0, rgb.shape[0], BAND_ROWS):  # bands keep float temporaries small
+        sat, val = _saturation_value(rgb[y : y + BAND_ROWS])
+        mask[y : y + BAND_ROWS] = (sat > threshold) & (val > params.min_value)
     radius = max(1, int(round(params.closing_um / mpp)))
     mask = ndi.binary_closing(mask, structure=_disk(radius), border_value=0)
     mask = _drop_small(mask, params.min_object_um2 / mpp**2)
