@@ -268,3 +268,14 @@ def svs_jp2k_ycbcr(tmp_path_factory, ihc_rgb) -> Path:
     them: each tile a J2K codestream of Y, Cb, Cr components without a colour transform."""
     path = tmp_path_factory.mktemp("svs33003") / "jp2k-ycbcr.svs"
     return write_svs_like(path, ihc_rgb, lambda lvl: (33003, _ycbcr_j2k_tiles(lvl)))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_user_folders(tmp_path_factory):
+    """Tests never read the user's models folder nor write into the user's cache."""
+    mp = pytest.MonkeyPatch()
+    root = tmp_path_factory.mktemp("user")
+    mp.setenv("NAPARI_HER2_MODELS", str(root / "models"))
+    mp.setenv("NAPARI_HER2_CACHE", str(root / "cache"))
+    yield
+    mp.undo()
