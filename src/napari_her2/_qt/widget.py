@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
 from ..errors import Her2Error, ScoringCancelled
 from ..overlay import META_KEY, tile_layer_kwargs, tile_layer_name
 from ..pipeline import ORGANS, SPECIMENS, Prepared, ScoringParams, SlideReport
+from .explain import gradcam_job, show_attention, show_gradcam
 from .score_panel import ScorePanel
 
 if TYPE_CHECKING:
@@ -392,7 +393,7 @@ class Her2ScoringWidget(QWidget):
         self.report = report
         self.panel.show_score(self._panel_score(report), self._context())
         if report.slide_model is not None and report.slide_model.attention is not None:
-            self._show_attention(report)
+            show_attention(self.viewer, self.viewer.layers[self._running_layer_name], report)
         t = report.timings
         text = f"Done: {len(report.results)} tiles in {t.total:.1f} s"
         if report.stain is not None and report.stain.warning:
@@ -406,23 +407,6 @@ class Her2ScoringWidget(QWidget):
         if report.slide_model is not None:
             score.update(report.call())
         return score
-
-    def _show_attention(self, report: SlideReport) -> None:
-        """The MIL attention heatmap as ``<image> attention`` over the slide."""
-        from ..heatmap import attention_raster
-        from ..overlay import ATTENTION_SUFFIX, grid_placement
-
-        image = self.viewer.layers[self._running_layer_name]
-        raster = attention_raster(report.results, report.slide_model.attention)
-        scale, translate = grid_placement(report.grid.tile_size0, tuple(image.scale[-2:]),
-                                          tuple(image.translate[-2:]))
-        name = f"{image.name}{ATTENTION_SUFFIX}"
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
-        self.viewer.add_image(raster, name=name, scale=scale, translate=translate,
-                              colormap="turbo", opacity=0.5, contrast_limits=(0.0, 1.0),
-                              units=tuple(image.units[-2:]),
-                              metadata={META_KEY: {"slide_model": report.slide_model.name}})
 
     def _on_errored(self, err: BaseException) -> None:
         if isinstance(err, ScoringCancelled):
@@ -493,26 +477,15 @@ class Her2ScoringWidget(QWidget):
         if where is None:
             self._fail("move the mouse over a tile of the tile layer first")
             return None
-        worker = create_worker(_gradcam_job, report, *where, _start_thread=False)
+        worker = create_worker(gradcam_job, report, *where, _start_thread=False)
         worker.returned.connect(lambda result: self._show_gradcam(*where, result))
         worker.errored.connect(self._on_errored)
         worker.start()
         return worker
 
     def _show_gradcam(self, row: int, col: int, heat: np.ndarray) -> None:
-        from ..overlay import tile_heatmap_placement
-
         image = self.viewer.layers[self._running_layer_name]
-        scale, translate = tile_heatmap_placement(
-            row, col, heat.shape, self.report.grid.tile_size0, tuple(image.scale[-2:]),
-            tuple(image.translate[-2:]))
-        name = f"{image.name} Grad-CAM"
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
-        self.viewer.add_image(heat, name=name, scale=scale, translate=translate,
-                              colormap="inferno", opacity=0.5, contrast_limits=(0.0, 1.0),
-                              blending="additive", units=tuple(image.units[-2:]),
-                              metadata={META_KEY: {"tile": [row, col]}})
+        show_gradcam(self.viewer, image, self.report, row, col, heat)
         self.status.setText(f"Grad-CAM of tile ({row}, {col})")
 
 
@@ -526,15 +499,3 @@ def _scoring_job(path, model, mpp, params, cancel, done: threading.Event):
         return None
     finally:
         done.set()
-
-
-def _gradcam_job(report: SlideReport, row: int, col: int) -> np.ndarray:
-    """Grad-CAM map of one tile (runs in a worker thread)."""
-    from ..inference import read_tile
-    from ..models import grad_cam
-
-    tile = read_tile(report.slide, report.grid, row, col)
-    if tile is None:
-        raise Her2Error(f"{report.slide.name}: tile ({row}, {col}) is unreadable")
-    predictor = report.predictor
-    return grad_cam(predictor.model, tile, card=predictor.card)

@@ -1,0 +1,60 @@
+"""Explanation overlays: the MIL attention heatmap and Grad-CAM of one tile.
+
+Both are Image layers placed exactly over the slide's image layer (see ``overlay``); showing
+one again replaces the previous layer of the same name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import Her2Error
+from ..overlay import ATTENTION_SUFFIX, META_KEY, grid_placement, tile_heatmap_placement
+from ..pipeline import SlideReport
+
+GRADCAM_SUFFIX = " Grad-CAM"
+
+
+def _replace_image(viewer, image, name: str, data: np.ndarray, placement, **kwargs: Any):
+    """Add ``data`` as an Image layer over ``image`` (0-1 values), replacing ``name``."""
+    scale, translate = placement
+    if name in viewer.layers:
+        viewer.layers.remove(name)
+    return viewer.add_image(data, name=name, scale=scale, translate=translate, opacity=0.5,
+                            contrast_limits=(0.0, 1.0), units=tuple(image.units[-2:]),
+                            **kwargs)
+
+
+def show_attention(viewer, image, report: SlideReport):
+    """The slide model's attention heatmap as ``<image> attention``."""
+    from ..heatmap import attention_raster
+
+    raster = attention_raster(report.results, report.slide_model.attention)
+    placement = grid_placement(report.grid.tile_size0, tuple(image.scale[-2:]),
+                               tuple(image.translate[-2:]))
+    return _replace_image(viewer, image, f"{image.name}{ATTENTION_SUFFIX}", raster, placement,
+                          colormap="turbo",
+                          metadata={META_KEY: {"slide_model": report.slide_model.name}})
+
+
+def show_gradcam(viewer, image, report: SlideReport, row: int, col: int, heat: np.ndarray):
+    """A Grad-CAM map drawn over tile (row, col) as ``<image> Grad-CAM``."""
+    placement = tile_heatmap_placement(row, col, heat.shape, report.grid.tile_size0,
+                                       tuple(image.scale[-2:]), tuple(image.translate[-2:]))
+    return _replace_image(viewer, image, f"{image.name}{GRADCAM_SUFFIX}", heat, placement,
+                          colormap="inferno", blending="additive",
+                          metadata={META_KEY: {"tile": [row, col]}})
+
+
+def gradcam_job(report: SlideReport, row: int, col: int) -> np.ndarray:
+    """Grad-CAM map of one scored tile (runs in a worker thread)."""
+    from ..inference import read_tile
+    from ..models import grad_cam
+
+    tile = read_tile(report.slide, report.grid, row, col)
+    if tile is None:
+        raise Her2Error(f"{report.slide.name}: tile ({row}, {col}) is unreadable")
+    predictor = report.predictor
+    return grad_cam(predictor.model, tile, card=predictor.card)
