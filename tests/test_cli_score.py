@@ -322,3 +322,15 @@ def test_installed_executable_scores_and_fails_cleanly(slide, tmp_path):
     assert done.returncode == 1
     assert done.stdout == ""
     assert_one_line_error(done.stderr, str(text))
+
+
+def test_score_csv_has_one_row_per_tile(capsys, slide, tmp_path):
+    import csv
+
+    assert main(["score", str(slide), "--out", str(tmp_path), "--csv"]) == 0
+    report = json.loads((tmp_path / f"{slide.stem}.json").read_text())
+    with open(tmp_path / f"{slide.stem}.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == report["n_scored_tiles"] > 0
+    assert {"row", "col", "x0", "y0", "x1", "y1"} <= set(rows[0])
+    assert f"{slide.stem}.csv" in capsys.readouterr().out

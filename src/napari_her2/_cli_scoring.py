@@ -37,6 +37,10 @@ def _params(args: argparse.Namespace, workers: int = 2) -> ScoringParams:
                          slide_model=args.slide_model)
 
 
+def _add_score_outputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--csv", action="store_true", help="also write <stem>.csv, one row per tile")
+
+
 def _cmd_score(args: argparse.Namespace) -> int:
     from .pipeline import score_slide, write_outputs
 
@@ -44,17 +48,17 @@ def _cmd_score(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         report = score_slide(args.slide, args.model, mpp=args.mpp, params=params)
-    written = write_outputs(report, args.out)
+    written = write_outputs(report, args.out, csv=args.csv)
     data = report.to_dict()
     conf = data.get("confidence")
     conf_text = f", confidence {conf:.2f}" if isinstance(conf, int | float) else ""
-    score = data["score"] if data["score"] is not None else "no tumour tiles"
+    call = (f"HER2 {data['score']} ({data['category']}){conf_text} by {data['method']}"
+            if data["score"] is not None else "no tumour tiles found, no HER2 score")
     sys.stdout.write(
-        f"{Path(args.slide).name}: HER2 {score} ({data['category']}){conf_text} "
-        f"by {data['method']}; "
+        f"{Path(args.slide).name}: {call}; "
         f"{data['n_scored_tiles']} tissue tiles in {data['timings']['total']:.1f} s"
         f"{'; STAIN CHECK FAILED (see warning)' if data['warnings'] else ''}\n"
-        f"wrote {written['geojson']}\nwrote {written['report']}\n"
+        + "".join(f"wrote {path}\n" for path in written.values())
     )
     return EXIT_OK
 
@@ -126,6 +130,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="score the built-in IHC sample slide with dab-membrane "
                           "(in napari when a display is available)")
     _add_scoring_options(demo)
+    _add_score_outputs(demo)
     mode = demo.add_mutually_exclusive_group()
     mode.add_argument("--gui", action="store_true", help="open napari (needs a display)")
     mode.add_argument("--headless", action="store_true", help="score without napari")
@@ -134,6 +139,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     score = sub.add_parser("score", help="score one slide; writes <stem>.geojson and <stem>.json")
     score.add_argument("slide")
     _add_scoring_options(score)
+    _add_score_outputs(score)
     score.set_defaults(func=_cmd_score)
 
     batch = sub.add_parser("batch", help="score many slides on a dask cluster")

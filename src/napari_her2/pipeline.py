@@ -283,12 +283,23 @@ def _merge(params: ScoringParams | None, overrides: dict[str, Any]) -> ScoringPa
     return ScoringParams(**fields)
 
 
-def write_outputs(report: SlideReport, out_dir: str | os.PathLike) -> dict[str, Path]:
-    """Write ``<stem>.geojson`` (tiles) and ``<stem>.json`` (report) into ``out_dir``."""
-    from .export import ensure_out_dir, tiles_to_geojson, write_geojson, write_report_json
+def write_outputs(report: SlideReport, out_dir: str | os.PathLike, *,
+                  csv: bool = False) -> dict[str, Path]:
+    """Write ``<stem>.geojson`` (tiles) and ``<stem>.json`` (report) into ``out_dir``, and
+    with ``csv`` ``<stem>.csv`` (one row per tile: box, class, probabilities, features)."""
+    from .export import (
+        ensure_out_dir,
+        tiles_to_geojson,
+        write_geojson,
+        write_report_json,
+        write_tiles_csv,
+    )
 
     out = ensure_out_dir(out_dir)
     stem = report.slide.path.stem if report.slide.path.is_file() else report.slide.path.name
     geo = write_geojson(out / f"{stem}.geojson", tiles_to_geojson(report.results, name=stem))
     js = write_report_json(out / f"{stem}.json", report.to_dict())
-    return {"geojson": geo, "report": js}
+    written = {"geojson": geo, "report": js}
+    if csv:
+        written["csv"] = write_tiles_csv(out / f"{stem}.csv", report.results)
+    return written
