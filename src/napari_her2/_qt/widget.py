@@ -245,6 +245,8 @@ class Her2ScoringWidget(QWidget):
         self._stop_worker()
         self.report, self.prepared = None, None
         self.panel.clear()
+        self._running_layer_name = layer.name
+        self.tiles_layer = self._tiles_layer_for(layer)
         self._cancel = threading.Event()
         model = self.model_combo.currentData() or "dab-membrane"
         self._job_done = threading.Event()
@@ -333,23 +335,37 @@ class Her2ScoringWidget(QWidget):
             self._last_panel = time.monotonic()
             self._show_results_score(results, partial=item.done < item.total)
 
+    def _tiles_layer_for(self, image) -> Any:
+        """The tile layer of ``image``: reused if there, else created (a 1 x 1 placeholder).
+
+        Created when Score is pressed, not when the first results arrive: creating a napari
+        layer is the slowest thing the UI thread does, and it must not happen mid-run.
+        """
+        name = tile_layer_name(image.name)
+        if name in self.viewer.layers:
+            return self.viewer.layers[name]
+        data, kwargs = tile_layer_kwargs(image.name, (1, 1), (1.0, 1.0), tuple(image.scale[-2:]),
+                                         tuple(image.translate[-2:]))
+        kwargs["units"] = tuple(image.units[-2:])
+        tiles = self.viewer.add_labels(data, **kwargs)
+        tiles.events.paint.connect(self._on_tiles_edited)
+        return tiles
+
     def _on_prepared(self, prep: Prepared) -> None:
+        """Place the tile layer on the grid (all zeros: nothing scored yet)."""
         self.prepared = prep
-        layer = self.image_layer()
-        self._running_layer_name = layer.name
+        image = self.viewer.layers[self._running_layer_name]
         data, kwargs = tile_layer_kwargs(
-            layer.name, prep.grid.shape, prep.grid.tile_size0, tuple(layer.scale[-2:]),
-            tuple(layer.translate[-2:]),
+            image.name, prep.grid.shape, prep.grid.tile_size0, tuple(image.scale[-2:]),
+            tuple(image.translate[-2:]),
             extra_meta={"slide": str(prep.slide.path), "model": prep.predictor.name,
                         "image_shape0": list(prep.slide.dimensions),
                         "organ": prep.params.organ, "specimen": prep.params.specimen},
         )
-        kwargs["units"] = tuple(layer.units[-2:])
-        name = kwargs["name"]
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
-        self.tiles_layer = self.viewer.add_labels(data, **kwargs)
-        self.tiles_layer.events.paint.connect(self._on_tiles_edited)
+        tiles = self.tiles_layer
+        tiles.metadata = kwargs["metadata"]
+        tiles.scale, tiles.translate = kwargs["scale"], kwargs["translate"]
+        tiles.data = data
         self.progress.setRange(0, max(prep.grid.n_tissue, 1))
         self.progress.setValue(0)
         self.status.setText(f"{prep.grid.n_tissue} tissue tiles of {prep.grid.shape[0]} x "
