@@ -204,3 +204,13 @@ def test_gradcam_is_refused_for_the_weight_free_scorer(qtbot, viewer_widget):
     assert not widget.gradcam_button.isEnabled()
     assert widget.explain_tile(0, 0) is None
     assert "CNN checkpoint" in widget.status.text()
+
+
+def test_removing_the_image_layer_mid_run_cancels(qtbot, viewer_widget, monkeypatch):
+    viewer, widget = viewer_widget
+    _score(qtbot, widget, small_batches=True, monkeypatch=monkeypatch)
+    viewer.layers.remove("ihc-small")
+    _wait_done(qtbot, widget)
+    assert widget.report is None
+    assert widget.status.text() == "Cancelled"
+    assert not [t for t in threading.enumerate() if t.name.startswith("napari-her2-read")]

@@ -302,7 +302,7 @@ class Her2ScoringWidget(QWidget):
 
     def _on_layer_removed(self, event: Any) -> None:
         removed = getattr(event, "value", None)
-        if self.prepared is not None and removed is not None and self.worker is not None:
+        if removed is not None and self.worker is not None:
             layer_name = self._running_layer_name
             if removed.name in (layer_name, tile_layer_name(layer_name)):
                 self.cancel()
@@ -353,6 +353,9 @@ class Her2ScoringWidget(QWidget):
 
     def _on_prepared(self, prep: Prepared) -> None:
         """Place the tile layer on the grid (all zeros: nothing scored yet)."""
+        if self.tiles_layer is None or self._running_layer_name not in self.viewer.layers:
+            self.cancel()  # the slide or its tile layer was closed before the grid was ready
+            return
         self.prepared = prep
         image = self.viewer.layers[self._running_layer_name]
         data, kwargs = tile_layer_kwargs(
