@@ -33,13 +33,12 @@ from torch import nn
 from .classes import HER2_SCORES, canonical_class
 from .errors import CheckpointError, Her2Error, ModelNotFoundError
 from .models.card import ModelCard
-from .models.catalog import checkpoint_files, find_checkpoint
 from .models.checkpoint import load_checkpoint, read_card
-from .models.predictors import _looks_like_path, resolve_device
-from .models.registry import list_models, model_spec
+from .models.predictors import resolve_checkpoint, resolve_device
+from .models.registry import model_spec
 from .models.whspn import WHSPNSVM
 from .results import TileResults
-from .scoring import CATEGORIES, _counts, _fractions, _hard_outcomes
+from .scoring import CATEGORIES, tumour_fractions
 
 logger = logging.getLogger(__name__)
 
@@ -113,16 +112,6 @@ class SlideModelResult:
 
 
 # --------------------------------------------------------------------------- inputs
-
-
-def tumour_fractions(results: TileResults) -> tuple[np.ndarray, int]:
-    """(4,) fractions of 0 / 1+ / 2+ / 3+ among tumour tiles, and the tumour tile count.
-
-    Counted as the guideline rule counts them (:func:`napari_her2.scoring.score_tiles`).
-    """
-    counts = _counts(_hard_outcomes(results))
-    n_tumour = int(counts[: len(HER2_SCORES)].sum())
-    return _fractions(counts).astype(np.float64), n_tumour
 
 
 def _readable_embeddings(results: TileResults, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -292,26 +281,6 @@ def _fail(path: Path, problem: str) -> CheckpointError:
     return CheckpointError(f"{path}: {problem}")
 
 
-def _resolve_path(name_or_path: str | Path) -> Path:
-    """A checkpoint path from a path or a checkpoint name in the models folder."""
-    name = str(name_or_path)
-    if isinstance(name_or_path, Path) or _looks_like_path(name):
-        return Path(name_or_path)
-    found = find_checkpoint(name)
-    if found is not None:
-        return found
-    if name in list_models():
-        raise ModelNotFoundError(
-            f"{name!r} is an architecture without trained weights, so it cannot score slides; "
-            "train one with the napari-her2 training package, or pass a checkpoint "
-            "(.safetensors file)"
-        )
-    raise ModelNotFoundError(
-        f"unknown slide model {name!r}; available checkpoints: "
-        f"{', '.join(checkpoint_files()) or 'none'} (or give the path of a .safetensors file)"
-    )
-
-
 def _check_card(path: Path, card: ModelCard) -> str:
     """Registry kind of the card's architecture; CheckpointError if it cannot score slides."""
     try:
@@ -347,7 +316,7 @@ def load_slide_model(path: str | Path, device: str | torch.device = "cpu") -> Sl
     unknown name, and :class:`CheckpointError` (one line, naming the file) for a tile model,
     an unsafe or mismatched checkpoint, or one that cannot score tile results.
     """
-    file = _resolve_path(path)
+    file = resolve_checkpoint(path, what="slide model")
     kind = _check_card(file, read_card(file))
     dev = resolve_device(device)
     model, card = load_checkpoint(file, dev)

@@ -70,13 +70,6 @@ def tile_layer_kwargs(
     return np.zeros(grid_shape, np.uint8), kwargs
 
 
-def level0_placement(meta: dict[str, Any]) -> tuple[tuple[float, float], tuple[float, float]]:
-    """(tile_size0, origin0) of a tile layer from its metadata (for exports)."""
-    info = meta.get(META_KEY, {})
-    size0 = tuple(float(v) for v in info.get("tile_size0", (1.0, 1.0)))
-    return size0, (0.0, 0.0)  # type: ignore[return-value]
-
-
 def tile_heatmap_placement(
     row: int,
     col: int,

@@ -217,6 +217,13 @@ def _counts(outcomes: np.ndarray) -> np.ndarray:
     return np.stack([(outcomes == k).sum(axis=-1) for k in range(_OTHER + 1)], axis=-1)
 
 
+def tumour_fractions(results: TileResults) -> tuple[np.ndarray, int]:
+    """(4,) fractions of 0 / 1+ / 2+ / 3+ among tumour tiles, and the tumour tile count,
+    counted as the guideline rule counts them (arg-max class of each readable tile)."""
+    counts = _counts(_hard_outcomes(results))
+    return _fractions(counts).astype(np.float64), int(counts[:_OTHER].sum())
+
+
 def _sample_counts(probs: np.ndarray, n_samples: int, rng: np.random.Generator) -> np.ndarray:
     """Counts (S, 5) of outcomes when every tile's outcome is drawn from its probabilities.
 

@@ -44,6 +44,7 @@ __all__ = [
     "describe_models",
     "load_predictor",
     "models_dir",
+    "resolve_checkpoint",
     "resolve_device",
 ]
 
@@ -158,6 +159,37 @@ def _from_checkpoint(path: Path, device: str | torch.device) -> TilePredictor:
     return TorchTilePredictor(model, card, device)
 
 
+def resolve_checkpoint(
+    name_or_path: str | Path,
+    models_dir: str | Path | None = None,
+    *,
+    what: str = "model",
+    also: tuple[str, ...] = (),
+) -> Path:
+    """The checkpoint file a user means: a path, or a checkpoint name in the models folder.
+
+    Raises :class:`ModelNotFoundError` for an architecture name without weights, or for an
+    unknown name (listing ``also`` and the checkpoints found).
+    """
+    name = str(name_or_path)
+    if isinstance(name_or_path, Path) or _looks_like_path(name):
+        return Path(name_or_path)
+    found = find_checkpoint(name, models_dir)
+    if found is not None:
+        return found
+    if name in list_models():
+        raise ModelNotFoundError(
+            f"{name!r} is an architecture without trained weights, so it cannot score slides; "
+            "train one with the napari-her2 training package, or pass a checkpoint "
+            "(.safetensors file)"
+        )
+    names = [*also, *checkpoint_files(models_dir)]
+    raise ModelNotFoundError(
+        f"unknown {what} {name!r}; available: {', '.join(names) or 'none'} "
+        "(or give the path of a .safetensors checkpoint)"
+    )
+
+
 def load_predictor(
     name_or_path: str | Path,
     device: str | torch.device = "auto",
@@ -168,24 +200,9 @@ def load_predictor(
     Raises :class:`ModelNotFoundError` for an architecture name without weights or an unknown
     name, and :class:`CheckpointError` for a checkpoint that is unsafe or does not match.
     """
-    name = str(name_or_path)
-    if name == WEIGHT_FREE:
+    if str(name_or_path) == WEIGHT_FREE:
         from ..stain import DabMembraneScorer
 
         return DabMembraneScorer()
-    if isinstance(name_or_path, Path) or _looks_like_path(name):
-        return _from_checkpoint(Path(name_or_path), device)
-    found = find_checkpoint(name, models_dir)
-    if found is not None:
-        return _from_checkpoint(found, device)
-    if name in list_models():
-        raise ModelNotFoundError(
-            f"{name!r} is an architecture without trained weights, so it cannot score slides; "
-            "train one with the napari-her2 training package, or pass a checkpoint "
-            "(.safetensors file)"
-        )
-    names = [WEIGHT_FREE, *checkpoint_files(models_dir)]
-    raise ModelNotFoundError(
-        f"unknown model {name!r}; available: {', '.join(names)} "
-        "(or give the path of a .safetensors checkpoint)"
-    )
+    path = resolve_checkpoint(name_or_path, models_dir, also=(WEIGHT_FREE,))
+    return _from_checkpoint(path, device)
