@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import Her2Error
-from .slide import MissingMppWarning, open_slide, slide_layer_kwargs
+from .slide import MissingMppWarning, is_dicom_folder, open_slide, slide_layer_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +33,10 @@ def get_reader(path: str | list[str]) -> Callable | None:
         return None
     p = Path(path)
     if p.is_dir():
-        handled = any(f.suffix.lower() == ".dcm" for f in p.iterdir()) if _listable(p) else False
+        handled = is_dicom_folder(p)
     else:
         handled = p.suffix.lower() in SUFFIXES
     return read_slide_layers if handled else None
-
-
-def _listable(p: Path) -> bool:
-    try:
-        next(iter(p.iterdir()), None)
-    except OSError:
-        return False
-    return True
 
 
 def read_slide_layers(path: str | list[str], mpp: float | None = None) -> list[tuple]:

@@ -113,11 +113,12 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 def expand_paths(items: Sequence[str]) -> list[Path]:
     """Slide paths from files, DICOM folders and folders of slides (one level deep)."""
     from ._reader import SUFFIXES
+    from .slide import is_dicom_folder
 
     out: list[Path] = []
     for item in items:
         p = Path(item)
-        if p.is_dir() and not any(f.suffix.lower() == ".dcm" for f in p.iterdir()):
+        if p.is_dir() and not is_dicom_folder(p):
             out.extend(sorted(f for f in p.iterdir() if f.suffix.lower() in SUFFIXES))
         else:
             out.append(p)

@@ -189,11 +189,20 @@ def open_slide(path: str | os.PathLike, mpp: float | tuple[float, float] | None 
     return slide
 
 
+def is_dicom_folder(path: str | os.PathLike) -> bool:
+    """True for a readable folder holding DICOM (.dcm) files."""
+    p = Path(path)
+    try:
+        return p.is_dir() and any(f.suffix.lower() == ".dcm" for f in p.iterdir())
+    except OSError:
+        return False
+
+
 def _sniff(p: Path) -> str:
     if not p.exists():
         raise SlideReadError(p, "no such file or folder")
     if p.is_dir():
-        if any(f.suffix.lower() == ".dcm" for f in p.iterdir()):
+        if is_dicom_folder(p):
             return "dicom"
         raise UnsupportedFormatError(p, "is a folder without DICOM (.dcm) files")
     try:
