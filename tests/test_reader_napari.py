@@ -14,7 +14,8 @@ import pytest
 from napari_her2 import open_slide
 from napari_her2._reader import MPP_ENV, get_reader, read_slide_layers
 from napari_her2._sample_data import CACHE_ENV, SAMPLE_MPP, ihc_sample, sample_slide_path
-from napari_her2.slide import MissingMppWarning, slide_layer_kwargs
+from napari_her2._reader import slide_layer_kwargs
+from napari_her2.slide import MissingMppWarning
 
 PLUGIN = "napari-her2"
 MANIFEST = Path(__file__).resolve().parents[1] / "napari.yaml"
@@ -108,7 +109,7 @@ def test_get_reader_claims_a_dicom_folder(tmp_path):
     assert get_reader(str(tmp_path)) is read_slide_layers
 
 
-@pytest.mark.parametrize("path", ["a.png", "a.txt", "a.zarr", ["a.svs", "b.svs"], [], 42, None])
+@pytest.mark.parametrize("path", ["a.bmp", "a.txt", "a.zarr", ["a.svs", "b.svs"], [], 42, None])
 def test_get_reader_declines_other_paths(path):
     assert get_reader(path) is None
 

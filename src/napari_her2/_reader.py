@@ -10,15 +10,15 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from .errors import Her2Error
-from .slide import MissingMppWarning, is_dicom_folder, open_slide, slide_layer_kwargs
+from .slide import MissingMppWarning, Slide, is_slide_path, open_slide
 
 log = logging.getLogger(__name__)
 
-SUFFIXES = (".svs", ".ndpi", ".tif", ".tiff", ".dcm")
 #: environment variable giving the µm/px of slides whose metadata has none
 MPP_ENV = "NAPARI_HER2_MPP"
 
@@ -31,12 +31,7 @@ def get_reader(path: str | list[str]) -> Callable | None:
         path = path[0]
     if not isinstance(path, str | os.PathLike):
         return None
-    p = Path(path)
-    if p.is_dir():
-        handled = is_dicom_folder(p)
-    else:
-        handled = p.suffix.lower() in SUFFIXES
-    return read_slide_layers if handled else None
+    return read_slide_layers if is_slide_path(path) else None
 
 
 def read_slide_layers(path: str | list[str], mpp: float | None = None) -> list[tuple]:
@@ -61,6 +56,34 @@ def read_slide_layers(path: str | list[str], mpp: float | None = None) -> list[t
     kwargs = dict(slide_layer_kwargs(slide))
     data = slide.levels if kwargs["multiscale"] else slide.levels[0]
     return [(data, kwargs, "image")]
+
+
+def slide_layer_kwargs(slide: Slide) -> Mapping[str, Any]:
+    """napari Image layer keyword arguments for a slide: multiscale RGB in microns.
+
+    ``metadata["napari_her2"]["slide"]`` keeps the open :class:`Slide` itself, so that the
+    scoring widget reads through it instead of opening the file again."""
+    mpp = slide.mpp
+    scale = (mpp.y, mpp.x) if mpp is not None else (1.0, 1.0)
+    units = "um" if mpp is not None else "pixel"
+    return {
+        "name": slide.path.stem,
+        "rgb": True,
+        "multiscale": len(slide.levels) > 1,
+        "scale": scale,
+        "units": (units, units),
+        "metadata": {
+            "napari_her2": {
+                "path": str(slide.path),
+                "mpp": None if mpp is None else [mpp.x, mpp.y],
+                "mpp_source": slide.mpp_source,
+                "vendor": slide.vendor,
+                "magnification": slide.magnification,
+                "downsamples": [list(d) for d in slide.downsamples],
+                "slide": slide,
+            }
+        },
+    }
 
 
 def _env_mpp() -> float | None:

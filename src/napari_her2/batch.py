@@ -112,14 +112,13 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 
 def expand_paths(items: Sequence[str]) -> list[Path]:
     """Slide paths from files, DICOM folders and folders of slides (one level deep)."""
-    from ._reader import SUFFIXES
-    from .slide import is_dicom_folder
+    from .slide import is_dicom_folder, is_slide_path
 
     out: list[Path] = []
     for item in items:
         p = Path(item)
         if p.is_dir() and not is_dicom_folder(p):
-            out.extend(sorted(f for f in p.iterdir() if f.suffix.lower() in SUFFIXES))
+            out.extend(sorted(f for f in p.iterdir() if f.is_file() and is_slide_path(f)))
         else:
             out.append(p)
     return out

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import SlideReadError, UnsupportedFormatError
 from ._chunks import ChunkCache, ChunkDecodeError, ChunkedLevel, FileHandle
-from .errors import SlideReadError, UnsupportedFormatError
+from ._model import Mpp, Slide, SlideResources, to_dask
 
 _PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"
 _ITEM_TAG = b"\xfe\xff\x00\xe0"
@@ -41,9 +42,8 @@ class _Instance:
     magnification: float | None
 
 
-def open_dicom(path: Path):
+def open_dicom(path: Path) -> Slide:
     """Open a DICOM WSI series as a :class:`napari_her2.slide.Slide`."""
-    from .slide import Mpp, Slide, _to_dask
 
     try:
         import pydicom  # noqa: F401
@@ -65,7 +65,7 @@ def open_dicom(path: Path):
     base = volumes[0]
     mpp = Mpp(base.spacing_um[1], base.spacing_um[0]) if base.spacing_um else None
     assoc = {
-        i.kind.lower(): _to_dask(_level(i, f"assoc-{i.kind.lower()}", None, handles), i.path)
+        i.kind.lower(): to_dask(_level(i, f"assoc-{i.kind.lower()}", None, handles), i.path)
         for i in instances
         if i.kind in ("LABEL", "OVERVIEW", "THUMBNAIL")
     }
@@ -73,7 +73,7 @@ def open_dicom(path: Path):
         assoc["macro"] = assoc.pop("overview")
     return Slide(
         path=path,
-        levels=[_to_dask(r, v.path) for r, v in zip(readers, volumes)],
+        levels=[to_dask(r, v.path) for r, v in zip(readers, volumes)],
         downsamples=[(h0 / r.shape[0], w0 / r.shape[1]) for r in readers],
         mpp=mpp,
         mpp_source="dicom.PixelSpacing" if mpp else "none",
@@ -84,7 +84,7 @@ def open_dicom(path: Path):
         associated=assoc,
         properties={"dicom.TransferSyntaxUID": base.syntax},
         readers=readers,
-        _closer=lambda: _close_all(cache, handles),
+        _resources=SlideResources(lambda: _close_all(cache, handles)),
     )
 
 

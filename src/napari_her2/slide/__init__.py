@@ -1,0 +1,56 @@
+"""Slides: open any supported file as a lazy pyramid with its true microns per pixel.
+
+:func:`open_slide` returns a :class:`Slide`: every pyramid level as a dask array whose blocks
+are whole multiples of the file's own tiles, the microns per pixel and magnification from the
+file's metadata, the level downsamples as they really are, and the associated images. The
+backends (TIFF family, DICOM, PNG/JPEG) sit behind :data:`FORMATS`; this package knows nothing
+of models, scoring or napari.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+from ..errors import MissingMppError
+from ._model import PLAUSIBLE_MPP, MissingMppWarning, Mpp, Slide, lazy_pyramid
+from .formats import FORMATS, SUFFIXES, SlideFormat, detect_format, is_dicom_folder, is_slide_path
+from .writing import write_pyramid_tiff
+
+__all__ = [
+    "FORMATS",
+    "PLAUSIBLE_MPP",
+    "SUFFIXES",
+    "MissingMppWarning",
+    "Mpp",
+    "Slide",
+    "SlideFormat",
+    "is_dicom_folder",
+    "is_slide_path",
+    "open_slide",
+    "write_pyramid_tiff",
+]
+
+
+def open_slide(path: str | os.PathLike, mpp: float | tuple[float, float] | None = None) -> Slide:
+    """Open a slide (SVS, NDPI, OME-TIFF, generic tiled or strip TIFF, DICOM WSI folder, PNG,
+    JPEG).
+
+    mpp: level-0 microns per pixel; overrides the file's metadata. When neither gives one the
+    slide still opens (with a :class:`MissingMppWarning`) and ``slide.mpp`` is None.
+
+    Raises :class:`SlideReadError` (or its subclass UnsupportedFormatError) with a one-line
+    message naming the file and the problem.
+    """
+    p = Path(path).expanduser()
+    slide = detect_format(p).open(p)
+    if len(slide.levels) == 1:
+        slide.levels, slide.downsamples = lazy_pyramid(slide.levels[0])
+    if mpp is not None:
+        user = slide.with_mpp(mpp)
+        slide.close()  # the copy holds the file now
+        slide = user
+    elif slide.mpp is None:
+        warnings.warn(str(MissingMppError(p)), MissingMppWarning, stacklevel=2)
+    return slide

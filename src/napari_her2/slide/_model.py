@@ -1,0 +1,240 @@
+"""The :class:`Slide`: lazy pyramid levels, resolution and metadata, whatever the file format.
+
+Backends (:mod:`.tiff`, :mod:`.dicom`, :mod:`.image`) build a Slide; nothing above ``slide/``
+knows which one did. Levels are dask arrays whose blocks are whole multiples of the file's own
+chunks; single-level images get lower levels built lazily (2x steps) on demand.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import NamedTuple
+
+import dask.array as da
+import numpy as np
+
+from ..errors import MissingMppError, SlideReadError
+from ._chunks import ChunkDecodeError, ChunkedLevel, LevelArray, dask_chunks
+
+#: microns per pixel outside this range is not a microscope scan (72 dpi is 352.8 µm/px)
+PLAUSIBLE_MPP = (0.02, 50.0)
+#: single-level images larger than this (px, either side) get lazily built lower levels
+MIN_PYRAMID_SIDE = 2048
+
+
+class MissingMppWarning(UserWarning):
+    """The slide's metadata gives no usable microns per pixel."""
+
+
+class Mpp(NamedTuple):
+    """Microns per pixel of level 0."""
+
+    x: float
+    y: float
+
+
+class SlideResources:
+    """What an open slide holds (file handles, caches), shared by a slide and its copies.
+
+    The slide a backend builds holds the first reference; each copy made by
+    :meth:`Slide.with_mpp` takes another. The last ``release`` closes them, so closing a copy
+    never closes the original (nor the other way round).
+    """
+
+    def __init__(self, closer: Callable[[], None] | None = None) -> None:
+        self._closer = closer
+        self._count = 1
+        self._lock = threading.Lock()
+
+    def acquire(self) -> SlideResources:
+        with self._lock:
+            self._count += 1
+        return self
+
+    def release(self) -> None:
+        with self._lock:
+            self._count -= 1
+            last = self._count == 0
+        if last and self._closer is not None:
+            self._closer()
+
+
+@dataclass(eq=False)
+class Slide:
+    """A whole-slide image: lazy pyramid levels plus resolution and metadata.
+
+    levels: (H, W, 3) uint8 dask arrays, level 0 first.
+    downsamples: per level (y, x) level-0 pixels per level pixel (not always powers of two).
+    mpp: level-0 microns per pixel, or None when the file gives none (see ``mpp_source``).
+    """
+
+    path: Path
+    levels: list[da.Array]
+    downsamples: list[tuple[float, float]]
+    mpp: Mpp | None
+    mpp_source: str
+    magnification: float | None
+    vendor: str
+    tile_size: tuple[int, int]
+    compression: str
+    associated: dict[str, da.Array] = field(default_factory=dict)
+    properties: dict[str, str] = field(default_factory=dict)
+    readers: list[ChunkedLevel] = field(default_factory=list, repr=False)
+    _resources: SlideResources | None = field(default=None, repr=False)
+    _closed: bool = field(default=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def dimensions(self) -> tuple[int, int]:
+        """Level-0 (height, width) in pixels."""
+        return (int(self.levels[0].shape[0]), int(self.levels[0].shape[1]))
+
+    @property
+    def level_count(self) -> int:
+        return len(self.levels)
+
+    def level_mpp(self, level: int) -> Mpp | None:
+        """Microns per pixel of a level (None without a level-0 mpp)."""
+        if self.mpp is None:
+            return None
+        dy, dx = self.downsamples[level]
+        return Mpp(self.mpp.x * dx, self.mpp.y * dy)
+
+    def require_mpp(self) -> Mpp:
+        """The level-0 mpp, or :class:`MissingMppError` naming the file."""
+        if self.mpp is None:
+            raise MissingMppError(self.path)
+        return self.mpp
+
+    def best_level_for_downsample(self, downsample: float) -> int:
+        """The lowest-resolution level whose downsample does not exceed ``downsample``."""
+        best = 0
+        for i, (dy, dx) in enumerate(self.downsamples):
+            if max(dy, dx) <= downsample * (1 + 1e-3):
+                best = i
+        return best
+
+    def read_region(
+        self, level: int, y: int, x: int, h: int, w: int, *, strict: bool = True
+    ) -> np.ndarray:
+        """Pixels of ``level`` in [y, y+h) x [x, x+w) (level coordinates), (h, w, 3) uint8.
+
+        With strict=True a corrupt chunk raises :class:`SlideReadError`; outside the image is
+        white. Levels built lazily from a single-level file are computed through dask.
+        """
+        if level < len(self.readers):
+            try:
+                return self.readers[level].read_region(y, x, h, w, strict=strict)
+            except ChunkDecodeError as err:
+                raise SlideReadError(self.path, str(err)) from err
+        arr = self.levels[level]
+        out = np.full((h, w, 3), 255, np.uint8)
+        y0, x0 = max(y, 0), max(x, 0)
+        y1, x1 = min(y + h, arr.shape[0]), min(x + w, arr.shape[1])
+        if y1 > y0 and x1 > x0:
+            out[y0 - y : y1 - y, x0 - x : x1 - x] = arr[y0:y1, x0:x1].compute(scheduler="sync")
+        return out
+
+    def with_mpp(self, mpp: float | tuple[float, float]) -> Slide:
+        """A copy of this slide with the level-0 microns per pixel set by the user.
+
+        The copy shares the open file; closing either one leaves the other readable."""
+        mx, my = (mpp, mpp) if np.isscalar(mpp) else mpp  # type: ignore[misc]
+        check_user_mpp(self.path, float(mx), float(my))
+        resources = self._resources.acquire() if self._resources is not None else None
+        return replace(self, mpp=Mpp(float(mx), float(my)), mpp_source="user",
+                       _resources=resources, _closed=False)
+
+    def close(self) -> None:
+        """Release the file (closed once no copy of this slide uses it). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._resources is not None:
+            self._resources.release()
+
+    def __enter__(self) -> Slide:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def summary(self) -> dict:
+        """JSON-able description: levels, sizes, downsamples, mpp, vendor, tiles."""
+        return {
+            "file": str(self.path),
+            "vendor": self.vendor,
+            "mpp": None if self.mpp is None else {"x": self.mpp.x, "y": self.mpp.y},
+            "mpp_source": self.mpp_source,
+            "magnification": self.magnification,
+            "tile_size": list(self.tile_size),
+            "compression": self.compression,
+            "levels": [
+                {"shape": [int(a.shape[0]), int(a.shape[1])], "downsample": [dy, dx]}
+                for a, (dy, dx) in zip(self.levels, self.downsamples)
+            ],
+            "associated": {k: [int(a.shape[0]), int(a.shape[1])] for k, a in self.associated.items()},
+        }
+
+
+def to_dask(level: ChunkedLevel, path: Path) -> da.Array:
+    """A level reader as a dask array (blocks are whole multiples of the file's chunks)."""
+    return da.from_array(
+        LevelArray(level),
+        chunks=dask_chunks(level.shape, level.chunk),
+        asarray=False,
+        lock=False,
+        fancy=False,
+        meta=np.empty((0, 0, 3), np.uint8),
+        name=f"napari-her2-{path.name}-{level.key}-{id(level):x}",
+    )
+
+
+def lazy_pyramid(base: da.Array) -> tuple[list[da.Array], list[tuple[float, float]]]:
+    """Lower levels of a single-level image, each half the previous, built only on demand."""
+    levels, downs = [base], [(1.0, 1.0)]
+    h0, w0 = base.shape[:2]
+    while max(levels[-1].shape[:2]) > MIN_PYRAMID_SIDE // 2 and max(h0, w0) > MIN_PYRAMID_SIDE:
+        prev = levels[-1]
+        even = prev[: prev.shape[0] // 2 * 2, : prev.shape[1] // 2 * 2]
+        even = even.rechunk(tuple(max(2, c // 2 * 2) for c in _block(even)) + (3,))
+        half = da.map_blocks(halve, even, dtype=np.uint8, chunks=tuple(
+            tuple(c // 2 for c in cs) for cs in even.chunks[:2]) + ((3,),))
+        levels.append(half)
+        downs.append((h0 / half.shape[0], w0 / half.shape[1]))
+    return levels, downs
+
+
+def _block(arr: da.Array) -> tuple[int, int]:
+    return (min(2048, arr.shape[0]), min(2048, arr.shape[1]))
+
+
+def halve(block: np.ndarray) -> np.ndarray:
+    b = block.astype(np.uint16)
+    out = (b[0::2, 0::2] + b[1::2, 0::2] + b[0::2, 1::2] + b[1::2, 1::2] + 2) // 4
+    return out.astype(np.uint8)
+
+
+
+def plausible_mpp(mpp: float) -> bool:
+    """True for a resolution a microscope scan can have."""
+    return PLAUSIBLE_MPP[0] <= mpp <= PLAUSIBLE_MPP[1]
+
+
+def check_user_mpp(path: Path, mx: float, my: float) -> None:
+    for v in (mx, my):
+        if not (math.isfinite(v) and v > 0):
+            raise SlideReadError(path, f"microns per pixel must be a positive number, got {v}")
+        if not plausible_mpp(v):
+            raise SlideReadError(
+                path, f"{v} µm/px is outside {PLAUSIBLE_MPP[0]}-{PLAUSIBLE_MPP[1]} µm/px, "
+                "not a microscope scan resolution"
+            )
+
