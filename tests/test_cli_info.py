@@ -62,10 +62,12 @@ def test_info_without_mpp_says_so_and_accepts_one(capsys, strip_tiff):
     assert info["mpp"] == {"x": 0.5, "y": 0.5} and info["mpp_source"] == "user"
 
 
-def test_implausible_mpp_is_a_one_line_error(capsys, strip_tiff):
-    code, out, err = run_info(capsys, strip_tiff, "--mpp", "1000")
-    assert code == 1 and out == ""
-    assert_one_line_error(err, strip_tiff)
+def test_implausible_mpp_is_a_usage_error(capsys, strip_tiff):
+    with pytest.raises(SystemExit) as info:
+        main(["info", str(strip_tiff), "--mpp", "1000"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "slide mpp must be 0.02-50 µm/px" in err
 
 
 @pytest.mark.parametrize("value", ["-1", "0", "abc"])

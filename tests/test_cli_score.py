@@ -97,7 +97,7 @@ def test_score_writes_both_files_and_one_summary_line(capsys, slide, tmp_path):
     assert match["name"] == "mosaic.tif"
     assert (match["score"], match["category"]) == (report["score"], report["category"])
     assert int(match["tiles"]) == report["n_scored_tiles"] > 0
-    assert report["params"]["tile_size"] == 64 and report["params"]["target_mpp"] == 1.0
+    assert report["grid"]["tile_size"] == 64 and report["grid"]["target_mpp"] == 1.0
     geo = json.loads((out / "mosaic.geojson").read_text())
     assert len(geo["features"]) == report["n_scored_tiles"]
 
@@ -107,8 +107,8 @@ def test_score_organ_and_specimen(capsys, slide, tmp_path):
                      "--specimen", "biopsy")
     assert rc == 0, err
     report = json.loads((tmp_path / "mosaic.json").read_text())
-    assert (report["params"]["organ"], report["params"]["specimen"]) == ("gastric", "biopsy")
-    assert report["slide_score"]["organ"] == "gastric"
+    assert (report["params"]["call"]["organ"], report["params"]["call"]["specimen"]) == ("gastric", "biopsy")
+    assert report["evidence"]["rule"]["organ"] == "gastric"
 
 
 def test_mpp_option_scores_a_slide_without_mpp(capsys, no_mpp_slide, tmp_path):
@@ -210,7 +210,7 @@ def test_checkpoint_path_scores_and_reports_its_sha256(capsys, slide, tmp_path):
     assert report["model"]["sha256"] == card.sha256
     assert report["model"]["name"] == "her2-resnet"
     assert report["model"]["classes"] == list(HER2_SCORES)
-    assert report["params"]["target_mpp"] == 0.5  # the card's resolution
+    assert report["grid"]["target_mpp"] == 0.5  # the card's resolution
     assert report["grid"]["tile_size0"] == [64.0, 64.0]
     assert report["score"] in HER2_SCORES and SUMMARY.match(stdout.splitlines()[0])
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_her2 import export
 from napari_her2.classes import CLASS_COLORS, LABEL_VALUES
 from napari_her2.errors import OutputError
 from napari_her2.export import (
@@ -27,6 +26,7 @@ from napari_her2.export import (
     write_text,
     write_tiles_csv,
 )
+from napari_her2.export import atomic as export_atomic
 from napari_her2.results import TileResults
 
 GOLDEN = Path(__file__).parent / "data" / "golden_tiles.geojson"
@@ -215,7 +215,7 @@ def test_unwritable_folder_via_mkstemp_failure(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(export.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(export_atomic.tempfile, "mkstemp", refuse)
     with pytest.raises(OutputError, match="Permission denied"):
         write_tiles_csv(tmp_path / "tiles.csv", golden_results())
     assert list(tmp_path.iterdir()) == []
@@ -227,7 +227,7 @@ def test_crash_mid_write_leaves_no_file(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(export.json, "dumps", crash)
+    monkeypatch.setattr(export_atomic.json, "dumps", crash)
     with pytest.raises(OutputError, match="disk on fire"):
         write_geojson(target, tiles_to_geojson(golden_results()))
     assert list(tmp_path.iterdir()) == []
@@ -243,7 +243,7 @@ def test_crash_keeps_the_previous_file(tmp_path, monkeypatch):
 
 
 def test_interrupt_removes_the_temp_file_and_propagates(tmp_path):
-    with pytest.raises(KeyboardInterrupt), export.atomic_write(tmp_path / "x.txt") as f:
+    with pytest.raises(KeyboardInterrupt), export_atomic.atomic_write(tmp_path / "x.txt") as f:
         f.write("partial")
         raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []

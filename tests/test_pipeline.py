@@ -19,6 +19,7 @@ from napari_her2._sample_data import ihc_mosaic
 from napari_her2.classes import HER2_SCORES
 from napari_her2.errors import Her2Error, MissingMppError, OutputError, ScoringCancelled
 from napari_her2.export import tile_id, validate_qupath_geojson
+from napari_her2.params import ScoringParams
 from napari_her2.pipeline import write_outputs
 from napari_her2.slide import write_pyramid_tiff
 
@@ -82,7 +83,7 @@ def test_report_has_the_documented_fields(report, slide_path):
     assert data["model"]["name"] == "dab-membrane"
     assert len(data["model"]["sha256"]) == 64
     int(data["model"]["sha256"], 16)
-    params = data["params"]
+    params = ScoringParams.from_dict(data["params"]).flat()
     assert params["tile_size"] == 64 and params["target_mpp"] == 1.0
     assert params["organ"] == "breast" and params["specimen"] == "resection"
     assert data["mpp"]["x"] == pytest.approx(0.5) and data["mpp"]["y"] == pytest.approx(0.5)
@@ -114,15 +115,14 @@ def test_overrides_reach_the_report(slide_path):
     rep = score_slide(slide_path, tile_size=128, target_mpp=2.0, organ="gastric",
                       specimen="biopsy", batch_size=8, seed=3)
     data = rep.to_dict()
-    params = data["params"]
+    params = ScoringParams.from_dict(data["params"]).flat()
     assert (params["tile_size"], params["target_mpp"]) == (128, 2.0)
     assert (params["organ"], params["specimen"]) == ("gastric", "biopsy")
     assert (params["batch_size"], params["seed"]) == (8, 3)
     assert data["grid"]["tile_size0"] == [512.0, 512.0]  # 128 px at 2 µm/px, 0.5 µm/px scan
     assert data["grid"]["read_size"] == [128, 128]
-    assert data["slide_score"]["organ"] == "gastric"
-    assert data["slide_score"]["specimen"] == "biopsy"
-    assert data["slide_score"]["seed"] == 3
+    rule = data["evidence"]["rule"]
+    assert (rule["organ"], rule["specimen"], rule["seed"]) == ("gastric", "biopsy", 3)
 
 
 def test_unknown_override_is_a_type_error(slide_path):
@@ -252,9 +252,9 @@ def golden_fields(data: dict) -> dict:
         "n_tiles": data["n_tiles"],
         "n_tissue_tiles": data["n_tissue_tiles"],
         "n_scored_tiles": data["n_scored_tiles"],
-        "grid": data["grid"],
+        "grid": {k: data["grid"][k] for k in ("level", "shape", "tile_size0", "read_size")},
         "model": {"name": data["model"]["name"], "sha256": data["model"]["sha256"]},
-        "params": {k: data["params"][k] for k in GOLDEN_PARAMS},
+        "params": {k: ScoringParams.from_dict(data["params"]).flat()[k] for k in GOLDEN_PARAMS},
     }
 
 

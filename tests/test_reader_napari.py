@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 
 from napari_her2 import open_slide
-from napari_her2._reader import MPP_ENV, get_reader, read_slide_layers
+from napari_her2._reader import MPP_ENV, get_reader, read_slide_layers, slide_layer_kwargs
 from napari_her2._sample_data import CACHE_ENV, SAMPLE_MPP, ihc_sample, sample_slide_path
-from napari_her2._reader import slide_layer_kwargs
 from napari_her2.slide import MissingMppWarning
 
 PLUGIN = "napari-her2"

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 
 from napari_her2 import score_slide
 from napari_her2._sample_data import ihc_mosaic
@@ -45,10 +46,16 @@ def test_mil_makes_the_call_and_gives_a_heatmap(files):
     report = score_slide(files["slide"], str(files["tile"]), slide_model=str(files["mil"]))
     data = report.to_dict()
     assert data["method"] == "abmil-monte-carlo"
-    assert data["slide_model"]["model"]["name"] == "mil-test"
-    assert data["score"] == report.slide_model.score
-    assert data["slide_score"]["method"].startswith("asco-cap")  # the rule is still reported
-    att = report.slide_model.attention
+    assert data["slide_model"]["name"] == "mil-test"
+    assert data["score"] == report.call.score and report.call.method == "abmil-monte-carlo"
+    assert data["evidence"]["rule"]["method"].startswith("asco-cap")  # the rule is kept
+    assert set(data["evidence"]["probs"]) == set(HER2)
+    low = data["evidence"]["her2_low"]
+    if data["score"] in ("0", "1+"):  # the 0-vs-1+ comment is about the model's own call
+        assert low["subcategory"].startswith(data["score"])
+    else:
+        assert low is None
+    att = report.call.evidence.attention
     assert att.shape == (len(report.results),) and np.isfinite(att).any()
 
 
@@ -82,7 +89,7 @@ def test_widget_shows_the_attention_layer(qtbot, make_napari_viewer, files):
     qtbot.addWidget(widget)
     widget.add_checkpoint(files["tile"])
     widget.add_slide_model(files["mil"])
-    qtbot.mouseClick(widget.score_button, 1)
+    qtbot.mouseClick(widget.score_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
     assert widget.report is not None, widget.status.text()
     layer = viewer.layers["s attention"]
@@ -91,4 +98,4 @@ def test_widget_shows_the_attention_layer(qtbot, make_napari_viewer, files):
     np.testing.assert_allclose(layer.scale, tiles.scale)
     np.testing.assert_allclose(layer.translate, tiles.translate)
     assert 0 <= np.nanmin(layer.data) and np.nanmax(layer.data) <= 1
-    assert widget.panel.score_label.text() == widget.report.slide_model.score
+    assert widget.panel.score_label.text() == widget.report.call.score

@@ -24,6 +24,7 @@ from napari_her2.stain import (
     estimate_stain_matrix,
     stain_matrix,
 )
+from napari_her2.tumour import TumourParams
 
 TUMOUR_SCORES = np.arange(4)
 
@@ -146,7 +147,7 @@ def test_changing_a_threshold_changes_the_call():
     assert CLASSES[int(DabMembraneScorer().predict(tile).probs[0].argmax())] == "3+"
     strict = DabMembraneScorer(DabMembraneParams(strong_od=1.5))
     assert CLASSES[int(strict.predict(tile).probs[0].argmax())] == "2+"
-    no_tumour = DabMembraneScorer(DabMembraneParams(cellularity_min=0.99))
+    no_tumour = DabMembraneScorer(DabMembraneParams(tumour=TumourParams(min_density=0.99)))
     assert CLASSES[int(no_tumour.predict(tile).probs[0].argmax())] == "non-tumour"
 
 
@@ -255,3 +256,59 @@ def test_scorer_follows_the_tile_resolution():
     assert base.at_mpp(base.params.mpp) is base
     assert fine.target_mpp == 0.25 and fine.params.ridge_sigma_um == base.params.ridge_sigma_um
     assert fine.sha256 != base.sha256
+
+
+# --------------------------------------------------------------------------- organ and slide
+
+
+def lateral(dab_od: float, period: int = 20) -> np.ndarray:
+    """Columnar epithelium stained only along the lateral borders (vertical DAB lines, no
+    apical or basal walls): gastric "lateral / basolateral" staining."""
+    yy, xx = np.mgrid[:256, :256]
+    membrane = (xx % period) < 2
+    nucleus = ((yy % period) - period / 2) ** 2 + ((xx % period) - period / 2) ** 2 < 25
+    m = stain_matrix(DEFAULT_HAEMATOXYLIN, DEFAULT_DAB)
+    od = nucleus[..., None] * 0.5 * m[0] + membrane[..., None] * dab_od * m[1] + 0.03 * m[0]
+    return np.clip(255 * 10 ** (-od), 0, 255).astype(np.uint8)
+
+
+def test_gastric_counts_lateral_membranes_as_complete():
+    tile = lateral(0.9)[None]
+    breast = DabMembraneScorer()
+    gastric = breast.for_organ("gastric")
+    assert gastric.params.organ == "gastric" and breast.params.organ == "breast"
+    assert gastric.sha256 != breast.sha256
+    feats = breast.predict(tile).features[0]
+    assert feats[FEATURE_NAMES.index("completeness")] < 0.3  # no closed rings
+    assert feats[FEATURE_NAMES.index("lateral_fraction")] > 0.9
+    assert CLASSES[int(breast.predict(tile).probs[0].argmax())] == "2+"  # incomplete, strong
+    assert CLASSES[int(gastric.predict(tile).probs[0].argmax())] == "3+"  # lateral = complete
+
+
+def test_for_organ_rejects_unknown_organs_and_keeps_the_resolution():
+    assert DabMembraneScorer().at_mpp(0.25).for_organ("gastric").target_mpp == 0.25
+    assert DabMembraneScorer().for_organ("gastric").at_mpp(0.25).params.organ == "gastric"
+    with pytest.raises(ValueError, match="organ"):
+        DabMembraneScorer().for_organ("lung")
+
+
+def test_for_slide_estimates_stains_and_falls_back_when_implausible():
+    base = DabMembraneScorer()
+    ihc = data.immunohistochemistry()
+    fitted = base.for_slide(ihc)
+    assert fitted is not base and fitted.params.haematoxylin != DEFAULT_HAEMATOXYLIN
+    assert fitted.params.dab != DEFAULT_DAB  # the sample has plenty of DAB
+    # a slide with no stain at all keeps the defaults
+    assert base.for_slide(np.full((64, 64, 3), 250, np.uint8)) is base
+    # only blue counterstain (a HER2 0 slide): no DAB to estimate, the DAB default stays
+    blue = lattice(0.0)
+    assert base.for_slide(blue).params.dab == DEFAULT_DAB
+    # a tissue mask leaves the masked-out pixels out
+    mask = np.zeros(ihc.shape[:2], bool)
+    assert base.for_slide(ihc, mask) is base
+
+
+def test_for_slide_keeps_scoring_the_sample_image():
+    ihc = data.immunohistochemistry()
+    fitted = DabMembraneScorer().for_slide(ihc)
+    assert fitted.predict(ihc[:128, :128][None]).probs[0].argmax() == 3

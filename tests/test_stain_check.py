@@ -46,3 +46,39 @@ def test_brown_shades_pass(brown):
     rgb = np.full((64, 64, 3), 255, np.uint8)
     rgb[:, :32] = brown
     assert check_stain(rgb).looks_like_dab
+
+
+def test_red_is_not_dab():
+    rgb = np.full((64, 64, 3), 255, np.uint8)
+    rgb[:, :32] = (200, 40, 40)  # a red chromogen or fluorophore
+    check = check_stain(rgb)
+    assert not check.looks_like_dab and "not brown" in check.warning
+
+
+def test_dark_background_is_flagged_as_fluorescence():
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    rgb[20:40, 20:40] = (180, 30, 20)  # bright red signal on black
+    check = check_stain(rgb)
+    assert not check.looks_like_dab and "fluorescence" in check.warning
+
+
+def test_real_fluorescence_and_he_are_flagged(shared_data):
+    from napari_her2 import open_slide
+
+    for name in ("test3-DAPI-2-387.ndpi", "cmu-1-small-region.svs"):
+        slide = open_slide(shared_data / "slides" / name)
+        check = check_stain(slide.levels[-1].compute())
+        assert not check.looks_like_dab and check.warning, name
+
+
+def test_real_her2_ihc_passes(shared_data):
+    from skimage import data
+    from skimage.io import imread
+
+    assert check_stain(data.immunohistochemistry()).looks_like_dab
+    images = [shared_data / "her2-ihc-bci" / n for n in ("00052_test_3+.png", "00249_test_2+.png")]
+    images += sorted((shared_data / "her2-ihc-tma").glob("2_*.jpg"))
+    for path in images:
+        rgb = imread(path)[::4, ::4, :3]
+        check = check_stain(rgb)
+        assert check.looks_like_dab and check.warning is None, (path.name, check)

@@ -109,3 +109,31 @@ def test_band_sums_match_slicing(edges):
         ref = [np.take(a, range(min(lo, n), min(hi, n)), axis=axis).sum(axis=axis)
                for lo, hi in zip(edges[:-1], edges[1:])]
         np.testing.assert_array_equal(_band_sums(a, edges, axis), np.stack(ref, axis=axis))
+
+
+def test_field_that_is_all_tissue_is_all_tissue():
+    """No glass at all (a field inside a tumour, a TMA core crop): Otsu has no background to
+    find, so it must not split greyish, barely saturated tissue from stained tissue."""
+    rng = np.random.default_rng(0)
+    field = np.empty((256, 256, 3), np.float64)
+    field[:, :128] = (150, 95, 50)  # DAB-brown tissue
+    field[:, 128:] = (182, 182, 186)  # grey stroma: saturation 0.02, mean OD 0.14
+    field = np.clip(field + rng.normal(0, 3, field.shape), 0, 255).astype(np.uint8)
+    mask = tissue_mask_from_rgb(field, mpp=2.0)
+    assert mask.mean() > 0.95
+
+
+def test_pale_tissue_beside_glass_is_found_and_glass_is_not():
+    rgb = np.full((200, 200, 3), 238, np.uint8)  # glass
+    rgb[:, 100:] = (182, 182, 186)  # pale greyish tissue (saturation 0.02, mean OD 0.14)
+    mask = tissue_mask_from_rgb(rgb, mpp=4.0)
+    assert mask[:, 110:].mean() > 0.95 and mask[:, :90].mean() < 0.05
+
+
+def test_real_field_without_glass_is_all_tissue(shared_data):
+    """BCI 00249 is a 1024 px field that is all tissue (stroma, fat, glands)."""
+    from skimage.io import imread
+
+    rgb = imread(shared_data / "her2-ihc-bci" / "00249_test_2+.png")[..., :3]
+    small = rgb.reshape(64, 16, 64, 16, 3).mean(axis=(1, 3)).astype(np.uint8)  # 8 um/px
+    assert tissue_mask_from_rgb(small, mpp=8.0).mean() > 0.9

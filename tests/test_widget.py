@@ -7,10 +7,10 @@ import threading
 
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 
 from napari_her2._qt.widget import Her2ScoringWidget
 from napari_her2._sample_data import ihc_mosaic
-from napari_her2.pipeline import ScoringParams
 from napari_her2.slide import write_pyramid_tiff
 
 WAIT_MS = 60_000
@@ -39,10 +39,10 @@ def _score(qtbot, widget, small_batches: bool = False, monkeypatch=None):
 
         def params():
             p = base()
-            return ScoringParams(**{**p.__dict__, "batch_size": 2})
+            return p.with_overrides(batch_size=2)
 
         monkeypatch.setattr(widget, "params", params)
-    qtbot.mouseClick(widget.score_button, 1)  # Qt.LeftButton
+    qtbot.mouseClick(widget.score_button, Qt.MouseButton.LeftButton)  # Qt.LeftButton
     assert widget.worker is not None
 
 
@@ -52,12 +52,12 @@ def _wait_done(qtbot, widget):
 
 def test_widget_controls(viewer_widget):
     viewer, widget = viewer_widget
-    assert widget.layer_combo.currentText() == "ihc-small"
-    assert widget.model_combo.itemData(0) == "dab-membrane"
+    assert widget.layer_combo.value == "ihc-small"
+    assert widget.model_combo.choices[0] == "dab-membrane"
     assert widget.score_button.text() == "Score"
     assert widget.export_button.text() == "Export GeoJSON…"
     assert not widget.cancel_button.isEnabled()
-    assert "0.5" in widget.mpp_info.text()
+    assert "0.5" in widget.mpp_info.value
 
 
 def test_score_fills_an_aligned_tile_layer_and_the_panel(qtbot, viewer_widget):
@@ -79,7 +79,7 @@ def test_score_fills_an_aligned_tile_layer_and_the_panel(qtbot, viewer_widget):
     assert np.allclose(np.round(tiles.world_to_data(corner + 0.49 * image.scale)), [1, 2])
     scored = tiles.data > 0
     np.testing.assert_array_equal(scored, grid.tissue)
-    assert widget.panel.score_label.text() == str(widget.report.score.to_dict()["score"])
+    assert widget.panel.score_label.text() == str(widget.report.call.score)
     assert widget.export_button.isEnabled() and widget.score_button.isEnabled()
 
 
@@ -97,7 +97,8 @@ def test_cancel_mid_run(qtbot, viewer_widget, monkeypatch):
     _wait_done(qtbot, widget)
     assert cancelled
     assert widget.report is None
-    assert widget.status.text() == "Cancelled"
+    assert widget.status.text().startswith("Cancelled")
+    assert widget.panel.score_label.text() == "not scored"  # no partial call left
     tiles = viewer.layers["ihc-small HER2 tiles"]
     assert 0 < (tiles.data > 0).sum() < widget.prepared.grid.n_tissue
     assert not [t for t in threading.enumerate() if t.name.startswith("napari-her2-read")]
@@ -138,12 +139,12 @@ def test_slide_without_mpp_asks_for_it(qtbot, make_napari_viewer, tmp_path):
     viewer.open(str(path), plugin="napari-her2")
     widget = Her2ScoringWidget(viewer)
     qtbot.addWidget(widget)
-    assert "no µm/px" in widget.mpp_info.text()
-    qtbot.mouseClick(widget.score_button, 1)
+    assert "no µm/px" in widget.mpp_info.value
+    qtbot.mouseClick(widget.score_button, Qt.MouseButton.LeftButton)
     assert widget.worker is None
     assert "nompp.tif" in widget.status.text() and "microns per pixel" in widget.status.text()
-    widget.mpp_spin.setValue(0.5)
-    qtbot.mouseClick(widget.score_button, 1)
+    widget.mpp_spin.value = 0.5
+    qtbot.mouseClick(widget.score_button, Qt.MouseButton.LeftButton)
     _wait_done(qtbot, widget)
     assert widget.report is not None
     assert tuple(viewer.layers["nompp"].scale) == (0.5, 0.5)
@@ -172,7 +173,7 @@ def test_score_with_a_checkpoint_and_explain_a_tile(qtbot, viewer_widget, tmp_pa
     viewer, widget = viewer_widget
     path = _random_checkpoint(tmp_path)
     widget.add_checkpoint(path)
-    assert widget.model_combo.currentData() == str(path)
+    assert widget.model_combo.value == str(path)
     _score(qtbot, widget)
     _wait_done(qtbot, widget)
     report = widget.report
@@ -212,5 +213,6 @@ def test_removing_the_image_layer_mid_run_cancels(qtbot, viewer_widget, monkeypa
     viewer.layers.remove("ihc-small")
     _wait_done(qtbot, widget)
     assert widget.report is None
-    assert widget.status.text() == "Cancelled"
+    assert widget.status.text().startswith("Cancelled")
+    assert widget.panel.score_label.text() == "not scored"  # no partial call left
     assert not [t for t in threading.enumerate() if t.name.startswith("napari-her2-read")]

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .errors import (
     CheckpointError,
     Her2Error,
@@ -12,7 +11,8 @@ from .errors import (
     SlideReadError,
     UnsupportedFormatError,
 )
-from .pipeline import ScoringParams, SlideReport, score_slide
+from .params import ScoringParams
+from .pipeline import SlideReport, score_slide
 from .slide import Slide, open_slide
 
 __all__ = [

@@ -12,12 +12,12 @@ import io
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from .errors import Her2Error
-from .pipeline import ScoringParams, score_slide, write_outputs
+from .params import ScoringParams
+from .pipeline import score_slide, write_outputs
 
 log = logging.getLogger(__name__)
 
@@ -25,18 +25,20 @@ SUMMARY_FIELDS = ("slide", "status", "score", "category", "confidence", "n_tissu
                   "geojson", "report", "error")
 
 
-def score_one(path: str, out_dir: str, model: str, params: dict[str, Any],
+def score_one(path: str, out_dir: str, params: dict[str, Any],
               mpp: float | None = None) -> dict[str, Any]:
-    """Score one slide and write its outputs; errors become a row, never an exception."""
+    """Score one slide exactly as ``napari-her2 score`` does (``params`` is
+    ``ScoringParams.to_dict()``: every setting travels) and write its outputs; errors become
+    a row, never an exception."""
     import dask
 
     try:
         # inside a dask worker, the slide's own dask arrays compute in local threads (their
         # graphs read from open files and are not meant to travel to the cluster)
         with dask.config.set(scheduler="threads"):
-            report = score_slide(path, model, mpp=mpp, params=ScoringParams(**params))
-        written = write_outputs(report, out_dir)
-        report.slide.close()
+            report = score_slide(path, mpp=mpp, params=ScoringParams.from_dict(params))
+        with report.slide:
+            written = write_outputs(report, out_dir)
     except Her2Error as err:
         return {"slide": path, "status": "error", "error": str(err)}
     data = report.to_dict()
@@ -56,7 +58,6 @@ def score_cohort(
     paths: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
     *,
-    model: str = "dab-membrane",
     params: ScoringParams | None = None,
     mpp: float | None = None,
     scheduler: str | None = None,
@@ -72,8 +73,7 @@ def score_cohort(
     from .export import ensure_out_dir, write_text
 
     out = ensure_out_dir(out_dir)
-    params = params or ScoringParams(workers=1)
-    pdict = {k: v for k, v in asdict(params).items() if k != "tissue"}
+    pdict = (params or ScoringParams().with_overrides(workers=1)).to_dict()
     cluster = None
     if scheduler is None:
         n = n_workers or min(len(paths), os.cpu_count() or 1)
@@ -85,7 +85,7 @@ def score_cohort(
         client = Client(scheduler)
     rows: dict[str, dict[str, Any]] = {}
     try:
-        futures = [client.submit(score_one, str(p), str(out), model, pdict, mpp, pure=False)
+        futures = [client.submit(score_one, str(p), str(out), pdict, mpp, pure=False)
                    for p in paths]
         for fut in as_completed(futures):
             row = fut.result()

@@ -12,7 +12,6 @@ switch for debugging with pdb or a profiler.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -26,16 +25,10 @@ from .errors import ScoringCancelled, SlideReadError
 from .predict import TilePredictor
 from .results import TileResults
 from .slide import Slide
+from .threads import sync_mode
 from .tiling import TileGrid
 
 log = logging.getLogger(__name__)
-
-SYNC_ENV = "NAPARI_HER2_SYNC"
-
-
-def sync_mode() -> bool:
-    """True when ``NAPARI_HER2_SYNC`` asks for everything in the calling thread."""
-    return os.environ.get(SYNC_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclass

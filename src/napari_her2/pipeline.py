@@ -1,74 +1,45 @@
-"""Score a whole slide end to end: tissue -> grid -> tiles -> model -> slide score -> report.
+"""Score a whole slide end to end: tissue -> grid -> tiles -> model -> slide call -> report.
 
-``score_slide`` is the Python entry point (and what the CLI and batch mode call);
-``prepare_scoring`` + ``inference.iter_scoring`` + ``build_report`` are its steps, which the
-napari widget drives one by one from a worker thread.
+``score_slide`` is the Python entry point (and what the CLI, batch mode and ``evaluate``
+call); ``iter_score_slide`` yields its steps, which the napari widget drives from a worker
+thread. The pipeline only orchestrates: slides, tissue, tiling, models, scoring and exports
+each live in their own module and never call back up.
+
+The tile geometry comes from the scorer: a CNN is fed tiles at exactly its model card's
+input size and µm/px (an override that differs is refused); the weight-free scorer accepts
+any tile size and resolution (default: its card's).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
 from collections.abc import Callable, Generator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .errors import Her2Error
+from ._version import __version__
+from .errors import MissingMppError, SlideReadError
 from .inference import ScoringUpdate, Timings, iter_scoring
+from .params import GridParams, ParamError, ScoringParams
 from .predict import TilePredictor
 from .results import TileResults
+from .scoring import NoCallReason, SlideCall, SlideModel, call_slide, no_call
 from .slide import Slide, open_slide
 from .stain_check import StainCheck, check_stain
 from .tiling import TileGrid, make_grid
-from .tissue import TissueMask, TissueParams, detect_tissue
+from .tissue import TissueMask, detect_tissue
 
 log = logging.getLogger(__name__)
-
-ORGANS = ("breast", "gastric")
-SPECIMENS = ("resection", "biopsy")
-
-
-@dataclass(frozen=True)
-class ScoringParams:
-    """How a slide is tiled and scored. target_mpp None = the model's own resolution."""
-
-    tile_size: int = 256
-    target_mpp: float | None = None
-    organ: str = "breast"
-    specimen: str = "resection"
-    min_tissue: float = 0.25
-    batch_size: int = 32
-    workers: int = 2
-    device: str = "auto"
-    seed: int = 0
-    #: a slide-level checkpoint (WHSPN or attention MIL) that makes the call instead of the
-    #: guideline rule; None = the ASCO/CAP rule over tile fractions
-    slide_model: str | None = None
-    tissue: TissueParams = field(default_factory=TissueParams)
-
-    def __post_init__(self) -> None:
-        if self.organ not in ORGANS:
-            raise Her2Error(f"organ must be one of {', '.join(ORGANS)}, got {self.organ!r}")
-        if self.specimen not in SPECIMENS:
-            raise Her2Error(f"specimen must be one of {', '.join(SPECIMENS)}, got {self.specimen!r}")
-        if not 16 <= self.tile_size <= 4096:
-            raise Her2Error(f"tile size must be 16-4096 px, got {self.tile_size}")
-        if self.target_mpp is not None and not 0.05 <= self.target_mpp <= 50:
-            raise Her2Error(f"target resolution must be 0.05-50 µm/px, got {self.target_mpp}")
-        if self.batch_size < 1:
-            raise Her2Error(f"batch size must be at least 1, got {self.batch_size}")
-
-    def resolved_mpp(self, predictor: TilePredictor) -> float:
-        return float(self.target_mpp or predictor.target_mpp or 0.5)
 
 
 @dataclass
 class SlideReport:
-    """Everything known about one scored slide."""
+    """Everything known about one scored slide; ``call`` is the one slide call."""
 
     slide: Slide
     predictor: TilePredictor
@@ -76,54 +47,44 @@ class SlideReport:
     tissue: TissueMask
     grid: TileGrid
     results: TileResults
-    score: Any  # scoring.SlideScore
+    call: SlideCall
     timings: Timings
     stain: StainCheck | None = None
-    slide_model: Any = None  # aggregate.SlideModelResult
+    slide_model: SlideModel | None = None
 
     @property
-    def method(self) -> str:
-        """What made the call: the guideline rule or a slide-level model."""
-        return self.slide_model.method if self.slide_model is not None else self.score.method
-
-    def call(self) -> dict[str, Any]:
-        """score, category and confidence of the method that made the call."""
-        if self.slide_model is None:
-            rule = self.score.to_dict()
-            return {k: rule.get(k) for k in ("score", "category", "confidence")}
-        m = self.slide_model
-        probs = {c: float(p) for c, p in zip(m.classes, m.probs)}
-        return {"score": m.score, "category": m.category, "confidence": probs.get(m.score)}
+    def stem(self) -> str:
+        """Output file stem: the file name without suffix (a DICOM folder's name)."""
+        p = self.slide.path
+        return p.stem if p.is_file() else p.name
 
     def to_dict(self) -> dict[str, Any]:
         """The slide report JSON (see README: report fields)."""
-        score = self.score.to_dict()
-        call = self.call()
         mpp = self.slide.require_mpp()
-        params = {k: v for k, v in asdict(self.params).items() if k != "tissue"}
-        params["target_mpp"] = self.grid.target_mpp
-        params["tissue"] = asdict(self.params.tissue)
+        ev = self.call.evidence
         return {
             "slide": str(self.slide.path),
-            "score": call["score"],
-            "category": call["category"],
-            "confidence": call["confidence"],
-            "method": self.method,
-            "class_fractions": score.get("class_fractions"),
+            **{k: v for k, v in self.call.to_dict().items() if k != "evidence"},
+            "headline": self.call.headline(),
+            "class_fractions": ev.class_fractions or None,
+            "evidence": ev.to_dict(),
             "n_tiles": int(self.grid.shape[0] * self.grid.shape[1]),
             "n_tissue_tiles": int(self.grid.n_tissue),
             "n_scored_tiles": len(self.results),
             "n_unreadable_tiles": int((~self.results.readable).sum()),
-            "slide_score": score,
-            "slide_model": None if self.slide_model is None else self.slide_model.to_dict(),
+            "slide_model": None if self.slide_model is None else {
+                "name": self.slide_model.name, "sha256": self.slide_model.sha256,
+                "method": self.slide_model.method},
             "model": {
                 "name": self.predictor.name,
                 "sha256": self.predictor.sha256,
                 "classes": list(self.predictor.classes),
             },
-            "params": params,
+            "params": self.params.to_dict(),
             "mpp": {"x": mpp.x, "y": mpp.y, "source": self.slide.mpp_source},
             "grid": {
+                "tile_size": self.grid.tile_size,
+                "target_mpp": self.grid.target_mpp,
                 "level": self.grid.level,
                 "shape": list(self.grid.shape),
                 "tile_size0": list(self.grid.tile_size0),
@@ -153,33 +114,37 @@ def as_predictor(model: str | os.PathLike | TilePredictor, device: str = "auto")
     return load_predictor(str(model), device=device)
 
 
-def prepare_scoring(slide: Slide, predictor: TilePredictor, params: ScoringParams) -> tuple[TissueMask, TileGrid]:
-    """Tissue mask and tile grid for scoring ``slide`` with ``predictor``."""
-    slide.require_mpp()
-    tissue = detect_tissue(slide, params.tissue)
-    grid = make_grid(
-        slide, tissue, tile_size=params.tile_size, target_mpp=params.resolved_mpp(predictor),
-        min_tissue=params.min_tissue,
-    )
-    return tissue, grid
+def fit_geometry(predictor: TilePredictor, grid: GridParams) -> tuple[TilePredictor, int, float]:
+    """(predictor, tile size px, µm/px) the tiles are cut at: the scorer's card decides.
+
+    A scorer that measures in microns (``at_mpp``: the weight-free one) takes any size and
+    resolution; a network takes its card's, and an override that differs is refused."""
+    card_size, card_mpp = int(predictor.input_size), predictor.target_mpp
+    if hasattr(predictor, "at_mpp"):
+        mpp = float(grid.target_mpp or card_mpp or 0.5)
+        return predictor.at_mpp(mpp), int(grid.tile_size or card_size), mpp
+    if grid.tile_size is not None and grid.tile_size != card_size:
+        raise ParamError(f"{predictor.name} takes {card_size} px tiles (its model card); "
+                         f"tile size {grid.tile_size} cannot be used with it")
+    if card_mpp is None:
+        if grid.target_mpp is None:
+            raise ParamError(f"{predictor.name}: its model card gives no µm/px; set the tile "
+                             "resolution (--target-mpp)")
+        return predictor, card_size, float(grid.target_mpp)
+    if grid.target_mpp is not None and not math.isclose(grid.target_mpp, card_mpp, rel_tol=1e-3):
+        raise ParamError(f"{predictor.name} was trained at {card_mpp:g} µm/px (its model card); "
+                         f"tiles at {grid.target_mpp:g} µm/px cannot be used with it")
+    return predictor, card_size, float(card_mpp)
 
 
-def slide_score(results: TileResults, params: ScoringParams):
-    """The slide score of (possibly partial) results by the guideline rule."""
-    from .scoring import score_tiles
-
-    return score_tiles(results, organ=params.organ, specimen=params.specimen, seed=params.seed)
-
-
-def build_report(slide, predictor, params, tissue, grid, results, timings,
-                 stain: StainCheck | None = None, slide_model=None) -> SlideReport:
-    """The report of a scored slide; ``slide_model`` (a loaded aggregate.SlideModel), when
-    given, makes the call from the tile results."""
-    model_result = None
-    if slide_model is not None and len(results):
-        model_result = slide_model.score(results, seed=params.seed)
-    return SlideReport(slide, predictor, params, tissue, grid, results,
-                       slide_score(results, params), timings, stain, model_result)
+def adapt_to_slide(predictor: TilePredictor, params: ScoringParams,
+                   tissue: TissueMask) -> TilePredictor:
+    """A scorer that adapts to the organ and the slide's stains does so (others unchanged)."""
+    if hasattr(predictor, "for_organ"):
+        predictor = predictor.for_organ(params.call.organ.value)
+    if hasattr(predictor, "for_slide") and tissue.thumbnail is not None:
+        predictor = predictor.for_slide(tissue.thumbnail, tissue.mask)
+    return predictor
 
 
 def stain_of(slide: Slide, tissue: TissueMask) -> StainCheck | None:
@@ -192,6 +157,31 @@ def stain_of(slide: Slide, tissue: TissueMask) -> StainCheck | None:
     return check
 
 
+def load_slide_model(params: ScoringParams) -> SlideModel | None:
+    """The slide-level checkpoint of ``params`` (loaded before any tile, so that a bad one
+    fails at once), or None for the guideline rule."""
+    if not params.call.slide_model:
+        return None
+    from .scoring import load_slide_model as load
+
+    return load(params.call.slide_model, device="cpu")
+
+
+def make_call(results: TileResults, params: ScoringParams, grid: TileGrid,
+              stain: StainCheck | None = None, slide_model: SlideModel | None = None, *,
+              partial: bool = False) -> SlideCall:
+    """The slide call of (possibly partial) results, or a no-call with its reason."""
+    c = params.call
+    if grid.n_tissue == 0:
+        return no_call(NoCallReason.NO_TISSUE, "the tissue mask found no tile with enough tissue")
+    call = call_slide(results, organ=c.organ.value, specimen=c.specimen.value, seed=c.seed,
+                      n_samples=c.n_samples, slide_model=slide_model, n_bags=c.n_bags,
+                      bag_size=c.bag_size)
+    if stain is not None and stain.warning:
+        call = call.without_score(NoCallReason.STAIN_CHECK, stain.warning)
+    return call.as_partial(partial)
+
+
 @dataclass
 class Prepared:
     """First item of :func:`iter_score_slide`: where the tiles will go, before any is scored."""
@@ -202,11 +192,32 @@ class Prepared:
     tissue: TissueMask
     grid: TileGrid
     stain: StainCheck | None = None
+    slide_model: SlideModel | None = None
+
+
+def prepare(slide_or_path: Slide | str | os.PathLike,
+            model: str | os.PathLike | TilePredictor | None = None, *,
+            mpp: float | None = None, params: ScoringParams | None = None) -> Prepared:
+    """Open, load, find tissue and lay the grid: everything before the first tile."""
+    params = params or ScoringParams()
+    slide = as_slide(slide_or_path, mpp)
+    slide.require_mpp()
+    predictor = as_predictor(model if model is not None else params.model.name,
+                             params.model.device.value)
+    predictor, tile_size, target_mpp = fit_geometry(predictor, params.grid)
+    slide_model = load_slide_model(params)
+    tissue = detect_tissue(slide, params.tissue)
+    grid = make_grid(slide, tissue, tile_size=tile_size, target_mpp=target_mpp,
+                     min_tissue=params.grid.min_tissue)
+    log.info("%s: %d tissue tiles of %d", slide.name, grid.n_tissue, grid.shape[0] * grid.shape[1])
+    stain = stain_of(slide, tissue)
+    predictor = adapt_to_slide(predictor, params, tissue)
+    return Prepared(slide, predictor, params, tissue, grid, stain, slide_model)
 
 
 def iter_score_slide(
     slide_or_path: Slide | str | os.PathLike,
-    model: str | os.PathLike | TilePredictor = "dab-membrane",
+    model: str | os.PathLike | TilePredictor | None = None,
     *,
     mpp: float | None = None,
     params: ScoringParams | None = None,
@@ -216,39 +227,34 @@ def iter_score_slide(
     batch; returns the :class:`SlideReport`. Everything slow happens inside the generator,
     so a GUI can run it whole in a worker thread."""
     t0 = time.perf_counter()
-    params = params or ScoringParams()
-    slide = as_slide(slide_or_path, mpp)
-    predictor = as_predictor(model, params.device)
-    if params.target_mpp is not None and hasattr(predictor, "at_mpp"):
-        predictor = predictor.at_mpp(params.target_mpp)  # a scorer measuring in microns
-    slide_model = None
-    if params.slide_model:  # loaded before the tiles, so a bad checkpoint fails at once
-        from .aggregate import load_slide_model
-
-        slide_model = load_slide_model(params.slide_model, device="cpu")
-    tissue, grid = prepare_scoring(slide, predictor, params)
-    log.info("%s: %d tissue tiles of %d", slide.name, grid.n_tissue, grid.shape[0] * grid.shape[1])
-    stain = stain_of(slide, tissue)
-    yield Prepared(slide, predictor, params, tissue, grid, stain)
-    updates = iter_scoring(slide, predictor, grid, batch_size=params.batch_size,
-                           workers=params.workers, cancel=cancel)
+    prep = prepare(slide_or_path, model, mpp=mpp, params=params)
+    yield prep
+    m = prep.params.model
+    updates = iter_scoring(prep.slide, prep.predictor, prep.grid, batch_size=m.batch_size,
+                           workers=m.workers, cancel=cancel)
     timings = Timings()
     while True:
         try:
             update = next(updates)
         except StopIteration as stop:
-            results = stop.value
-            break
+            return finish(prep, stop.value, t0, timings)
         timings = update.timings
         yield update
+
+
+def finish(prep: Prepared, results: TileResults, t0: float,
+           timings: Timings | None = None) -> SlideReport:
+    """The report of a prepared slide whose tiles are scored."""
+    timings = timings or Timings()
     timings.total = time.perf_counter() - t0
-    return build_report(slide, predictor, params, tissue, grid, results, timings, stain,
-                        slide_model)
+    call = make_call(results, prep.params, prep.grid, prep.stain, prep.slide_model)
+    return SlideReport(prep.slide, prep.predictor, prep.params, prep.tissue, prep.grid, results,
+                       call, timings, prep.stain, prep.slide_model)
 
 
 def score_slide(
     slide_or_path: Slide | str | os.PathLike,
-    model: str | os.PathLike | TilePredictor = "dab-membrane",
+    model: str | os.PathLike | TilePredictor | None = None,
     *,
     mpp: float | None = None,
     params: ScoringParams | None = None,
@@ -258,10 +264,12 @@ def score_slide(
 ) -> SlideReport:
     """Score a slide and return its :class:`SlideReport`.
 
-    ``overrides`` are ScoringParams fields (tile_size=, target_mpp=, organ=, device=, ...).
+    ``model``: a registry name, checkpoint name or path, or a predictor (default:
+    ``params.model.name``, i.e. ``dab-membrane``). ``overrides`` are flat ScoringParams names
+    (``tile_size=``, ``target_mpp=``, ``organ=``, ``device=``, ``slide_model=``, ...).
     """
-    steps = iter_score_slide(slide_or_path, model, mpp=mpp, params=_merge(params, overrides),
-                             cancel=cancel)
+    params = (params or ScoringParams()).with_overrides(**overrides)
+    steps = iter_score_slide(slide_or_path, model, mpp=mpp, params=params, cancel=cancel)
     while True:
         try:
             step = next(steps)
@@ -271,35 +279,18 @@ def score_slide(
             progress(step)
 
 
-def _merge(params: ScoringParams | None, overrides: dict[str, Any]) -> ScoringParams:
-    base = params or ScoringParams()
-    if not overrides:
-        return base
-    unknown = set(overrides) - set(ScoringParams.__dataclass_fields__)
-    if unknown:
-        raise TypeError(f"unknown scoring parameter(s): {', '.join(sorted(unknown))}")
-    fields = {**asdict(base), **overrides}
-    fields["tissue"] = base.tissue
-    return ScoringParams(**fields)
+def no_call_for_error(err: Exception) -> SlideCall:
+    """The no-call a scoring error stands for (missing µm/px, unreadable slide)."""
+    if isinstance(err, MissingMppError):
+        return no_call(NoCallReason.MISSING_MPP, str(err))
+    if isinstance(err, SlideReadError):
+        return no_call(NoCallReason.UNREADABLE, str(err))
+    raise err
 
 
 def write_outputs(report: SlideReport, out_dir: str | os.PathLike, *,
                   csv: bool = False) -> dict[str, Path]:
-    """Write ``<stem>.geojson`` (tiles) and ``<stem>.json`` (report) into ``out_dir``, and
-    with ``csv`` ``<stem>.csv`` (one row per tile: box, class, probabilities, features)."""
-    from .export import (
-        ensure_out_dir,
-        tiles_to_geojson,
-        write_geojson,
-        write_report_json,
-        write_tiles_csv,
-    )
+    """Write the slide's GeoJSON, JSON report (and CSV) through :mod:`napari_her2.export`."""
+    from .export import write_outputs as write
 
-    out = ensure_out_dir(out_dir)
-    stem = report.slide.path.stem if report.slide.path.is_file() else report.slide.path.name
-    geo = write_geojson(out / f"{stem}.geojson", tiles_to_geojson(report.results, name=stem))
-    js = write_report_json(out / f"{stem}.json", report.to_dict())
-    written = {"geojson": geo, "report": js}
-    if csv:
-        written["csv"] = write_tiles_csv(out / f"{stem}.csv", report.results)
-    return written
+    return write(out_dir, report.stem, report.to_dict(), report.results, csv=csv)

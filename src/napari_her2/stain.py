@@ -6,13 +6,15 @@ measurements a pathologist can check:
 1. optical density (OD = -log10(I / 255)) and colour deconvolution into haematoxylin and DAB
    (Ruifrok & Johnston; the stain matrix is a parameter and can be estimated per slide with
    :func:`estimate_stain_matrix`);
-2. nuclei (haematoxylin) and DAB-stained pixels give a local cellularity; the dense part of a
-   tile is taken as tumour/epithelium;
+2. tumour/epithelium is found from haematoxylin morphology alone (large plump nuclei in
+   dense clusters, see :mod:`napari_her2.tumour`), so a HER2 0 carcinoma is tumour too;
+   :meth:`DabMembraneScorer.for_slide` adapts the stain vectors to the slide;
 3. membranes are thin bright DAB ridges (Hessian of the smoothed DAB image), binned weak /
    moderate / strong by their DAB OD (QuPath-like 0.2 / 0.4 / 0.6);
 4. stained cells are the tumour area within a cell radius of a membrane; complete membranes
    enclose cell-sized regions, so completeness is the stained area that lies inside such
-   closed rings (membrane connectivity in the spirit of Brügmann et al. 2012);
+   closed rings (membrane connectivity in the spirit of Brügmann et al. 2012); for gastric
+   tissue (``organ="gastric"``) long basolateral / lateral membrane pieces count as complete;
 5. soft class probabilities are products of logistic memberships of these measurements in the
    ASCO/CAP definitions, so that the arg-max is the hard rule and the temperature of each
    threshold says how sure the scorer is near it.
@@ -34,6 +36,16 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .predict import Prediction
+from .tumour import (
+    COARSE,
+    TumourParams,
+    block_reduce,
+    box_mean,
+    expand,
+    plane_structure,
+    smooth,
+    tumour_mask,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +55,6 @@ Vector3 = tuple[float, float, float]
 DEFAULT_HAEMATOXYLIN: Vector3 = (0.651, 0.701, 0.210)
 DEFAULT_DAB: Vector3 = (0.269, 0.568, 0.778)
 
-#: shrink factor of the coarse grids on which nuclei (x1) and cellularity (x2) are computed;
-#: a speed choice, not a threshold: it only has to stay well below a nucleus' size
-_COARSE = 2
 
 #: OD of every 8-bit intensity; 0 is read as 1 so that OD stays finite (max log10(255) = 2.4)
 _OD_LUT = (-np.log10(np.maximum(np.arange(256), 1) / 255.0)).astype(np.float32)
@@ -62,18 +71,21 @@ FEATURE_NAMES: tuple[str, ...] = (
     "moderate_fraction",
     "strong_fraction",
     "haematoxylin_od_mean",
+    "lateral_fraction",
 )
 CLASSES: tuple[str, ...] = ("0", "1+", "2+", "3+", "non-tumour")
+ORGANS: tuple[str, ...] = ("breast", "gastric")
 
 LIMITS = (
     "Research use only, not for diagnosis. A rule-based reading of DAB membrane staining per "
     "tile: it does not tell invasive carcinoma from in-situ carcinoma or normal epithelium, "
-    "counts any dense cellular area (lymphocyte aggregates included) as tumour, and reads "
-    "area fractions rather than counting cells. It assumes brightfield H-DAB at about "
-    "0.5 um/px; stain variation (DAB hue, haematoxylin strength, scanner colour) shifts the OD "
+    "finds tumour from haematoxylin morphology (large plump nuclei in dense clusters), so solid "
+    "sheets of lymphocytes whose nuclei merge can read as tumour, and it reads area fractions "
+    "rather than counting cells. It assumes brightfield H-DAB at a known um/px; stain variation (DAB hue, haematoxylin strength, scanner colour) shifts the OD "
     "thresholds, so estimate a per-slide stain matrix or recalibrate the thresholds for a new "
     "lab. Cytoplasmic DAB, edge artefacts, pigment and crush artefacts can read as membrane. "
-    "Incomplete moderate/strong staining (basolateral or lateral) is called 2+ (equivocal)."
+    "Breast: incomplete moderate/strong staining is called 2+ (equivocal); gastric "
+    "(organ='gastric'): long basolateral/lateral membranes count as complete."
 )
 
 
@@ -90,15 +102,12 @@ class DabMembraneParams:
     #: OD vectors (R, G, B) of haematoxylin and DAB; the third stain is their cross product
     haematoxylin: Vector3 = DEFAULT_HAEMATOXYLIN
     dab: Vector3 = DEFAULT_DAB
-    #: Gaussian smoothing before nuclei are thresholded (um)
-    nucleus_sigma_um: float = 1.0
-    #: haematoxylin OD above which a (smoothed) pixel may be nucleus
-    nucleus_od: float = 0.04
-    #: side of the window whose mean haematoxylin a nucleus must stand out from (um)
-    nucleus_background_um: float = 12.0
-    #: how far (OD) a nucleus rises above that background (bluish stroma and counterstain
-    #: casts are background, not nuclei)
-    nucleus_contrast_od: float = 0.02
+    #: tissue type whose guideline is applied: "breast" counts only circumferential
+    #: (complete) membranes as complete; "gastric" also counts basolateral / lateral
+    #: membranes (ASCO/CAP/CAP-ASCP gastroesophageal guideline, seed 001 Table 1)
+    organ: str = "breast"
+    #: how tumour/epithelium is found from haematoxylin morphology (see ``tumour.py``)
+    tumour: TumourParams = field(default_factory=TumourParams)
     #: scale of the membrane ridge filter (um); about half a membrane's apparent width
     ridge_sigma_um: float = 0.75
     #: scale-normalised ridge strength (OD) above which a pixel is membrane-like
@@ -115,10 +124,6 @@ class DabMembraneParams:
     weak_od: float = 0.2
     moderate_od: float = 0.4
     strong_od: float = 0.6
-    #: side of the window in which cellularity is measured (um)
-    cellularity_window_um: float = 20.0
-    #: local fraction of nucleus or DAB pixels (>= weak_od) that makes a pixel cellular tissue
-    cellularity_min: float = 0.25
     #: tumour area fraction below which a tile is non-tumour
     min_tumour_fraction: float = 0.1
     #: distance from a membrane (um) within which tumour area counts as a stained cell
@@ -131,6 +136,16 @@ class DabMembraneParams:
     stained_cut: float = 0.1
     #: completeness above which staining counts as complete (circumferential)
     complete_cut: float = 0.5
+    #: gastric: a membrane piece at least this long (um, at ~1 um width) is a lateral or
+    #: basolateral cell border, about one side of a columnar cell
+    lateral_length_um: float = 12.0
+    #: gastric: fraction of membrane in such pieces above which staining counts as complete
+    lateral_cut: float = 0.5
+    #: largest angle (degrees) between a per-slide stain vector estimate and the default one
+    #: for the estimate to be used (beyond it the estimate is taken as implausible)
+    max_stain_angle_deg: float = 20.0
+    #: fraction of the sampled pixels with DAB OD >= weak_od needed to estimate a DAB vector
+    min_dab_fraction: float = 0.02
     #: softness (logistic temperature) of each threshold, in the unit of its measurement
     tumour_softness: float = 0.03
     stained_softness: float = 0.03
@@ -142,6 +157,8 @@ class DabMembraneParams:
             raise ValueError("DAB thresholds must increase: weak_od < moderate_od < strong_od")
         if self.mpp <= 0:
             raise ValueError("mpp must be positive")
+        if self.organ not in ORGANS:
+            raise ValueError(f"organ must be one of {', '.join(ORGANS)}, got {self.organ!r}")
         soft = (
             self.tumour_softness,
             self.stained_softness,
@@ -219,48 +236,18 @@ def estimate_stain_matrix(
     return _as_vector(hem), _as_vector(dab)
 
 
+def _angle_deg(a: Vector3, b: Vector3) -> float:
+    """Angle in degrees between two OD vectors."""
+    u, v = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    cos = np.dot(u, v) / (np.linalg.norm(u) * np.linalg.norm(v))
+    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+
+
 def _as_vector(v: np.ndarray) -> Vector3:
     return (float(v[0]), float(v[1]), float(v[2]))
 
 
 # --------------------------------------------------------------------------- measurements
-
-
-def _smooth(x: np.ndarray, sigma_px: float) -> np.ndarray:
-    """Gaussian smoothing in the image plane of a (N, H, W) stack."""
-    return ndi.gaussian_filter(x, sigma=(0, sigma_px, sigma_px), mode="nearest", truncate=3.0)
-
-
-def _box_mean(x: np.ndarray, size_px: float) -> np.ndarray:
-    """Local mean of a (N, H, W) image or mask in a square window (in-plane only)."""
-    k = max(1, int(round(size_px)))
-    return ndi.uniform_filter(x.astype(np.float32, copy=False), size=(1, k, k), mode="nearest")
-
-
-def _block_reduce(x: np.ndarray, factor: int, how: str = "mean") -> np.ndarray:
-    """Shrink a (N, H, W) stack by ``factor`` in-plane (block mean or max; edges padded)."""
-    if factor == 1:
-        return x
-    hh, ww = x.shape[1:]
-    ph, pw = -hh % factor, -ww % factor
-    if ph or pw:
-        x = np.pad(x, ((0, 0), (0, ph), (0, pw)), mode="edge")
-    parts = [x[:, i::factor, j::factor] for i in range(factor) for j in range(factor)]
-    if how == "max":
-        return np.logical_or.reduce(parts) if x.dtype == bool else np.maximum.reduce(parts)
-    out = parts[0].astype(np.float32)
-    for part in parts[1:]:
-        out += part
-    out *= np.float32(1 / factor**2)
-    return out
-
-
-def _expand(x: np.ndarray, factor: int, shape: tuple[int, ...]) -> np.ndarray:
-    """Undo :func:`_block_reduce`: repeat each pixel ``factor`` times and crop to ``shape``."""
-    if factor == 1:
-        return x
-    big = np.repeat(np.repeat(x, factor, axis=1), factor, axis=2)
-    return big[:, : shape[1], : shape[2]]
 
 
 def ridge_strength(image: np.ndarray, sigma_px: float) -> np.ndarray:
@@ -269,7 +256,7 @@ def ridge_strength(image: np.ndarray, sigma_px: float) -> np.ndarray:
     The most negative Hessian eigenvalue of the Gaussian-smoothed image, negated and times
     sigma^2 (0 where the image is not concave across any direction).
     """
-    g = _smooth(image, sigma_px)
+    g = smooth(image, sigma_px)
     gyy = np.zeros_like(g)
     gxx = np.zeros_like(g)
     gyy[:, 1:-1] = g[:, 2:] + g[:, :-2]
@@ -305,16 +292,9 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.where(den > 0, num / safe, 0.0)
 
 
-def _plane_structure() -> np.ndarray:
-    """4-connectivity within each tile, none across the tiles of a stack."""
-    structure = np.zeros((3, 3, 3), bool)
-    structure[1] = ndi.generate_binary_structure(2, 1)
-    return structure
-
-
 def _drop_small(mask: np.ndarray, min_px: float) -> np.ndarray:
     """Remove connected pieces of a (N, H, W) mask smaller than ``min_px`` pixels."""
-    labels, n = ndi.label(mask, structure=_plane_structure())
+    labels, n = ndi.label(mask, structure=plane_structure())
     keep = np.bincount(labels.ravel(), minlength=n + 1) >= min_px
     keep[0] = False
     return keep[labels]
@@ -327,7 +307,7 @@ def _open_regions(membrane: np.ndarray, p: DabMembraneParams) -> np.ndarray:
     """
     gap = 2 * int(round(p.px(p.gap_um))) + 1
     walls = ndi.maximum_filter(membrane, size=(1, gap, gap)) if gap > 1 else membrane
-    labels, n = ndi.label(~walls, structure=_plane_structure())
+    labels, n = ndi.label(~walls, structure=plane_structure())
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
     large = sizes > p.area_px(p.max_cell_area_um2)
     large[0] = False
@@ -346,41 +326,33 @@ class _Masks:
     tumour: np.ndarray
 
 
-def _nuclei(h: np.ndarray, p: DabMembraneParams) -> np.ndarray:
-    """Nucleus mask: smoothed haematoxylin above a floor and above its local background.
-
-    Computed at half resolution (nuclei are several microns wide) and expanded back.
-    """
-    f = _COARSE
-    hs = _smooth(_block_reduce(h, f), p.px(p.nucleus_sigma_um) / f)
-    contrast = hs - _box_mean(hs, p.px(p.nucleus_background_um) / f)
-    nuclei = (hs >= p.nucleus_od) & (contrast >= p.nucleus_contrast_od)
-    return _expand(nuclei, f, h.shape)
-
-
-def _tumour(cellular: np.ndarray, p: DabMembraneParams) -> np.ndarray:
-    """Tumour/epithelium mask: local density of cellular pixels, on a coarse grid."""
-    f = 2 * _COARSE
-    density = _box_mean(_block_reduce(cellular, f), p.px(p.cellularity_window_um) / f)
-    return _expand(density >= p.cellularity_min, f, cellular.shape)
-
-
 def _near(mask: np.ndarray, radius_px: float) -> np.ndarray:
     """Pixels within about ``radius_px`` (square window) of a mask pixel, on a coarse grid."""
-    f = _COARSE
-    small = _block_reduce(mask, f, "max")
-    return _expand(_box_mean(small, (2 * radius_px + 1) / f) > 0, f, mask.shape)
+    f = COARSE
+    small = block_reduce(mask, f, "max")
+    return expand(box_mean(small, (2 * radius_px + 1) / f) > 0, f, mask.shape)
 
 
 def _masks(tiles: np.ndarray, p: DabMembraneParams) -> _Masks:
     """Deconvolve tiles and find nuclei, membranes and cellular (tumour) tissue."""
     h, d = deconvolve(tiles, stain_matrix(p.haematoxylin, p.dab))
-    nuclei = _nuclei(h, p)
     ridge = ridge_strength(d, p.px(p.ridge_sigma_um))
     membrane = (ridge >= p.ridge_min) & (d >= p.membrane_od) & (d >= p.membrane_dab_ratio * h)
     membrane = _drop_small(membrane, p.area_px(p.min_membrane_area_um2))
-    tumour = _tumour(nuclei | membrane | (d >= p.weak_od), p)
+    tumour, nuclei = tumour_mask(h, membrane, p.tumour, p.mpp)
     return _Masks(h, d, ridge, nuclei, membrane & tumour, tumour)
+
+
+def _lateral_fraction(membrane: np.ndarray, p: DabMembraneParams) -> np.ndarray:
+    """Per tile: fraction of membrane pixels in pieces as long as a lateral cell border.
+
+    A piece's length is its area over a membrane's width (about 1 um).
+    """
+    labels, n = ndi.label(membrane, structure=plane_structure())
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    long = sizes >= p.area_px(p.lateral_length_um * 1.0)
+    long[0] = False
+    return _ratio(_per_tile_sum(long[labels]), _per_tile_sum(membrane))
 
 
 def _intensity_features(m: _Masks, p: DabMembraneParams) -> list[np.ndarray]:
@@ -417,6 +389,7 @@ def measure(tiles: np.ndarray, params: DabMembraneParams | None = None) -> np.nd
         _ratio(_per_tile_sum(complete), n_stained),
         *_intensity_features(m, p),
         _ratio(_per_tile_sum(np.where(m.tumour, m.h, 0)), n_tumour),
+        _lateral_fraction(m.membrane, p),
     ]
     return np.stack(cols, axis=1).astype(np.float32)
 
@@ -443,6 +416,8 @@ def classify(features: np.ndarray, params: DabMembraneParams | None = None) -> n
     t = _member(f["tumour_fraction"], p.min_tumour_fraction, p.tumour_softness)
     s = _member(f["stained_fraction"], p.stained_cut, p.stained_softness)
     c = _member(f["completeness"], p.complete_cut, p.complete_softness)
+    if p.organ == "gastric":  # basolateral / lateral membranes count as complete
+        c = np.maximum(c, _member(f["lateral_fraction"], p.lateral_cut, p.complete_softness))
     od = f["dab_od_mean"]
     i_w, i_m, i_s = (_member(od, cut, p.intensity_softness)
                      for cut in (p.weak_od, p.moderate_od, p.strong_od))
@@ -500,12 +475,50 @@ class DabMembraneScorer:
         """The same scorer for tiles read at ``mpp`` µm/px (its lengths are in microns)."""
         if mpp == self.params.mpp:
             return self
-        return DabMembraneScorer(replace(self.params, mpp=float(mpp)))
+        return DabMembraneScorer(replace(self.params, mpp=float(mpp)))  # keeps organ, stains
+
+    def for_organ(self, organ: str) -> DabMembraneScorer:
+        """The same scorer applying the completeness definition of ``organ``'s guideline."""
+        if organ == self.params.organ:
+            return self
+        return DabMembraneScorer(replace(self.params, organ=organ))
+
+    def for_slide(self, rgb_sample: np.ndarray,
+                  tissue_mask: np.ndarray | None = None) -> DabMembraneScorer:
+        """A copy with haematoxylin and DAB vectors estimated from this slide's pixels.
+
+        ``rgb_sample``: uint8 RGB pixels of the slide (a low-resolution view or a stack of
+        tiles, ``(..., 3)``); ``tissue_mask``: the same shape without the channel axis, to
+        leave glass out. Each estimated vector is used only when it lies within
+        ``max_stain_angle_deg`` of the default, and the DAB vector only when at least
+        ``min_dab_fraction`` of the pixels carry DAB of at least ``weak_od``; otherwise (or
+        without enough stained pixels) the default stays: a HER2 0 or faint 1+ slide has no DAB
+        to estimate a vector from. Tiles read at the scoring resolution give a sharper
+        estimate than a low-resolution thumbnail, whose pixels mix the two stains.
+        """
+        rgb = np.asarray(rgb_sample)[..., :3].reshape(-1, 3)
+        if tissue_mask is not None:
+            rgb = rgb[np.asarray(tissue_mask, bool).reshape(-1)]
+        try:
+            hem, dab = estimate_stain_matrix(np.ascontiguousarray(rgb, np.uint8))
+        except ValueError as err:
+            logger.info("stain vectors: keeping the defaults (%s)", err)
+            return self
+        p = self.params
+        _, d = deconvolve(rgb, stain_matrix(p.haematoxylin, p.dab))
+        enough_dab = float((d >= p.weak_od).mean()) >= p.min_dab_fraction
+        hem = hem if _angle_deg(hem, DEFAULT_HAEMATOXYLIN) <= p.max_stain_angle_deg else p.haematoxylin
+        plausible = enough_dab and _angle_deg(dab, DEFAULT_DAB) <= p.max_stain_angle_deg
+        dab = dab if plausible else p.dab
+        if _angle_deg(hem, dab) < p.max_stain_angle_deg:  # too close to tell apart
+            hem, dab = p.haematoxylin, p.dab
+        logger.info("stain vectors: haematoxylin %s, DAB %s", np.round(hem, 3), np.round(dab, 3))
+        return DabMembraneScorer(replace(p, haematoxylin=hem, dab=dab))
 
     def _measure_parallel(self, tiles: np.ndarray) -> np.ndarray:
         """``measure`` over slices of the batch in threads (numpy and scipy.ndimage release
         the GIL, so the cores share a batch); one thread in sync mode or for small batches."""
-        from .inference import sync_mode
+        from .threads import sync_mode
 
         n_threads = min(os.cpu_count() or 1, MAX_THREADS, len(tiles) // MIN_TILES_PER_THREAD)
         if n_threads < 2 or sync_mode():

@@ -1,9 +1,19 @@
 """Tissue detection on a low-resolution level.
 
-Brightfield tissue is coloured (stain saturation) and not white glass; the mask is
-saturation above an Otsu threshold (with a floor), minus near-black pixels (pen, scanner
-borders), cleaned by morphology whose sizes are given in microns so the mask behaves the same
-at any scan magnification.
+Brightfield tissue is coloured (stain saturation) and absorbs light (optical density); glass
+is neither. A pixel is tissue when
+
+* its saturation is above an Otsu threshold that is clamped between absolute bounds
+  (``min_saturation`` is the floor below which a pixel is glass whatever Otsu says on a blank
+  slide; ``max_saturation`` caps the threshold so that, on a field or core with no glass at
+  all, Otsu cannot split pale tissue from strongly stained tissue), or
+* its mean optical density is above ``tissue_od``: a pixel that absorbs that much light is
+  not clear glass whatever the saturation (pale, greyish or bluish tissue, fields that are all
+  tissue),
+
+and it is not near-black (pen, scanner borders, the dark background of fluorescence). The
+mask is cleaned by morphology whose sizes are given in microns, so it behaves the same at any
+scan magnification.
 """
 
 from __future__ import annotations
@@ -35,6 +45,9 @@ class TissueParams:
     #: highest saturation threshold: on strongly stained slides Otsu splits stain from pale
     #: tissue rather than tissue from glass, so it is capped
     max_saturation: float = 0.06
+    #: mean optical density (log10 units, over R, G, B) above which a pixel is tissue whatever
+    #: its saturation: it transmits less than ~75% of the light, which clear glass never does
+    tissue_od: float = 0.125
     #: pixels darker than this value (0-1, HSV V) are not tissue (pen marks, borders)
     min_value: float = 0.12
     #: closing radius that joins stained fragments of one piece of tissue
@@ -92,10 +105,13 @@ def tissue_mask_from_rgb(rgb: np.ndarray, mpp: float, params: TissueParams = Tis
     threshold = min(max(_otsu(sample), params.min_saturation), params.max_saturation)
     mask = np.empty(rgb.shape[:2], bool)
     for y in range(0, rgb.shape[0], BAND_ROWS):  # bands keep float temporaries small
-        sat, val = _saturation_value(rgb[y : y + BAND_ROWS])
-        mask[y : y + BAND_ROWS] = (sat > threshold) & (val > params.min_value)
+        band = rgb[y : y + BAND_ROWS, :, :3]
+        sat, val = _saturation_value(band)
+        dense = _mean_od(band) > params.tissue_od
+        mask[y : y + BAND_ROWS] = ((sat > threshold) | dense) & (val > params.min_value)
     radius = max(1, int(round(params.closing_um / mpp)))
-    mask = ndi.binary_closing(mask, structure=_disk(radius), border_value=0)
+    disk = _disk(radius)  # closing whose erosion sees tissue beyond the edge: no shrinking
+    mask = ndi.binary_erosion(ndi.binary_dilation(mask, disk), disk, border_value=1)
     mask = _drop_small(mask, params.min_object_um2 / mpp**2)
     holes = ndi.binary_fill_holes(mask) & ~mask
     mask |= holes & ~_drop_small(holes, params.max_hole_um2 / mpp**2)
@@ -117,6 +133,20 @@ def _saturation_value(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     val = vmax.astype(np.float32)
     val /= 255.0
     return sat, val
+
+
+#: optical density of each 8-bit intensity (0 read as 1 so that it stays finite)
+_OD_LUT = (-np.log10(np.maximum(np.arange(256), 1) / 255.0)).astype(np.float32)
+
+
+def _mean_od(rgb: np.ndarray) -> np.ndarray:
+    """Mean optical density over R, G, B of uint8 pixels (float32)."""
+    if rgb.dtype != np.uint8:
+        rgb = np.clip(rgb, 0, 255).astype(np.uint8)
+    od = _OD_LUT[rgb[..., 0]] + _OD_LUT[rgb[..., 1]]
+    od += _OD_LUT[rgb[..., 2]]
+    od /= 3.0
+    return od
 
 
 def _otsu(values: np.ndarray, bins: int = 256) -> float:

@@ -16,6 +16,7 @@ from napari_her2.models import (
     ModelCard,
     get_model,
     load_checkpoint,
+    read_card,
     reparameterize_model,
     save_checkpoint,
 )
@@ -288,3 +289,144 @@ def test_save_requires_registry_model_and_safetensors_suffix(tmp_path):
     with pytest.raises(CheckpointError, match=r"\.safetensors"):
         save_checkpoint(tmp_path / "a.pt", model, _card("whspn-mlp"))
     assert not (tmp_path / "a.pt").exists()
+
+
+# --------------------------------------------------------------------------- hostile cards
+
+
+def _deep(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+HOSTILE_CARDS = [
+    # (change to the card dict, or a function of the card dict; expected reason)
+    ({"arch_args": {"num_classes": -1}}, "num_classes = -1 is outside 1..1000"),
+    ({"arch_args": {"num_classes": 10**12}}, "num_classes"),
+    ({"arch_args": {"widths": [8, 8, 16, 16, 10**6]}}, "widths"),
+    ({"arch_args": {"depths": [1, 1, 1, 1, 10**4]}}, "depths"),
+    ({"arch_args": {"in_channels": 4096}}, "in_channels"),
+    ({"arch_args": {"widths": list(range(1, 200))}}, "widths has 199 entries"),
+    ({"arch_args": {"colour": "x" * 1000}}, "longer than"),
+    ({"arch_args": {"backbone_args": {"a": {"b": {"c": {"d": {}}}}}}}, "nested deeper"),
+    ({"input_size": 30000}, "input_size must be an integer in 16..1024"),
+    ({"input_size": 8}, "input_size"),
+    ({"mean": [0.5, 0.5]}, "mean and std need 3 values"),
+    ({"std": [0.2, 0.2, 0.2, 0.2]}, "std got"),
+    ({"mean": [1e308, 0, 0]}, "mean must hold finite numbers"),
+    ({"target_mpp": 1e-9}, "target_mpp must be a number in 0.05..50"),
+    ({"target_mpp": 1e6}, "target_mpp"),
+    ({"classes": ["0"] * 100}, "more than 32 classes"),
+    ({"name": "n" * 5000}, "name is longer than 200"),
+    ({"description": "d" * 100_000}, "description is longer"),
+    ({"metrics": {"curve": list(range(20_000))}}, "metrics are larger"),
+    ({"metrics": {"deep": _deep(20)}}, "nested deeper than"),
+    ({"format_version": 10**30}, "format_version"),
+]
+
+
+@pytest.mark.parametrize(("change", "reason"), HOSTILE_CARDS)
+def test_hostile_cards_are_refused_before_building(saved, monkeypatch, change, reason):
+    path, _ = saved
+    card = _card_dict(path)
+    for key, value in change.items():
+        card[key] = {**card[key], **value} if key == "arch_args" else value
+    _rewrite(path, json.dumps(card))
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("a model was built from a hostile card")
+
+    monkeypatch.setattr("napari_her2.models.checkpoint.get_model", no_build)
+    with pytest.raises(CheckpointError, match=reason) as err:
+        load_checkpoint(path)
+    assert "invalid model card" in _one_line(err, path)
+    with pytest.raises(CheckpointError, match=reason):
+        read_card(path)
+
+
+@pytest.mark.parametrize(
+    ("card_text", "reason"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"architecture": "her2-resnet", "classes": ["0"], "input_size": NaN}', "NaN"),
+        ('{"architecture": "her2-resnet", "classes": ["0"], "target_mpp": Infinity}', "Infinity"),
+        ("{" + " " * (300 * 1024) + "}", "larger than"),
+        ('{"architecture": "her2-resnet", "classes": ["0"], "mean": 3}', "mean and std"),
+        (
+            '{"architecture": "her2-resnet", "classes": ["0"], "input_size": 1' + "0" * 5000 + "}",
+            "not acceptable JSON",
+        ),
+    ],
+)
+def test_hostile_card_json_is_refused(saved, card_text, reason):
+    path, _ = saved
+    _rewrite(path, card_text)
+    with pytest.raises(CheckpointError, match=reason) as err:
+        load_checkpoint(path)
+    _one_line(err, path)
+
+
+def test_architecture_too_large_is_refused_before_allocating(saved, monkeypatch):
+    path, _ = saved
+    card = _card_dict(path)
+    args = {**card["arch_args"], "widths": [2048] * 5, "depths": [16] * 5}  # within bounds
+    _rewrite(path, json.dumps({**card, "arch_args": args}))
+    with pytest.raises(CheckpointError, match="parameters and buffers, more than the") as err:
+        load_checkpoint(path)
+    _one_line(err, path)
+    args = {"n_support_vectors": 10**6, "in_features": 65_536}  # a 0.5 TB buffer if built
+    _rewrite(path, json.dumps({**card, "architecture": "whspn-svm", "arch_args": args}))
+    with pytest.raises(CheckpointError, match="more than the"):
+        load_checkpoint(path)
+
+
+def _raw(path: Path, header: bytes, length: int | None = None, tail: bytes = b"") -> Path:
+    n = len(header) if length is None else length
+    path.write_bytes(n.to_bytes(8, "little") + header + tail)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("header", "length", "reason"),
+    [
+        (b"{}", 2**62, "exceeds the 16777216 byte limit"),
+        (b'{"a": 1}', 4096, "runs past the end of the file"),
+        (b'{"x": ' + b"[" * 20_000 + b"]" * 20_000 + b"}", None, "nested"),
+        (b'{"__metadata__": {"k": 1}}', None, "map names to strings"),
+        (b'{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}', None, "outside"),
+        (b'{"w": {"dtype": "Q9", "shape": [1], "data_offsets": [0, 4]}}', None, "unknown dtype"),
+        (b'{"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}', None, "invalid shape"),
+        (b'{"w": {"dtype": "F32", "shape": [9], "data_offsets": [0, 4]}}', None, "not what"),
+        (b'{"w": "x"}', None, "not described by an object"),
+        (b"{\xff\xfe}", None, "UTF-8"),
+    ],
+)
+def test_hostile_headers_are_refused_with_one_line(tmp_path, header, length, reason):
+    path = _raw(tmp_path / "h.safetensors", header, length, tail=b"\0" * 8)
+    with pytest.raises(CheckpointError, match=reason) as err:
+        read_card(path)
+    _one_line(err, path)
+
+
+def test_non_regular_files_are_refused_without_blocking(tmp_path):
+    folder = tmp_path / "dir.safetensors"
+    folder.mkdir()
+    with pytest.raises(CheckpointError, match="not a regular file") as err:
+        load_checkpoint(folder)
+    _one_line(err, folder)
+    if hasattr(os, "mkfifo"):
+        fifo = tmp_path / "fifo.safetensors"
+        os.mkfifo(fifo)
+        with pytest.raises(CheckpointError, match="not a regular file"):
+            load_checkpoint(fifo)
+
+
+def test_loading_streams_instead_of_reading_the_file(saved, monkeypatch):
+    path, model = saved
+    monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail("read the whole file"))
+    loaded, card = load_checkpoint(path)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))

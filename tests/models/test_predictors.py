@@ -51,7 +51,9 @@ def test_predictor_from_checkpoint_path(tiny_ckpt):
     assert pred.classes == SIX and pred.input_size == 32 and pred.target_mpp == 0.5
     assert pred.feature_names == () and len(pred.sha256) == 64
     assert pred.name == "tiny gct" and pred.describe()["sha256"] == pred.sha256
-    out = pred.predict(_tiles(5, 48))  # resized 48 -> 32 inside
+    with pytest.raises(ValueError, match="32x32 px tiles"):
+        pred.predict(_tiles(5, 48))  # another size: refused, never silently resized
+    out = pred.predict(_tiles(5, 32))
     assert out.probs.shape == (5, 6) and out.probs.dtype == np.float32
     np.testing.assert_allclose(out.probs.sum(1), 1.0, atol=1e-5)
     assert out.embeddings.shape == (5, 32) and out.features.shape == (5, 0)

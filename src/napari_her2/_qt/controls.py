@@ -1,7 +1,8 @@
-"""The scoring widget's controls: the parameter form and the slide, model and slide-call lists.
+"""The scoring widget's controls: magicgui widgets built from the parameter definitions.
 
-A mixin of :class:`~napari_her2._qt.widget.Her2ScoringWidget` (it uses the widget's
-``viewer``); it builds the input widgets and turns them into :class:`ScoringParams`.
+Limits, choices and labels come from :mod:`napari_her2.params` (``LIMITS`` and the enums), so
+the form, the CLI and ``--config`` files can never disagree. A mixin of
+:class:`~napari_her2._qt.widget.Her2ScoringWidget` (it uses the widget's ``viewer``).
 """
 
 from __future__ import annotations
@@ -9,31 +10,29 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from qtpy.QtWidgets import (
-    QComboBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-)
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, SpinBox
+from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout
 
 from ..overlay import META_KEY
-from ..pipeline import ORGANS, SPECIMENS, ScoringParams
+from ..params import LIMITS, Organ, ScoringParams, Specimen
 from .score_panel import ScorePanel
 
-#: target magnification choices: label -> µm/px (None: the model's own resolution)
-MAGNIFICATIONS: dict[str, float | None] = {
-    "model default": None,
-    "40x (0.25 µm/px)": 0.25,
-    "20x (0.5 µm/px)": 0.5,
-    "10x (1 µm/px)": 1.0,
-    "5x (2 µm/px)": 2.0,
-}
+#: target magnification choices: label -> µm/px (None: the model card's own resolution)
+MAGNIFICATIONS: list[tuple[str, float | None]] = [
+    ("model default", None),
+    ("40x (0.25 µm/px)", 0.25),
+    ("20x (0.5 µm/px)", 0.5),
+    ("10x (1 µm/px)", 1.0),
+    ("5x (2 µm/px)", 2.0),
+]
+RULE_CHOICE = ("ASCO/CAP rule over tiles", None)
+
+
+def _spin(name: str, kind: type = SpinBox, label: str | None = None, **kw: Any) -> Any:
+    """A spin box whose range and step come from ``LIMITS[name]`` (0 = unset)."""
+    lim = LIMITS[name]
+    return kind(name=name, label=label or lim.label, min=0, max=lim.hi,
+                step=lim.step or 1, **kw)
 
 
 class ScoringControls:
@@ -41,30 +40,25 @@ class ScoringControls:
 
     # ------------------------------------------------------------------ construction
     def _build(self) -> None:
-        self.layer_combo = QComboBox()
-        self.model_combo = QComboBox()
+        self.layer_combo = ComboBox(name="image_layer", label="Image layer", choices=[])
+        self.model_combo = ComboBox(name="model", label="Model", choices=[])
+        self.slide_model_combo = ComboBox(name="slide_call", label="Slide call",
+                                          choices=[RULE_CHOICE])
+        self.slide_model_combo.tooltip = "What makes the slide call from the tile results"
+        self.tile_spin = _spin("tile_size", label="Tile size (px, 0 = model's)", value=0)
+        self.mag_combo = ComboBox(name="magnification", label="Magnification",
+                                  choices=MAGNIFICATIONS)
+        self.organ_combo = ComboBox(name="organ", label="Organ", choices=Organ, value=Organ.BREAST)
+        self.specimen_combo = ComboBox(name="specimen", label="Specimen", choices=Specimen,
+                                       value=Specimen.RESECTION)
+        self.mpp_spin = _spin("slide_mpp", FloatSpinBox, label="Slide µm/px (0 = from file)",
+                              value=0.0)
+        self.mpp_info = Label(name="mpp_info", value="")
+        self.form = Container(widgets=[
+            self.layer_combo, self.model_combo, self.slide_model_combo, self.tile_spin,
+            self.mag_combo, self.organ_combo, self.specimen_combo, self.mpp_spin, self.mpp_info,
+        ])
         self.load_button = QPushButton("Load checkpoint…")
-        self.slide_model_combo = QComboBox()
-        self.slide_model_combo.setToolTip("What makes the slide call from the tile results")
-        self.tile_spin = QSpinBox()
-        self.tile_spin.setRange(32, 2048)
-        self.tile_spin.setSingleStep(32)
-        self.tile_spin.setValue(256)
-        self.tile_spin.setSuffix(" px")
-        self.mag_combo = QComboBox()
-        for label, mpp in MAGNIFICATIONS.items():
-            self.mag_combo.addItem(label, mpp)
-        self.organ_combo = QComboBox()
-        self.organ_combo.addItems(list(ORGANS))
-        self.specimen_combo = QComboBox()
-        self.specimen_combo.addItems(list(SPECIMENS))
-        self.mpp_spin = QDoubleSpinBox()
-        self.mpp_spin.setDecimals(4)
-        self.mpp_spin.setRange(0.0, 50.0)
-        self.mpp_spin.setSingleStep(0.05)
-        self.mpp_spin.setSpecialValueText("from file")
-        self.mpp_info = QLabel("")
-        self.mpp_info.setWordWrap(True)
         self.score_button = QPushButton("Score")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -80,25 +74,12 @@ class ScoringControls:
         self.gradcam_button.setEnabled(False)
         self.gradcam_button.setToolTip("Explain the deep model's call on the tile under the "
                                        "mouse (CNN checkpoints only)")
-
-        model_row = QHBoxLayout()
-        model_row.addWidget(self.model_combo, 1)
-        model_row.addWidget(self.load_button)
-        form = QFormLayout()
-        form.addRow("Image layer", self.layer_combo)
-        form.addRow("Model", model_row)
-        form.addRow("Slide call", self.slide_model_combo)
-        form.addRow("Tile size", self.tile_spin)
-        form.addRow("Magnification", self.mag_combo)
-        form.addRow("Organ", self.organ_combo)
-        form.addRow("Specimen", self.specimen_combo)
-        form.addRow("Slide µm/px", self.mpp_spin)
-        form.addRow("", self.mpp_info)
         buttons = QHBoxLayout()
         buttons.addWidget(self.score_button)
         buttons.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addWidget(self.form.native)
+        layout.addWidget(self.load_button)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
@@ -111,49 +92,45 @@ class ScoringControls:
     def refresh_layers(self, event: Any = None) -> None:
         from napari.layers import Image
 
-        current = self.layer_combo.currentText()
+        current = self.layer_combo.value
         names = [ly.name for ly in self.viewer.layers if isinstance(ly, Image) and ly.rgb]
-        self.layer_combo.blockSignals(True)
-        self.layer_combo.clear()
-        self.layer_combo.addItems(names)
-        if current in names:
-            self.layer_combo.setCurrentText(current)
-        self.layer_combo.blockSignals(False)
+        with self.layer_combo.changed.blocked():
+            self.layer_combo.choices = names
+            if current in names:
+                self.layer_combo.value = current
         self._on_layer_changed()
 
     def refresh_models(self) -> None:
-        """Fill the model list: the weight-free scorer and checkpoints with trained weights."""
+        """Fill the model list: the weight-free scorer and checkpoints with trained weights
+        (read from their headers; no weights are loaded to list them)."""
         from ..models import available_predictors
 
-        self.model_combo.clear()
-        for info in available_predictors():
-            label = info.name if info.path is None else f"{info.name} ({Path(info.path).name})"
-            self.model_combo.addItem(label, str(info.path) if info.path else info.name)
+        choices = [(info.name if info.path is None else f"{info.name} ({Path(info.path).name})",
+                    str(info.path) if info.path else info.name)
+                   for info in available_predictors()]
+        self.model_combo.choices = choices
 
     def refresh_slide_models(self) -> None:
         """The guideline rule, then slide-level checkpoints (WHSPN, attention MIL)."""
         from ..models import available_slide_models
 
-        self.slide_model_combo.clear()
-        self.slide_model_combo.addItem("ASCO/CAP rule over tiles", None)
-        for info in available_slide_models():
-            self.slide_model_combo.addItem(f"{info.name} ({Path(info.path).name})", str(info.path))
+        self.slide_model_combo.choices = [RULE_CHOICE] + [
+            (f"{info.name} ({Path(info.path).name})", str(info.path))
+            for info in available_slide_models()]
+
+    def _add_choice(self, combo: ComboBox, path: str | Path) -> None:
+        path = str(Path(path))
+        if path not in [value for _, value in _pairs(combo)]:
+            combo.choices = [*_pairs(combo), (Path(path).name, path)]
+        combo.value = path
 
     def add_slide_model(self, path: str | Path) -> None:
         """Add a slide-level checkpoint to the list and select it (checked when scoring)."""
-        path = str(Path(path))
-        if self.slide_model_combo.findData(path) < 0:
-            self.slide_model_combo.addItem(Path(path).name, path)
-        self.slide_model_combo.setCurrentIndex(self.slide_model_combo.findData(path))
+        self._add_choice(self.slide_model_combo, path)
 
     def add_checkpoint(self, path: str | Path) -> None:
         """Add a checkpoint file to the model list and select it (checked when scoring)."""
-        path = str(Path(path))
-        index = self.model_combo.findData(path)
-        if index < 0:
-            self.model_combo.addItem(Path(path).name, path)
-            index = self.model_combo.count() - 1
-        self.model_combo.setCurrentIndex(index)
+        self._add_choice(self.model_combo, path)
 
     def _choose_checkpoint(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load checkpoint", "",
@@ -162,7 +139,7 @@ class ScoringControls:
             self.add_checkpoint(path)
 
     def image_layer(self):
-        name = self.layer_combo.currentText()
+        name = self.layer_combo.value
         return self.viewer.layers[name] if name in self.viewer.layers else None
 
     def _on_layer_changed(self, *args: Any) -> None:
@@ -170,19 +147,27 @@ class ScoringControls:
         info = layer.metadata.get(META_KEY, {}) if layer is not None else {}
         mpp = info.get("mpp")
         if layer is None:
-            self.mpp_info.setText("")
+            self.mpp_info.value = ""
         elif not info.get("path"):
-            self.mpp_info.setText("This layer was not opened from a slide file by napari-her2.")
+            self.mpp_info.value = "This layer was not opened from a slide file by napari-her2."
         elif mpp:
-            self.mpp_info.setText(f"File: {mpp[0]:.4g} µm/px ({info.get('mpp_source')})")
+            self.mpp_info.value = f"File: {mpp[0]:.4g} µm/px ({info.get('mpp_source')})"
         else:
-            self.mpp_info.setText("The file gives no µm/px: enter the scan resolution above.")
+            self.mpp_info.value = "The file gives no µm/px: enter the scan resolution above."
 
     def params(self) -> ScoringParams:
-        return ScoringParams(
-            tile_size=self.tile_spin.value(),
-            target_mpp=self.mag_combo.currentData(),
-            organ=self.organ_combo.currentText(),
-            specimen=self.specimen_combo.currentText(),
-            slide_model=self.slide_model_combo.currentData(),
+        """The form as :class:`ScoringParams` (0 / "model default" = the model card's)."""
+        return ScoringParams().with_overrides(
+            model_name=self.model_combo.value or "dab-membrane",
+            tile_size=self.tile_spin.value or None,
+            target_mpp=self.mag_combo.value,
+            organ=self.organ_combo.value,
+            specimen=self.specimen_combo.value,
+            slide_model=self.slide_model_combo.value,
         )
+
+
+def _pairs(combo: ComboBox) -> list[tuple[str, Any]]:
+    """(label, value) of every choice of a magicgui ComboBox."""
+    return [(combo.native.itemText(i), combo.native.itemData(i))
+            for i in range(combo.native.count())]

@@ -31,12 +31,12 @@ def show_attention(viewer, image, report: SlideReport):
     """The slide model's attention heatmap as ``<image> attention``."""
     from ..heatmap import attention_raster
 
-    raster = attention_raster(report.results, report.slide_model.attention)
+    raster = attention_raster(report.results, report.call.evidence.attention)
     placement = grid_placement(report.grid.tile_size0, tuple(image.scale[-2:]),
                                tuple(image.translate[-2:]))
     return _replace_image(viewer, image, f"{image.name}{ATTENTION_SUFFIX}", raster, placement,
                           colormap="turbo",
-                          metadata={META_KEY: {"slide_model": report.slide_model.name}})
+                          metadata={META_KEY: {"slide_model": report.call.method}})
 
 
 def show_gradcam(viewer, image, report: SlideReport, row: int, col: int, heat: np.ndarray):

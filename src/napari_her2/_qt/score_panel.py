@@ -9,12 +9,7 @@ from qtpy.QtGui import QColor, QPainter
 from qtpy.QtWidgets import QFormLayout, QLabel, QVBoxLayout, QWidget
 
 from ..classes import CLASS_COLORS, HER2_SCORES
-
-CATEGORY_TEXT = {
-    "negative": "negative",
-    "equivocal": "equivocal: reflex ISH",
-    "positive": "positive",
-}
+from ..scoring import CATEGORY_TEXT, Her2LowEvidence, SlideCall
 
 
 class FractionBars(QWidget):
@@ -50,7 +45,7 @@ class FractionBars(QWidget):
 
 
 class ScorePanel(QWidget):
-    """Shows a slide score (``SlideScore.to_dict()``) and what it was computed from."""
+    """Shows a :class:`SlideCall`: the score (or why there is none) and its evidence."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -65,6 +60,8 @@ class ScorePanel(QWidget):
         self.her2_low_label = QLabel("")
         self.her2_low_label.setWordWrap(True)
         self.tiles_label = QLabel("")
+        self.method_label = QLabel("")
+        self.method_label.setWordWrap(True)
         self.model_label = QLabel("")
         self.model_label.setWordWrap(True)
         self.bars = FractionBars(self)
@@ -74,45 +71,53 @@ class ScorePanel(QWidget):
         form.addRow("Confidence", self.confidence_label)
         form.addRow("0 vs 1+", self.her2_low_label)
         form.addRow("Tiles", self.tiles_label)
+        form.addRow("Called by", self.method_label)
         form.addRow("Model", self.model_label)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
         layout.addWidget(QLabel("Tumour tiles by class"))
         layout.addWidget(self.bars)
-        self.last: dict[str, Any] = {}
+        self.last: SlideCall | None = None
+        self.clear()
 
     def clear(self) -> None:
-        self.show_score({}, None)
+        """Nothing scored yet: every field says so in words."""
+        self.last = None
+        self.score_label.setText("not scored")
+        for label in (self.category_label, self.confidence_label, self.her2_low_label,
+                      self.tiles_label, self.model_label):
+            label.setText("")
+        self.method_label.setText("")
+        self.bars.set_fractions(None)
 
-    def show_score(self, score: dict[str, Any], context: dict[str, Any] | None,
-                   partial: bool = False) -> None:
-        """Fill the panel from a score dict and a context (model, params, tile counts)."""
-        self.last = dict(score)
-        call = score.get("score")
-        self.score_label.setText(("–" if call is None else str(call)) + (" …" if partial else ""))
-        self.category_label.setText(CATEGORY_TEXT.get(score.get("category") or "", "–"))
-        conf = score.get("confidence")
-        self.confidence_label.setText(f"{100 * conf:.0f}%" if isinstance(conf, float | int) else "–")
-        self.her2_low_label.setText(_her2_low_text(score))
-        n_t, n_all = score.get("n_tumour_tiles"), score.get("n_tiles")
-        self.tiles_label.setText(f"{n_t} tumour of {n_all} scored" if n_all is not None else "–")
-        self.bars.set_fractions(score.get("class_fractions"))
+    def show_call(self, call: SlideCall, context: dict[str, Any] | None = None) -> None:
+        """Render a :class:`SlideCall`: the score or the reason for no call, its evidence and
+        the context (model, tile size, resolution, organ)."""
+        self.last = call
+        ev = call.evidence
+        if call.score is None:
+            reason = call.no_call.value if call.no_call else "no call"
+            self.score_label.setText("no call")
+            self.category_label.setText(reason)
+            self.category_label.setToolTip(call.no_call_detail)
+        else:
+            self.score_label.setText(call.score + (" …" if call.partial else ""))
+            self.category_label.setText(CATEGORY_TEXT.get(call.category or "", ""))
+            self.category_label.setToolTip("")
+        conf = call.confidence
+        self.confidence_label.setText(f"{100 * conf:.0f}%" if conf is not None else "n/a")
+        self.her2_low_label.setText(_her2_low_text(ev.her2_low))
+        self.tiles_label.setText(f"{ev.n_tumour_tiles} tumour of {ev.n_tiles} scored"
+                                 + (f", {ev.n_unreadable} unreadable" if ev.n_unreadable else ""))
+        self.method_label.setText(call.method + (" (partial)" if call.partial else ""))
+        self.bars.set_fractions(ev.class_fractions or None)
         ctx = context or {}
-        self.model_label.setText(
-            ", ".join(f"{k} {v}" for k, v in ctx.items() if v is not None) if ctx else "–"
-        )
+        self.model_label.setText(", ".join(f"{k} {v}" for k, v in ctx.items() if v is not None))
 
 
-def _her2_low_text(score: dict[str, Any]) -> str:
-    low = score.get("her2_low") or {}
-    if not low:
-        return "–"
-    parts = []
-    for key, label in (("p_at_least_1plus", "P(≥1+)"), ("faint_fraction", "faint staining")):
-        value = low.get(key)
-        if isinstance(value, float | int):
-            parts.append(f"{label} {100 * value:.0f}%")
-    if low.get("subcategory"):
-        parts.insert(0, str(low["subcategory"]))
-    return "; ".join(parts) or "–"
+def _her2_low_text(low: Her2LowEvidence | None) -> str:
+    if low is None:
+        return "not applicable (call above 1+)"
+    return (f"{low.subcategory}; P(≥1+) {100 * low.p_at_least_1plus:.0f}%; "
+            f"faint staining {100 * low.faint_fraction:.0f}%")

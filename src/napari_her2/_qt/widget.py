@@ -22,7 +22,8 @@ from qtpy.QtWidgets import (
 
 from ..errors import Her2Error, ScoringCancelled
 from ..overlay import META_KEY, tile_layer_kwargs, tile_layer_name
-from ..pipeline import Prepared, SlideReport
+from ..pipeline import Prepared, SlideReport, make_call
+from ..scoring import call_from_rule, score_labels
 from .controls import ScoringControls
 from .explain import gradcam_job, show_attention, show_gradcam
 
@@ -60,7 +61,7 @@ class Her2ScoringWidget(ScoringControls, QWidget):
         self.load_button.clicked.connect(self._choose_checkpoint)
         self.export_button.clicked.connect(lambda: self.export_geojson())
         self.gradcam_button.clicked.connect(lambda: self.explain_tile())
-        self.layer_combo.currentIndexChanged.connect(self._on_layer_changed)
+        self.layer_combo.changed.connect(self._on_layer_changed)
         self.viewer.layers.events.inserted.connect(self.refresh_layers)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
         self.destroyed.connect(self._stop_worker)
@@ -72,7 +73,7 @@ class Her2ScoringWidget(ScoringControls, QWidget):
 
         layer = self.image_layer()
         try:
-            path, mpp = self._slide_source(layer)
+            source, mpp = self._slide_source(layer)
             params = self.params()
         except Her2Error as err:
             self._fail(str(err))
@@ -80,12 +81,14 @@ class Her2ScoringWidget(ScoringControls, QWidget):
         self._stop_worker()
         self.report, self.prepared = None, None
         self.panel.clear()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
         self._running_layer_name = layer.name
         self.tiles_layer = self._tiles_layer_for(layer)
         self._cancel = threading.Event()
-        model = self.model_combo.currentData() or "dab-membrane"
+        model = params.model.name
         self._job_done = threading.Event()
-        self.worker = create_worker(_scoring_job, path, model, mpp, params, self._cancel,
+        self.worker = create_worker(_scoring_job, source, model, mpp, params, self._cancel,
                                     self._job_done, _start_thread=False)
         self.worker.yielded.connect(self._on_yielded)
         self.worker.returned.connect(self._on_returned)
@@ -95,13 +98,14 @@ class Her2ScoringWidget(ScoringControls, QWidget):
         self.status.setText(f"Scoring {layer.name} with {model}…")
         self.worker.start()
 
-    def _slide_source(self, layer) -> tuple[str, float | None]:
+    def _slide_source(self, layer) -> tuple[Any, float | None]:
+        """The open Slide the layer was made from (else its path) and the user's µm/px."""
         if layer is None:
             raise Her2Error("choose an image layer to score")
         info = layer.metadata.get(META_KEY, {})
         if not info.get("path"):
             raise Her2Error(f"layer {layer.name!r} was not opened from a slide file by napari-her2")
-        user_mpp = self.mpp_spin.value() or None
+        user_mpp = self.mpp_spin.value or None
         if user_mpp is None and not info.get("mpp"):
             raise Her2Error(f"{Path(info['path']).name}: the file gives no microns per pixel; "
                             "enter 'Slide µm/px'")
@@ -109,7 +113,8 @@ class Her2ScoringWidget(ScoringControls, QWidget):
             layer.scale = (user_mpp, user_mpp)
             layer.units = ("um", "um")
             info["mpp"], info["mpp_source"] = [user_mpp, user_mpp], "user"
-        return info["path"], user_mpp
+            self.viewer.reset_view()
+        return info.get("slide") or info["path"], user_mpp
 
     def cancel(self) -> None:
         """Stop the running worker within one batch (Cancel button)."""
@@ -198,7 +203,8 @@ class Her2ScoringWidget(ScoringControls, QWidget):
             tuple(image.translate[-2:]),
             extra_meta={"slide": str(prep.slide.path), "model": prep.predictor.name,
                         "image_shape0": list(prep.slide.dimensions),
-                        "organ": prep.params.organ, "specimen": prep.params.specimen},
+                        "organ": prep.params.call.organ.value,
+                        "specimen": prep.params.call.specimen.value},
         )
         tiles = self.tiles_layer
         tiles.metadata = kwargs["metadata"]
@@ -217,36 +223,35 @@ class Her2ScoringWidget(ScoringControls, QWidget):
         prep = self.prepared
         if prep is None:
             return {}
-        ctx = {"model": prep.predictor.name, "tile": f"{prep.params.tile_size}px",
-               "µm/px": f"{prep.grid.target_mpp:g}", "organ": prep.params.organ}
-        if prep.params.slide_model:
-            ctx["slide call"] = Path(prep.params.slide_model).name
+        ctx = {"model": prep.predictor.name, "tile": f"{prep.grid.tile_size}px",
+               "µm/px": f"{prep.grid.target_mpp:g}", "organ": prep.params.call.organ.value}
+        if prep.params.call.slide_model:
+            ctx["slide call"] = Path(prep.params.call.slide_model).name
         return ctx
 
     def _show_results_score(self, results, partial: bool) -> None:
-        from ..pipeline import slide_score
-
-        score = slide_score(results, self.prepared.params).to_dict()
-        self.panel.show_score(score, self._context(), partial=partial)
+        """The guideline rule's call of the tiles scored so far (a slide model, when one is
+        chosen, makes the final call once every tile is scored)."""
+        prep = self.prepared
+        call = make_call(results, prep.params, prep.grid, prep.stain, partial=partial)
+        self.panel.show_call(call, self._context())
 
     def _on_tiles_edited(self, event: Any = None) -> None:
         """A pathologist corrected tiles by hand: rescore from the edited labels."""
-        from ..scoring import score_labels
-
         if self.tiles_layer is None or self.prepared is None:
             return
-        prm = self.prepared.params
-        score = score_labels(np.asarray(self.tiles_layer.data), organ=prm.organ,
-                             specimen=prm.specimen).to_dict()
-        self.panel.show_score(score, {**self._context(), "edited": "by hand"})
+        c = self.prepared.params.call
+        call = call_from_rule(score_labels(np.asarray(self.tiles_layer.data),
+                                           organ=c.organ.value, specimen=c.specimen.value))
+        self.panel.show_call(call, {**self._context(), "edited": "by hand"})
 
     def _on_returned(self, report: SlideReport | None) -> None:
         if report is None:  # cancelled
-            self.status.setText("Cancelled")
+            self._show_cancelled()
             return
         self.report = report
-        self.panel.show_score(self._panel_score(report), self._context())
-        if report.slide_model is not None and report.slide_model.attention is not None:
+        self.panel.show_call(report.call, self._context())
+        if report.call.evidence.attention is not None:
             show_attention(self.viewer, self.viewer.layers[self._running_layer_name], report)
         t = report.timings
         text = f"Done: {len(report.results)} tiles in {t.total:.1f} s"
@@ -254,17 +259,15 @@ class Her2ScoringWidget(ScoringControls, QWidget):
             text += f"\nWarning: {report.stain.warning}"
         self.status.setText(text)
 
-    @staticmethod
-    def _panel_score(report: SlideReport) -> dict[str, Any]:
-        """The rule's evidence, with the call of the slide model when one made it."""
-        score = report.score.to_dict()
-        if report.slide_model is not None:
-            score.update(report.call())
-        return score
+    def _show_cancelled(self) -> None:
+        """A cancelled run leaves no call on the panel that could be read as the result."""
+        self.panel.clear()
+        self.progress.setValue(0)
+        self.status.setText("Cancelled: no call (the tiles scored so far stay on the layer)")
 
     def _on_errored(self, err: BaseException) -> None:
         if isinstance(err, ScoringCancelled):
-            self.status.setText("Cancelled")
+            self._show_cancelled()
             return
         if isinstance(err, Her2Error):
             self._fail(str(err))
@@ -274,7 +277,7 @@ class Her2ScoringWidget(ScoringControls, QWidget):
 
     def _on_finished(self) -> None:
         if self._cancel is not None and self._cancel.is_set() and self.report is None:
-            self.status.setText("Cancelled")
+            self._show_cancelled()
         self.worker = None
         self._set_running(False)
 
@@ -287,19 +290,19 @@ class Her2ScoringWidget(ScoringControls, QWidget):
     # ------------------------------------------------------------------ export
     def export_geojson(self, path: str | Path | None = None) -> Path | None:
         """Write the tile overlay as QuPath GeoJSON (asks for a path when none is given)."""
-        from .._writer import tiles_geojson
-        from ..export import write_geojson
+        from ..export import layer_geojson, write_geojson
 
         if self.report is None or self.tiles_layer is None:
             self._fail("nothing to export: score a slide first")
             return None
         if path is None:
-            default = f"{self.report.slide.path.stem}.geojson"
+            slide_path = self.report.slide.path
+            default = str(slide_path.parent / f"{self.report.stem}.geojson")
             path, _ = QFileDialog.getSaveFileName(self, "Export GeoJSON", default,
                                                   "GeoJSON (*.geojson *.json)")
             if not path:
                 return None
-        fc = tiles_geojson(np.asarray(self.tiles_layer.data), self.tiles_layer.metadata,
+        fc = layer_geojson(np.asarray(self.tiles_layer.data), self.tiles_layer.metadata,
                            self.report.results)
         try:
             written = write_geojson(Path(path), fc)

@@ -4,18 +4,29 @@ Checkpoints (``*.safetensors``) are looked up in the user's models folder
 (:func:`models_dir`: ``$NAPARI_HER2_MODELS`` or ``~/.napari-her2/models``) and then in the
 package's ``checkpoints/`` folder (demo checkpoints shipped with the plugin). A checkpoint's
 name is its file stem; the user folder wins when both hold the same name.
+
+Listing never loads weights: the lists and :func:`describe_models` read each checkpoint's
+safetensors header only (its card, see :func:`~napari_her2.models.checkpoint.read_card`);
+sha256 and shapes are verified when a checkpoint is loaded for scoring. A file that cannot
+be read or whose card is invalid is skipped with a warning (shown as invalid, with the
+reason, by :func:`describe_models`); the others are still listed.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+
 from ..errors import CheckpointError
-from .checkpoint import load_checkpoint, read_card
+from .card import ModelCard
+from .checkpoint import card_from_header, read_card, read_header
 from .registry import count_parameters, get_model, list_models, model_spec
 from .reparam import reparameterize_model, supports_reparameterization
 
@@ -87,31 +98,33 @@ def _weight_free_card() -> dict[str, Any]:
 
 
 def available_predictors(models_dir: str | Path | None = None) -> list[PredictorInfo]:
-    """The weight-free ``dab-membrane`` scorer first, then every valid tile-model checkpoint.
+    """The weight-free ``dab-membrane`` scorer first, then every tile-model checkpoint whose
+    card is valid (read from the header; weights are verified when loaded for scoring).
 
-    Each checkpoint is fully verified (card, architecture, sha256, shapes); invalid ones are
-    skipped with a warning in the log, non-tile checkpoints (MIL, WHSPN) are left out.
+    Unreadable or invalid files are skipped with a warning in the log; non-tile checkpoints
+    (MIL, WHSPN) are left out.
     """
     infos = [PredictorInfo(WEIGHT_FREE, "weight-free", None, _weight_free_card())]
-    return infos + _valid_checkpoints(("tile",), models_dir)
+    return infos + _listed_checkpoints(("tile",), models_dir)
 
 
 def available_slide_models(models_dir: str | Path | None = None) -> list[PredictorInfo]:
-    """Every valid slide-level checkpoint: WHSPN aggregators and attention MIL models."""
-    return _valid_checkpoints(("slide", "mil"), models_dir)
+    """Every slide-level checkpoint with a valid card: WHSPN aggregators and attention MIL."""
+    return _listed_checkpoints(("slide", "mil"), models_dir)
 
 
-def _valid_checkpoints(kinds: tuple[str, ...], models_dir: str | Path | None) -> list[PredictorInfo]:
+def _listed_checkpoints(
+    kinds: tuple[str, ...], models_dir: str | Path | None
+) -> list[PredictorInfo]:
     infos = []
     for name, path in checkpoint_files(models_dir).items():
         try:
-            _, card = load_checkpoint(path)
+            card = read_card(path)
         except CheckpointError as err:
             logger.warning("skipping checkpoint: %s", err)
             continue
-        if model_spec(card.architecture).kind not in kinds:
-            continue
-        infos.append(PredictorInfo(name, "checkpoint", path, card.to_dict()))
+        if model_spec(card.architecture).kind in kinds:
+            infos.append(PredictorInfo(name, "checkpoint", path, card.to_dict()))
     return infos
 
 
@@ -124,9 +137,12 @@ def _jsonable(value: Any) -> Any:
 
 
 def describe_architecture(name: str) -> dict[str, Any]:
-    """Registry entry of ``name`` with its default arguments and parameter count(s)."""
+    """Registry entry of ``name`` with its default arguments and parameter count(s).
+
+    The counts come from models built on torch's ``meta`` device: no weight is allocated.
+    """
     spec = model_spec(name)
-    model = get_model(name)
+    model = _sketch(name)
     info: dict[str, Any] = {
         "type": "architecture",
         "name": name,
@@ -137,29 +153,40 @@ def describe_architecture(name: str) -> dict[str, Any]:
         "parameters": count_parameters(model),
     }
     if supports_reparameterization(model):
-        info["deploy_parameters"] = count_parameters(reparameterize_model(model))
+        deploy = (
+            _sketch(name, deploy=True)
+            if "deploy" in spec.default_args()
+            else reparameterize_model(model)
+        )
+        info["deploy_parameters"] = count_parameters(deploy)
     return info
 
 
+def _sketch(name: str, **kwargs: Any) -> nn.Module:
+    """The architecture built on the meta device (shapes only, no memory for weights)."""
+    with torch.device("meta"):
+        return get_model(name, **kwargs)
+
+
 def describe_checkpoint(name: str, path: Path) -> dict[str, Any]:
-    """A checkpoint with its card, or with the reason it cannot be loaded."""
+    """A checkpoint with its card, or with the reason it is invalid; reads the header only.
+
+    ``stored_values`` is the number of values in the file (parameters and buffers such as
+    batch-norm statistics); ``file_bytes`` its size.
+    """
+    entry: dict[str, Any] = {"type": "checkpoint", "name": name, "path": str(path)}
     try:
-        model, card = load_checkpoint(path)
+        header = read_header(path)
+        card: ModelCard = card_from_header(header)
     except CheckpointError as err:
-        return {
-            "type": "checkpoint",
-            "name": name,
-            "path": str(path),
-            "valid": False,
-            "error": str(err),
-        }
+        return {**entry, "valid": False, "error": str(err)}
+    stored = sum(math.prod(t.shape) for t in header.tensors.values())
     return {
-        "type": "checkpoint",
-        "name": name,
-        "path": str(path),
+        **entry,
         "valid": True,
         "kind": model_spec(card.architecture).kind,
-        "parameters": count_parameters(model),
+        "stored_values": stored,
+        "file_bytes": header.file_size,
         "card": card.to_dict(),
     }
 
@@ -167,7 +194,8 @@ def describe_checkpoint(name: str, path: Path) -> dict[str, Any]:
 def describe_models(models_dir: str | Path | None = None) -> list[dict[str, Any]]:
     """Everything ``napari-her2 models`` shows: the weight-free scorer, the registered
     architectures (name, summary, default args, parameter count) and the checkpoints found
-    (with their cards; invalid ones with ``valid: False`` and the error)."""
+    (with their cards; invalid ones with ``valid: False`` and the error). No checkpoint's
+    weights are read and no model is built with real weights."""
     out: list[dict[str, Any]] = [
         {"type": "weight-free", "name": WEIGHT_FREE, "card": _weight_free_card()}
     ]

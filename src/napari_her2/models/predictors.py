@@ -70,8 +70,9 @@ class TorchTilePredictor:
     """A tile classifier in deploy form, eval mode, on its device (implements TilePredictor).
 
     The predictor keeps its own copy of the model: re-parameterized when the architecture
-    supports it, in ``channels_last`` memory format for CNNs. Tiles are resized to
-    ``card.input_size`` (bilinear, antialiased) and normalised by the card's mean/std.
+    supports it, in ``channels_last`` memory format for CNNs. Tiles are
+    normalised by the card's mean/std; they must already be ``card.input_size`` px at the
+    card's µm/px (the pipeline cuts them so).
     """
 
     feature_names: tuple[str, ...] = ()
@@ -113,9 +114,18 @@ class TorchTilePredictor:
         return self.model(x), None
 
     def predict(self, tiles: np.ndarray) -> Prediction:
-        """Class probabilities (N, C) and embeddings (N, D) for uint8 (N, H, W, 3) tiles."""
+        """Class probabilities (N, C) and embeddings (N, D) for uint8 (N, H, W, 3) tiles.
+
+        Tiles must be ``input_size`` pixels square, cut at the card's µm/px by the tile grid:
+        a tile of another size is refused rather than silently resized (which would show the
+        network another resolution than it was trained at)."""
         arr = check_tiles(tiles)
         n = arr.shape[0]
+        if n and arr.shape[1:3] != (self.input_size, self.input_size):
+            raise ValueError(
+                f"{self.name} takes {self.input_size}x{self.input_size} px tiles (its model "
+                f"card), got {arr.shape[2]}x{arr.shape[1]}; cut them at the card's size and "
+                "µm/px instead of resizing")
         if n == 0:
             return Prediction(
                 probs=np.zeros((0, len(self.classes)), np.float32),

@@ -4,16 +4,23 @@ Architectures register a constructor under a stable name with :func:`register_mo
 everything else builds them by name with :func:`get_model`. The model that comes back
 remembers its architecture name and its full constructor arguments (``model.arch_name``,
 ``model.arch_args``) so that a checkpoint can record exactly how to rebuild it.
+
+Constructor arguments read from an untrusted checkpoint are checked against one table of
+bounds (:data:`ARG_LIMITS`, :func:`check_arch_args`) before anything is built, and the size
+of the architecture can be measured without allocating weights (:func:`estimate_parameters`
+builds on torch's ``meta`` device).
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+import torch
 from torch import nn
 
 from ..errors import ModelNotFoundError
@@ -57,6 +64,47 @@ class ModelSpec:
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
+
+
+@dataclass(frozen=True)
+class ArgLimit:
+    """Bounds of one constructor argument: each number within [low, high]; a sequence
+    argument has at most ``max_len`` entries."""
+
+    low: float
+    high: float
+    max_len: int = 8
+
+
+#: bounds of the constructor arguments of every registered architecture, by argument name
+ARG_LIMITS: dict[str, ArgLimit] = {
+    "num_classes": ArgLimit(1, 1000),
+    "in_features": ArgLimit(1, 65_536),
+    "in_channels": ArgLimit(1, 16),
+    "input_size": ArgLimit(16, 1024),
+    "widths": ArgLimit(1, 2048),
+    "depths": ArgLimit(1, 32),
+    "kernel_sizes": ArgLimit(1, 31),
+    "units": ArgLimit(1, 32),
+    "hidden": ArgLimit(1, 65_536),
+    "embed_dim": ArgLimit(1, 65_536),
+    "attn_dim": ArgLimit(1, 65_536),
+    "n_support_vectors": ArgLimit(0, 1_000_000),
+    "n_fitted_classes": ArgLimit(0, 1000),
+    "degree": ArgLimit(0, 10),
+    "dropout": ArgLimit(0.0, 1.0),
+    "gamma": ArgLimit(0.0, 1e6),
+    "C": ArgLimit(0.0, 1e6),
+    "coef0": ArgLimit(-1e6, 1e6),
+}
+#: bounds of any numeric argument not in :data:`ARG_LIMITS`
+DEFAULT_LIMIT = ArgLimit(-1_000_000, 1_000_000, max_len=64)
+#: longest string argument, deepest nesting (``backbone_args``), most arguments
+MAX_ARG_STRING = 128
+MAX_ARG_DEPTH = 3
+MAX_ARGS = 64
+#: largest architecture a checkpoint may ask for, parameters and buffers (0.8 GB in float32)
+MAX_PARAMETERS = 200_000_000
 
 
 def register_model(name: str, *, kind: ModelKind = "tile", source: str = "") -> Callable[[F], F]:
@@ -105,11 +153,13 @@ def get_model(name: str, **kwargs: Any) -> nn.Module:
     ``TypeError``/``ValueError`` for arguments the constructor does not accept.
     """
     spec = model_spec(name)
+    check_arch_args(kwargs)
     args = spec.resolve_args(kwargs)
     model = spec.builder(**args)
     resolve = getattr(model, "resolve_arch_args", None)
-    model.arch_name = name
-    model.arch_args = resolve(args) if callable(resolve) else args
+    # nn.Module types its attributes as tensors or modules; these are plain values
+    model.arch_name = name  # type: ignore[assignment]
+    model.arch_args = resolve(args) if callable(resolve) else args  # type: ignore[assignment]
     return model
 
 
@@ -128,3 +178,65 @@ def arch_info(model: nn.Module) -> tuple[str, dict[str, Any]]:
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable and frozen parameters (buffers such as BN statistics excluded)."""
     return sum(p.numel() for p in model.parameters())
+
+
+def check_arch_args(args: Mapping[str, Any], where: str = "arch_args") -> None:
+    """Refuse constructor arguments beyond the bounds of :data:`ARG_LIMITS` (ValueError).
+
+    Numbers must be finite and within their argument's bounds (:data:`DEFAULT_LIMIT` for
+    names not in the table), sequences short, strings short, nested dicts shallow.
+    """
+    _check_args(args, where, 0)
+
+
+def _check_args(args: Mapping[str, Any], where: str, depth: int) -> None:
+    if not isinstance(args, Mapping):
+        raise ValueError(f"{where} must be a dict")
+    if depth > MAX_ARG_DEPTH:
+        raise ValueError(f"{where} is nested deeper than {MAX_ARG_DEPTH} levels")
+    if len(args) > MAX_ARGS:
+        raise ValueError(f"{where} has {len(args)} entries, at most {MAX_ARGS} allowed")
+    for key, value in args.items():
+        _check_arg(str(key), value, f"{where}.{key}", depth)
+
+
+def _check_arg(name: str, value: Any, where: str, depth: int) -> None:
+    limit = ARG_LIMITS.get(name, DEFAULT_LIMIT)
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        if len(value) > MAX_ARG_STRING:
+            raise ValueError(f"{where} is longer than {MAX_ARG_STRING} characters")
+    elif isinstance(value, int | float):
+        _check_number(value, limit, where)
+    elif isinstance(value, list | tuple):
+        if len(value) > limit.max_len:
+            raise ValueError(f"{where} has {len(value)} entries, at most {limit.max_len}")
+        for item in value:
+            if not isinstance(item, int | float) or isinstance(item, bool):
+                raise ValueError(f"{where} must hold numbers, got {type(item).__name__}")
+            _check_number(item, limit, where)
+    elif isinstance(value, Mapping):
+        _check_args(value, where, depth + 1)
+    else:
+        raise ValueError(f"{where} has an unsupported type {type(value).__name__}")
+
+
+def _check_number(value: float, limit: ArgLimit, where: str) -> None:
+    finite = isinstance(value, int) or math.isfinite(value)  # no float() of a huge int
+    if not finite or not limit.low <= value <= limit.high:
+        raise ValueError(f"{where} = {_show(value)} is outside {limit.low:g}..{limit.high:g}")
+
+
+def _show(value: float) -> str:
+    """A short text for a number, however large."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    return repr(value)
+
+
+def estimate_parameters(name: str, **kwargs: Any) -> int:
+    """Parameter count of ``get_model(name, **kwargs)`` without allocating any weight
+    (the model is built on torch's ``meta`` device); errors as :func:`get_model`."""
+    with torch.device("meta"):
+        return count_parameters(get_model(name, **kwargs))

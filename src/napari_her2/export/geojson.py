@@ -1,9 +1,4 @@
-"""Exports: tiles as QuPath GeoJSON, tiles as CSV, the slide report as JSON.
-
-Every file is written atomically: to a temporary file in the same folder, flushed and fsynced,
-then renamed over the target with ``os.replace``. A crash or an error mid-write leaves the old
-file (or none) and no temporary file behind, and raises :class:`~napari_her2.errors.OutputError`
-with a one-line message naming the path.
+"""Tiles as QuPath GeoJSON, and a validator of QuPath's dialect.
 
 QuPath's GeoJSON dialect (what its importer accepts and its exporter writes): a
 FeatureCollection of Features with a UUID ``id``, a geometry in level-0 pixel coordinates,
@@ -15,27 +10,20 @@ flat ``measurements`` dict name -> number (no NaN), and ``isLocked``.
 from __future__ import annotations
 
 import contextlib
-import csv
 import gc
 import hashlib
-import io
-import json
-import logging
 import math
 import os
-import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
-from .classes import ARTEFACT, CLASS_COLORS, LABEL_NAMES, NON_TUMOUR, UNREADABLE
-from .errors import OutputError
-from .results import TileResults
-
-logger = logging.getLogger(__name__)
+from ..classes import ARTEFACT, CLASS_COLORS, LABEL_NAMES, NON_TUMOUR, UNREADABLE
+from ..results import TileResults
+from .atomic import write_json
 
 #: QuPath classification name of each canonical tile outcome
 QUPATH_NAMES: dict[str, str] = {
@@ -54,88 +42,6 @@ _NS_BYTES = ID_NAMESPACE.bytes
 #: decimals kept in GeoJSON measurements (probabilities and OD-scale features need no more)
 MEASUREMENT_DECIMALS = 6
 
-_NEW_FILE_MODE = 0o644
-
-
-# --------------------------------------------------------------------------- atomic writing
-
-
-def ensure_out_dir(path: str | os.PathLike) -> Path:
-    """Create the output folder if needed; OutputError when it cannot be made or written."""
-    out = Path(path)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"{out}: cannot create the output folder ({_reason(err)})") from err
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise OutputError(f"{out}: the output folder is not writable")
-    return out
-
-
-def _reason(err: BaseException) -> str:
-    """A one-line reason for an error."""
-    text = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
-    return " ".join((text or type(err).__name__).split())
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, *, newline: str | None = None) -> Iterator[IO[str]]:
-    """Open a text file that replaces ``path`` only when the ``with`` block succeeds."""
-    target = Path(path)
-    mode = target.stat().st_mode & 0o777 if target.is_file() else _NEW_FILE_MODE
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as err:
-        raise OutputError(f"{target}: cannot write to {target.parent} ({_reason(err)})") from err
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as f:
-            os.fchmod(f.fileno(), mode)
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except Exception as err:
-        _remove(tmp)
-        raise OutputError(f"{target}: not written ({_reason(err)})") from err
-    except BaseException:
-        _remove(tmp)
-        raise
-
-
-def _remove(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
-
-def write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write a text file atomically; returns its path."""
-    with atomic_write(path) as f:
-        f.write(text)
-    return Path(path)
-
-
-def write_json(path: str | os.PathLike, data: Any, *, indent: int | None = None,
-               check_circular: bool = True) -> Path:
-    """Write JSON atomically (no NaN or infinity: they are not JSON).
-
-    ``check_circular=False`` skips the encoder's cycle bookkeeping (about 20% faster on large
-    GeoJSON); a cyclic structure then fails with RecursionError, reported as OutputError.
-    """
-    with atomic_write(path) as f:
-        f.write(json.dumps(data, indent=indent, allow_nan=False, separators=_separators(indent),
-                           check_circular=check_circular))
-        if indent is not None:
-            f.write("\n")
-    return Path(path)
-
-
-def _separators(indent: int | None) -> tuple[str, str]:
-    return (",", ": ") if indent is not None else (",", ":")
-
-
-def write_report_json(path: str | os.PathLike, report: dict[str, Any]) -> Path:
-    """Write the slide report (indented, human-readable) atomically."""
-    return write_json(path, report, indent=2)
 
 
 def write_geojson(path: str | os.PathLike, fc: dict[str, Any]) -> Path:
@@ -143,7 +49,6 @@ def write_geojson(path: str | os.PathLike, fc: dict[str, Any]) -> Path:
     return write_json(path, fc, check_circular=False)
 
 
-# --------------------------------------------------------------------------- GeoJSON
 
 
 def tile_id(name: str, row: int, col: int) -> str:
@@ -385,32 +290,27 @@ def validate_qupath_geojson(fc: Any) -> list[str]:
     return problems
 
 
-# --------------------------------------------------------------------------- CSV
+def layer_geojson(label_image: np.ndarray, metadata: dict[str, Any], results: TileResults | None = None,
+                  *, scale=None, translate=None) -> dict[str, Any]:
+    """FeatureCollection of a napari tile layer (its data, metadata, scale and translate).
 
-
-def tiles_csv_text(results: TileResults) -> str:
-    """CSV of the tiles: row, col, level-0 box, class, probabilities, features."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["row", "col", "x0", "y0", "x1", "y1", "class",
-                     *(f"p({c})" for c in results.classes), *results.feature_names])
-    boxes = results.bboxes0().tolist()
-    probs = results.probs.tolist()
-    feats = results.features.tolist()
-    for i, (r, c, outcome) in enumerate(zip(results.rows.tolist(), results.cols.tolist(),
-                                            results.tile_outcomes(), strict=True)):
-        ok = bool(results.readable[i])
-        p = [_cell(v) for v in probs[i]] if ok else [""] * len(results.classes)
-        writer.writerow([r, c, *(_cell(v) for v in boxes[i]), outcome, *p,
-                         *(_cell(v) for v in feats[i])])
-    return buf.getvalue()
-
-
-def _cell(v: float) -> str:
-    """A CSV number: shortest round-trip form, empty for NaN/infinity."""
-    return repr(v) if math.isfinite(v) else ""
-
-
-def write_tiles_csv(path: str | os.PathLike, results: TileResults) -> Path:
-    """Write the tiles CSV atomically."""
-    return write_text(path, tiles_csv_text(results))
+    When the layer still shows exactly what the model said, the tiles carry the model's
+    probabilities and features; after a hand edit they carry the edited classes only.
+    """
+    info = metadata.get("napari_her2", {})
+    name = Path(info.get("slide", "slide")).stem
+    labels = np.asarray(label_image)
+    if results is not None and labels.shape == results.grid_shape and np.array_equal(
+        labels, results.label_image()
+    ):
+        return tiles_to_geojson(results, name=name)
+    size0 = info.get("tile_size0")
+    image_scale = info.get("image_scale", (1.0, 1.0))
+    image_translate = np.asarray(info.get("image_translate", (0.0, 0.0)), float)
+    if scale is None:
+        scale = np.asarray(size0, float) * np.asarray(image_scale, float)
+    if translate is None:
+        translate = (np.asarray(scale, float) - np.asarray(image_scale, float)) / 2 + image_translate
+    return labels_to_geojson(labels, scale, np.asarray(translate, float) - image_translate,
+                             image_scale=image_scale, name=name,
+                             image_shape0=info.get("image_shape0"))

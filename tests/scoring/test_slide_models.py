@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from napari_her2.aggregate import (
+from napari_her2.errors import CheckpointError, Her2Error, ModelNotFoundError
+from napari_her2.models import ModelCard, fit_whspn_svm, get_model, save_checkpoint
+from napari_her2.results import TileResults
+from napari_her2.scoring import score_tiles
+from napari_her2.scoring.slide_models import (
     SlideModel,
     SlideModelResult,
     load_slide_model,
     tumour_fractions,
 )
-from napari_her2.errors import CheckpointError, Her2Error, ModelNotFoundError
-from napari_her2.models import ModelCard, fit_whspn_svm, get_model, save_checkpoint
-from napari_her2.results import TileResults
-from napari_her2.scoring import score_tiles
 
 HER2 = ("0", "1+", "2+", "3+")
 TILE_CLASSES = (*HER2, "normal")

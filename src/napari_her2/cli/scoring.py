@@ -1,4 +1,4 @@
-"""``napari-her2 score``, ``batch`` and ``models``: the scoring subcommands of the CLI."""
+"""``napari-her2 score``, ``batch``, ``evaluate``, ``models`` and ``demo``."""
 
 from __future__ import annotations
 
@@ -8,33 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from .cli import EXIT_ERROR, EXIT_OK, _positive_float
-from .pipeline import ORGANS, SPECIMENS, ScoringParams
-
-
-def _add_scoring_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="dab-membrane",
-                   help="registered model name or checkpoint path (default: dab-membrane)")
-    p.add_argument("--tile-size", type=int, default=256, help="tile size in px (default 256)")
-    p.add_argument("--target-mpp", type=_positive_float, default=None,
-                   help="tile resolution in µm/px (default: the model's, 0.5 = 20x)")
-    p.add_argument("--mpp", type=_positive_float, default=None,
-                   help="level-0 µm/px of the slide (overrides or supplies the file's)")
-    p.add_argument("--organ", choices=ORGANS, default="breast")
-    p.add_argument("--specimen", choices=SPECIMENS, default="resection")
-    p.add_argument("--out", default="napari-her2-out", help="output folder")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--slide-model", default=None, metavar="PATH",
-                   help="slide-level checkpoint (WHSPN or attention MIL) that makes the call "
-                   "instead of the ASCO/CAP rule")
-
-
-def _params(args: argparse.Namespace, workers: int = 2) -> ScoringParams:
-    return ScoringParams(tile_size=args.tile_size, target_mpp=args.target_mpp, organ=args.organ,
-                         specimen=args.specimen, device=args.device,
-                         batch_size=args.batch_size, workers=workers,
-                         slide_model=args.slide_model)
+from ._common import EXIT_ERROR, EXIT_OK, add_scoring_options, params_from_args
 
 
 def _add_score_outputs(p: argparse.ArgumentParser) -> None:
@@ -42,29 +16,24 @@ def _add_score_outputs(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from .pipeline import score_slide, write_outputs
+    from ..pipeline import score_slide, write_outputs
 
-    params = _params(args)
+    params = params_from_args(args)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        report = score_slide(args.slide, args.model, mpp=args.mpp, params=params)
-    written = write_outputs(report, args.out, csv=args.csv)
-    data = report.to_dict()
-    conf = data.get("confidence")
-    conf_text = f", confidence {conf:.2f}" if isinstance(conf, int | float) else ""
-    call = (f"HER2 {data['score']} ({data['category']}){conf_text} by {data['method']}"
-            if data["score"] is not None else "no tumour tiles found, no HER2 score")
+        report = score_slide(args.slide, mpp=args.mpp, params=params)
+    with report.slide:
+        written = write_outputs(report, args.out, csv=args.csv)
     sys.stdout.write(
-        f"{Path(args.slide).name}: {call}; "
-        f"{data['n_scored_tiles']} tissue tiles in {data['timings']['total']:.1f} s"
-        f"{'; STAIN CHECK FAILED (see warning)' if data['warnings'] else ''}\n"
+        f"{Path(args.slide).name}: {report.call.headline()}; "
+        f"{len(report.results)} tissue tiles in {report.timings.total:.1f} s\n"
         + "".join(f"wrote {path}\n" for path in written.values())
     )
     return EXIT_OK
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
-    from .batch import expand_paths, score_cohort
+    from ..batch import expand_paths, score_cohort
 
     paths = expand_paths(args.paths)
     if not paths:
@@ -77,7 +46,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         else:
             sys.stderr.write(f"napari-her2: error: {row['error']}\n")
 
-    rows = score_cohort(paths, args.out, model=args.model, params=_params(args, workers=1),
+    rows = score_cohort(paths, args.out, params=params_from_args(args, workers=1),
                         mpp=args.mpp, scheduler=args.scheduler, n_workers=args.workers,
                         on_result=show)
     failed = sum(r["status"] != "ok" for r in rows)
@@ -87,7 +56,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from .models import describe_models
+    from ..models import describe_models
 
     entries = describe_models()
     if args.json:
@@ -95,7 +64,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
         return EXIT_OK
     for e in entries:
         kind = e.get("kind", "")
-        summary = e.get("summary") or e.get("card", {}).get("summary", "")
+        summary = e.get("summary") or e.get("card", {}).get("description", "")
+        if e.get("valid") is False:
+            kind, summary = "invalid", e.get("error", "")
         sys.stdout.write(f"{e.get('name')}  [{kind}]  {summary}\n")
         if e.get("path"):
             sys.stdout.write(f"    {e['path']}\n")
@@ -105,7 +76,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     import os
 
-    from ._sample_data import sample_slide_path
+    from .._sample_data import sample_slide_path
 
     path = sample_slide_path()
     gui = args.gui or (not args.headless and bool(os.environ.get("DISPLAY")))
@@ -126,10 +97,26 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..evaluate import evaluate_folder, summary_line
+
+    def show(done: int, total: int, result) -> None:
+        call = result.call if result.call is not None else f"no call ({result.no_call_reason})"
+        sys.stdout.write(f"[{done}/{total}] {result.file}: label {result.label}, {call}\n")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = evaluate_folder(args.folder, args.out, labels_csv=args.labels, mpp=args.mpp,
+                                 params=params_from_args(args), progress=show)
+    sys.stdout.write(summary_line(result) + "\n"
+                     + "".join(f"wrote {path}\n" for path in result.files.values()))
+    return EXIT_OK
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     demo = sub.add_parser("demo", help="score the built-in IHC sample slide with dab-membrane "
                           "(in napari when a display is available)")
-    _add_scoring_options(demo)
+    add_scoring_options(demo)
     _add_score_outputs(demo)
     mode = demo.add_mutually_exclusive_group()
     mode.add_argument("--gui", action="store_true", help="open napari (needs a display)")
@@ -138,16 +125,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     score = sub.add_parser("score", help="score one slide; writes <stem>.geojson and <stem>.json")
     score.add_argument("slide")
-    _add_scoring_options(score)
+    add_scoring_options(score)
     _add_score_outputs(score)
     score.set_defaults(func=_cmd_score)
 
     batch = sub.add_parser("batch", help="score many slides on a dask cluster")
     batch.add_argument("paths", nargs="+", help="slide files or folders of slides")
-    _add_scoring_options(batch)
+    add_scoring_options(batch)
     batch.add_argument("--scheduler", help="address of a dask.distributed scheduler")
     batch.add_argument("--workers", type=int, default=None, help="local worker processes")
     batch.set_defaults(func=_cmd_batch)
+
+    evaluate = sub.add_parser(
+        "evaluate", help="score a labelled folder and measure agreement with the labels")
+    evaluate.add_argument("folder", help="labelled images: labels from file names "
+                          "(NNNNN_test_2+.png, 2_name.jpg), sub-folders (0/, 1+/...) or --labels")
+    evaluate.add_argument("--labels", default=None, metavar="CSV",
+                          help="filename,label[,group] (or an ihc_score column)")
+    add_scoring_options(evaluate)
+    evaluate.set_defaults(func=_cmd_evaluate)
 
     models = sub.add_parser("models", help="registered models and checkpoints with their cards")
     models.add_argument("--json", action="store_true")

@@ -31,8 +31,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .classes import HER2_SCORES, LABEL_NAMES, LABEL_VALUES, UNREADABLE, canonical_class
-from .results import TileResults
+from ..classes import HER2_SCORES, LABEL_NAMES, LABEL_VALUES, UNREADABLE, canonical_class
+from ..results import TileResults
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from scipy.stats import binom
 
 from napari_her2.classes import LABEL_VALUES
 from napari_her2.results import TileResults
-from napari_her2.scoring import (
+from napari_her2.scoring.rules import (
     RuleParams,
     SlideScore,
     get_rule,

@@ -1,7 +1,7 @@
 """Learned slide scores from tile results: WHSPN (seed 001) and Monte-Carlo MIL (seed 002).
 
 Two of the three interchangeable ways from tiles to a slide score need a trained model; the
-third, the guideline rule, lives in :mod:`napari_her2.scoring`. Both start from the same
+third, the guideline rule, lives in :mod:`napari_her2.scoring.rules`. Both start from the same
 :class:`~napari_her2.results.TileResults` and give a :class:`SlideModelResult`:
 
 * WHSPN (registry kind ``"slide"``): the 0 / 1+ / 2+ / 3+ fractions of the tumour tiles,
@@ -30,15 +30,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from .classes import HER2_SCORES, canonical_class
-from .errors import CheckpointError, Her2Error, ModelNotFoundError
-from .models.card import ModelCard
-from .models.checkpoint import load_checkpoint, read_card
-from .models.predictors import resolve_checkpoint, resolve_device
-from .models.registry import model_spec
-from .models.whspn import WHSPNSVM
-from .results import TileResults
-from .scoring import CATEGORIES, tumour_fractions
+from ..classes import HER2_SCORES, canonical_class
+from ..errors import CheckpointError, Her2Error, ModelNotFoundError
+from ..models.card import ModelCard
+from ..models.checkpoint import load_checkpoint, read_card
+from ..models.predictors import resolve_checkpoint, resolve_device
+from ..models.registry import model_spec
+from ..models.whspn import WHSPNSVM
+from ..results import TileResults
+from .call import SlideCall, call_from_model
+from .rules import CATEGORIES, SlideScore, tumour_fractions
 
 logger = logging.getLogger(__name__)
 
@@ -226,6 +227,19 @@ class SlideModel:
         if n_bags < 1 or bag_size < 1:
             raise Her2Error(f"n_bags and bag_size must be >= 1, got {n_bags} and {bag_size}")
         return self._score_mil(results, n_bags, bag_size, seed)
+
+    def call(self, results: TileResults, rule: SlideScore, *, n_bags: int | None = None,
+             bag_size: int | None = None, seed: int = 0) -> SlideCall:
+        """The slide call of this model, with the guideline rule's output as evidence."""
+        kw = {k: v for k, v in (("n_bags", n_bags), ("bag_size", bag_size)) if v is not None}
+        m = self.score(results, seed=seed, **kw)
+        probs = {c: float(p) for c, p in zip(m.classes, m.probs, strict=True)}
+        intervals = None
+        if m.interval is not None:
+            intervals = {c: (float(lo), float(hi))
+                         for c, (lo, hi) in zip(m.classes, m.interval, strict=True)}
+        return call_from_model(m.score, probs, self.method, rule, intervals=intervals,
+                               attention=m.attention)
 
     def _result(self, probs: np.ndarray, **fields: Any) -> SlideModelResult:
         score = canonical_class(self.classes[int(np.argmax(probs))])

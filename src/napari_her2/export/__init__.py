@@ -1,0 +1,36 @@
+"""Everything napari-her2 writes: QuPath GeoJSON, CSV, the JSON report; all atomic."""
+
+from .atomic import atomic_write, ensure_out_dir, write_json, write_report_json, write_text
+from .geojson import (
+    ID_NAMESPACE,
+    OBJECT_TYPES,
+    QUPATH_NAMES,
+    labels_to_geojson,
+    layer_geojson,
+    tile_id,
+    tiles_to_geojson,
+    validate_qupath_geojson,
+    write_geojson,
+)
+from .outputs import write_outputs
+from .tables import tiles_csv_text, write_tiles_csv
+
+__all__ = [
+    "ID_NAMESPACE",
+    "OBJECT_TYPES",
+    "QUPATH_NAMES",
+    "atomic_write",
+    "ensure_out_dir",
+    "labels_to_geojson",
+    "layer_geojson",
+    "tile_id",
+    "tiles_csv_text",
+    "tiles_to_geojson",
+    "validate_qupath_geojson",
+    "write_geojson",
+    "write_json",
+    "write_outputs",
+    "write_report_json",
+    "write_text",
+    "write_tiles_csv",
+]

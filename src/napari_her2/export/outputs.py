@@ -1,0 +1,26 @@
+"""The files of one scored slide: ``<stem>.geojson``, ``<stem>.json`` and optionally ``<stem>.csv``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..results import TileResults
+from .atomic import ensure_out_dir, write_report_json
+from .geojson import tiles_to_geojson, write_geojson
+from .tables import write_tiles_csv
+
+
+def write_outputs(out_dir: str | os.PathLike, stem: str, report: dict[str, Any],
+                  results: TileResults, *, csv: bool = False) -> dict[str, Path]:
+    """Write ``<stem>.geojson`` (tiles), ``<stem>.json`` (the report) and with ``csv``
+    ``<stem>.csv`` (one row per tile) into ``out_dir``; returns kind -> path."""
+    out = ensure_out_dir(out_dir)
+    written = {
+        "geojson": write_geojson(out / f"{stem}.geojson", tiles_to_geojson(results, name=stem)),
+        "report": write_report_json(out / f"{stem}.json", report),
+    }
+    if csv:
+        written["csv"] = write_tiles_csv(out / f"{stem}.csv", results)
+    return written

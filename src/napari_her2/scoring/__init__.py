@@ -1,0 +1,62 @@
+"""From tile results to the slide call: guideline rules, WHSPN and attention MIL, one result type.
+
+:func:`call_slide` is the single entry point: the guideline rule (default) or a loaded
+slide-level model makes a :class:`SlideCall`.
+"""
+
+from __future__ import annotations
+
+from ..results import TileResults
+from .call import (
+    CATEGORY_TEXT,
+    Evidence,
+    NoCallReason,
+    SlideCall,
+    call_from_model,
+    call_from_rule,
+    no_call,
+)
+from .rules import (
+    CATEGORIES,
+    Her2LowEvidence,
+    RuleParams,
+    SlideScore,
+    get_rule,
+    score_labels,
+    score_tiles,
+    tumour_fractions,
+)
+from .slide_models import SlideModel, SlideModelResult, load_slide_model
+
+__all__ = [
+    "CATEGORIES",
+    "CATEGORY_TEXT",
+    "Evidence",
+    "Her2LowEvidence",
+    "NoCallReason",
+    "RuleParams",
+    "SlideCall",
+    "SlideModel",
+    "SlideModelResult",
+    "SlideScore",
+    "call_from_model",
+    "call_from_rule",
+    "call_slide",
+    "get_rule",
+    "load_slide_model",
+    "no_call",
+    "score_labels",
+    "score_tiles",
+    "tumour_fractions",
+]
+
+
+def call_slide(results: TileResults, *, organ: str = "breast", specimen: str = "resection",
+               seed: int = 0, n_samples: int = 1000, slide_model: SlideModel | None = None,
+               n_bags: int | None = None, bag_size: int | None = None) -> SlideCall:
+    """The slide call of (possibly partial) tile results: the guideline rule, or
+    ``slide_model`` when given (the rule's output is kept as evidence either way)."""
+    rule = score_tiles(results, organ, specimen, n_samples=n_samples, seed=seed)
+    if slide_model is None or rule.score is None:
+        return call_from_rule(rule)
+    return slide_model.call(results, rule, n_bags=n_bags, bag_size=bag_size, seed=seed)

@@ -1,0 +1,179 @@
+"""One slide-call type for every way of calling a slide, and the reasons for no call.
+
+The guideline rule, WHSPN and attention MIL all return a :class:`SlideCall`: the score, its
+3-class category, how sure it is, the method that made it and the :class:`Evidence` behind
+it. The report, the CLI line and the widget panel render this one object, so they never
+disagree (the 0-vs-1+ comment is always about the call that was made).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from .rules import CATEGORIES, Her2LowEvidence, SlideScore
+
+#: how each 3-class category reads in one line
+CATEGORY_TEXT = {
+    "negative": "negative",
+    "equivocal": "equivocal: reflex ISH",
+    "positive": "positive",
+}
+
+
+class NoCallReason(str, enum.Enum):
+    """Why a slide got no HER2 score."""
+
+    NO_TISSUE = "no tissue found"
+    NO_TUMOUR = "no tumour found"
+    STAIN_CHECK = "stain check failed"
+    MISSING_MPP = "slide µm/px missing"
+    UNREADABLE = "slide unreadable"
+
+
+@dataclass(frozen=True, eq=False)
+class Evidence:
+    """What a call rests on.
+
+    class_fractions / class_fraction_intervals: tumour-tile fractions per class "0".."3+"
+    and their 95% intervals (from the guideline rule's Monte-Carlo sampling).
+    n_tiles / n_tumour_tiles / n_unreadable: tiles scored, tumour tiles, unreadable tiles.
+    her2_low: the 2023 0-vs-1+ comment for a call of 0 or 1+ (None otherwise).
+    probs / prob_intervals: a slide model's class probabilities (MIL: with 95% intervals).
+    attention: (N,) per-tile attention of a MIL model in the tile order of the results.
+    rule: the guideline rule's own output (kept when a slide model made the call).
+    """
+
+    class_fractions: dict[str, float]
+    class_fraction_intervals: dict[str, tuple[float, float]]
+    n_tiles: int
+    n_tumour_tiles: int
+    n_unreadable: int
+    her2_low: Her2LowEvidence | None = None
+    probs: dict[str, float] | None = None
+    prob_intervals: dict[str, tuple[float, float]] | None = None
+    attention: np.ndarray | None = field(default=None, repr=False)
+    rule: SlideScore | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "class_fractions": dict(self.class_fractions),
+            "class_fraction_intervals": {k: list(v) for k, v in
+                                         self.class_fraction_intervals.items()},
+            "n_tiles": self.n_tiles,
+            "n_tumour_tiles": self.n_tumour_tiles,
+            "n_unreadable": self.n_unreadable,
+            "her2_low": None if self.her2_low is None else self.her2_low.to_dict(),
+            "probs": self.probs,
+            "prob_intervals": None if self.prob_intervals is None else {
+                k: list(v) for k, v in self.prob_intervals.items()},
+            "rule": None if self.rule is None else self.rule.to_dict(),
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class SlideCall:
+    """The slide's HER2 call, or no call with its reason.
+
+    score: "0".."3+" or None; category: negative / equivocal / positive or None;
+    confidence: share of Monte-Carlo resamplings (rule) or mean probability (slide model)
+    behind the score; method: the rule or model that made the call; partial: True while
+    scoring runs or after it was cancelled (the call covers only the tiles scored so far).
+    """
+
+    score: str | None
+    category: str | None
+    confidence: float | None
+    method: str
+    evidence: Evidence
+    no_call: NoCallReason | None = None
+    no_call_detail: str = ""
+    partial: bool = False
+
+    @property
+    def has_score(self) -> bool:
+        return self.score is not None
+
+    def as_partial(self, partial: bool = True) -> SlideCall:
+        return replace(self, partial=partial)
+
+    def without_score(self, reason: NoCallReason, detail: str = "") -> SlideCall:
+        """This call turned into a no-call (its evidence kept)."""
+        return replace(self, score=None, category=None, confidence=None, no_call=reason,
+                       no_call_detail=detail)
+
+    def headline(self) -> str:
+        """One line: "HER2 2+ (equivocal), confidence 0.87 by asco-cap-..." or
+        "no HER2 score: no tumour found (...)"."""
+        if self.score is None:
+            reason = self.no_call.value if self.no_call else "no call"
+            detail = f" ({self.no_call_detail})" if self.no_call_detail else ""
+            return f"no HER2 score: {reason}{detail}"
+        conf = f", confidence {self.confidence:.2f}" if self.confidence is not None else ""
+        part = " [partial]" if self.partial else ""
+        return f"HER2 {self.score} ({self.category}){conf} by {self.method}{part}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "score": self.score,
+            "category": self.category,
+            "confidence": self.confidence,
+            "method": self.method,
+            "no_call": None if self.no_call is None else self.no_call.value,
+            "no_call_detail": self.no_call_detail,
+            "partial": self.partial,
+            "evidence": self.evidence.to_dict(),
+        }
+
+
+def evidence_of(rule: SlideScore) -> Evidence:
+    """The evidence a guideline-rule score gives."""
+    return Evidence(
+        class_fractions=dict(rule.class_fractions),
+        class_fraction_intervals=dict(rule.class_fraction_intervals),
+        n_tiles=rule.n_tiles,
+        n_tumour_tiles=rule.n_tumour_tiles,
+        n_unreadable=rule.n_unreadable,
+        her2_low=rule.her2_low,
+        rule=rule,
+    )
+
+
+def call_from_rule(rule: SlideScore) -> SlideCall:
+    """The guideline rule's call; no tumour tile is a no-call."""
+    call = SlideCall(rule.score, rule.category, rule.confidence, rule.method, evidence_of(rule))
+    if rule.score is None:
+        return call.without_score(
+            NoCallReason.NO_TUMOUR,
+            f"none of {rule.n_tiles} tissue tiles was classed as tumour" if rule.n_tiles
+            else "no tile was scored")
+    return call
+
+
+def call_from_model(score: str, probs: dict[str, float], method: str, rule: SlideScore, *,
+                    intervals: dict[str, tuple[float, float]] | None = None,
+                    attention: np.ndarray | None = None) -> SlideCall:
+    """A slide model's call, with the rule's fractions as evidence and a 0-vs-1+ comment
+    that describes the model's own call."""
+    her2_low = None
+    if score in ("0", "1+"):
+        p_low = float(sum(p for c, p in probs.items() if c in ("1+", "2+", "3+")))
+        faint = rule.her2_low.faint_fraction if rule.her2_low is not None else float(
+            sum(v for k, v in rule.class_fractions.items() if k != "0"))
+        if score == "1+":
+            sub = "1+ (HER2-low)"
+        else:
+            sub = "0 with faint staining (<=10%)" if faint > 0 else "0 (null)"
+        her2_low = Her2LowEvidence(p_low, faint, sub)
+    evidence = replace(evidence_of(rule), her2_low=her2_low, probs=dict(probs),
+                       prob_intervals=intervals, attention=attention)
+    return SlideCall(score, CATEGORIES[score], float(probs.get(score, 0.0)), method, evidence)
+
+
+def no_call(reason: NoCallReason, detail: str = "", method: str = "") -> SlideCall:
+    """A call with no score and no evidence (the slide could not be scored at all)."""
+    empty = Evidence({}, {}, 0, 0, 0)
+    return SlideCall(None, None, None, method, empty, reason, detail)
