@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .classes import label_colormap
+from .tiling import TileGeometry
 
 TILES_SUFFIX = " HER2 tiles"
 ATTENTION_SUFFIX = " attention"
@@ -30,12 +31,8 @@ def grid_placement(
     origin0: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[tuple[float, float], tuple[float, float]]:
     """(scale, translate) of a one-pixel-per-tile layer over an image layer."""
-    scale = (tile_size0[0] * image_scale[0], tile_size0[1] * image_scale[1])
-    translate = tuple(
-        image_translate[i] + (origin0[i] + (tile_size0[i] - 1) / 2) * image_scale[i]
-        for i in range(2)
-    )
-    return scale, translate  # type: ignore[return-value]
+    geometry = TileGeometry((1, 1), tile_size0, origin0)
+    return geometry.layer_placement(image_scale, image_translate)
 
 
 def tile_layer_kwargs(
@@ -79,10 +76,5 @@ def tile_heatmap_placement(
     image_translate: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[tuple[float, float], tuple[float, float]]:
     """(scale, translate) of an (h, w) map drawn exactly over tile (row, col)."""
-    px0 = (tile_size0[0] / heat_shape[0], tile_size0[1] / heat_shape[1])  # level-0 px per map px
-    origin0 = (row * tile_size0[0], col * tile_size0[1])
-    scale = (px0[0] * image_scale[0], px0[1] * image_scale[1])
-    translate = tuple(
-        image_translate[i] + (origin0[i] + (px0[i] - 1) / 2) * image_scale[i] for i in range(2)
-    )
-    return scale, translate  # type: ignore[return-value]
+    geometry = TileGeometry((row + 1, col + 1), tile_size0)
+    return geometry.map_placement(heat_shape, image_scale, image_translate, cell=(row, col))

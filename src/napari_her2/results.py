@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .classes import LABEL_VALUES, UNREADABLE, canonical_class, label_values_for
+from .tiling import TileGeometry
 
 
 @dataclass
@@ -105,16 +106,12 @@ class TileResults:
         img[self.rows, self.cols] = self.tile_labels()
         return img
 
+    @property
+    def geometry(self) -> TileGeometry:
+        """Where the grid's cells lie on the slide."""
+        return TileGeometry(self.grid_shape, self.tile_size0, self.origin0, self.image_shape0)
+
     def bboxes0(self) -> np.ndarray:
         """(N, 4) float64 level-0 boxes (x0, y0, x1, y1) of the scored tiles, clipped to the
         image when its size is known (edge tiles reach past it, padded with background)."""
-        th, tw = self.tile_size0
-        oy, ox = self.origin0
-        x0 = ox + self.cols * tw
-        y0 = oy + self.rows * th
-        boxes = np.stack([x0, y0, x0 + tw, y0 + th], axis=1).astype(np.float64)
-        if self.image_shape0 is not None:
-            h, w = self.image_shape0
-            boxes[:, 2] = np.minimum(boxes[:, 2], w)
-            boxes[:, 3] = np.minimum(boxes[:, 3], h)
-        return boxes
+        return self.geometry.boxes0(self.rows, self.cols)

@@ -23,6 +23,78 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class TileGeometry:
+    """Where grid cells lie: grid cell <-> level-0 pixels <-> napari world, written once.
+
+    shape: (rows, cols) of the grid; tile_size0: (h, w) level-0 pixels per tile (float: level
+    downsamples need not be integers); origin0: (y, x) level-0 pixel of the grid's top-left
+    corner; image_shape0: (h, w) of level 0 when known (edge tiles are clipped to it).
+
+    napari puts pixel centres at integer coordinates, so a one-pixel-per-tile layer over an
+    image layer of scale ``s`` and translate ``t`` has scale ``T * s`` and translate
+    ``t + (origin0 + (T - 1) / 2) * s``: tile pixel j then spans level-0 [j T, (j + 1) T).
+    """
+
+    shape: tuple[int, int]
+    tile_size0: tuple[float, float]
+    origin0: tuple[float, float] = (0.0, 0.0)
+    image_shape0: tuple[int, int] | None = None
+
+    def boxes0(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """(N, 4) float64 level-0 boxes (x0, y0, x1, y1) of cells, clipped to the image."""
+        th, tw = self.tile_size0
+        oy, ox = self.origin0
+        x0 = ox + np.asarray(cols) * tw
+        y0 = oy + np.asarray(rows) * th
+        boxes = np.stack([x0, y0, x0 + tw, y0 + th], axis=1).astype(np.float64)
+        if self.image_shape0 is not None:
+            h, w = self.image_shape0
+            boxes[:, 2] = np.minimum(boxes[:, 2], w)
+            boxes[:, 3] = np.minimum(boxes[:, 3], h)
+        return boxes
+
+    def centres0(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """(N, 2) level-0 (y, x) centres of cells (of the whole tile, padding included)."""
+        th, tw = self.tile_size0
+        return np.stack([self.origin0[0] + (np.asarray(rows) + 0.5) * th,
+                         self.origin0[1] + (np.asarray(cols) + 0.5) * tw], axis=1)
+
+    def layer_placement(self, image_scale: tuple[float, float] = (1.0, 1.0),
+                        image_translate: tuple[float, float] = (0.0, 0.0),
+                        ) -> tuple[tuple[float, float], tuple[float, float]]:
+        """(scale, translate) of a one-pixel-per-cell napari layer over an image layer."""
+        return self.map_placement(self.shape, image_scale, image_translate)
+
+    def map_placement(self, map_shape: tuple[int, int],
+                      image_scale: tuple[float, float] = (1.0, 1.0),
+                      image_translate: tuple[float, float] = (0.0, 0.0),
+                      cell: tuple[int, int] | None = None,
+                      ) -> tuple[tuple[float, float], tuple[float, float]]:
+        """(scale, translate) of an (h, w) raster drawn over the whole grid, or over one
+        ``cell`` (row, col) when given (a Grad-CAM map of one tile)."""
+        span = self.shape if cell is None else (1, 1)
+        first = (0, 0) if cell is None else cell
+        scale, translate = [], []
+        for i in range(2):
+            px0 = self.tile_size0[i] * span[i] / map_shape[i]  # level-0 px per raster px
+            origin = self.origin0[i] + first[i] * self.tile_size0[i]
+            scale.append(px0 * image_scale[i])
+            translate.append(image_translate[i] + (origin + (px0 - 1) / 2) * image_scale[i])
+        return (scale[0], scale[1]), (translate[0], translate[1])
+
+    @classmethod
+    def from_layer(cls, shape: tuple[int, int], scale, translate,
+                   image_scale=(1.0, 1.0), image_translate=(0.0, 0.0),
+                   image_shape0: tuple[int, int] | None = None) -> TileGeometry:
+        """The geometry of a one-pixel-per-tile layer from its napari transform (inverse of
+        :meth:`layer_placement`)."""
+        size0 = tuple(float(scale[-2:][i]) / float(image_scale[i]) for i in range(2))
+        origin0 = tuple((float(translate[-2:][i]) - float(image_translate[i]))
+                        / float(image_scale[i]) - (size0[i] - 1) / 2 for i in range(2))
+        return cls(shape, size0, origin0, image_shape0)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
 class TileGrid:
     """Where every tile of a slide lies and which tiles are scored.
 
@@ -40,6 +112,12 @@ class TileGrid:
     tissue_fraction: np.ndarray
     partial: np.ndarray
     min_tissue: float
+    image_shape0: tuple[int, int] | None = None
+
+    @property
+    def geometry(self) -> TileGeometry:
+        """Where the grid's cells lie on the slide (and in napari)."""
+        return TileGeometry(self.shape, self.tile_size0, (0.0, 0.0), self.image_shape0)
 
     @property
     def tissue(self) -> np.ndarray:
@@ -102,6 +180,7 @@ def make_grid(
         tissue_fraction=fraction,
         partial=partial,
         min_tissue=min_tissue,
+        image_shape0=(int(h0), int(w0)),
     )
 
 

@@ -8,7 +8,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from ._common import EXIT_ERROR, EXIT_OK, add_scoring_options, params_from_args
+from ..batch import DEFAULT_TIMEOUT_S
+from ._common import EXIT_ERROR, EXIT_OK, add_scoring_options, params_from_args, seconds
 
 
 def _add_score_outputs(p: argparse.ArgumentParser) -> None:
@@ -16,14 +17,18 @@ def _add_score_outputs(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from ..pipeline import score_slide, write_outputs
+    from ..export import write_outputs
+    from ..export.atomic import safe_stem, sweep_stale_temps
+    from ..pipeline import score_slide
 
     params = params_from_args(args)
+    sweep_stale_temps(args.out)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        report = score_slide(args.slide, mpp=args.mpp, params=params)
+        report = score_slide(args.slide, mpp=args.mpp, params=params, region=args.roi)
     with report.slide:
-        written = write_outputs(report, args.out, csv=args.csv)
+        written = write_outputs(args.out, safe_stem(report.stem), report.to_dict(),
+                                report.results, csv=args.csv)
     sys.stdout.write(
         f"{Path(args.slide).name}: {report.call.headline()}; "
         f"{len(report.results)} tissue tiles in {report.timings.total:.1f} s\n"
@@ -48,7 +53,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 
     rows = score_cohort(paths, args.out, params=params_from_args(args, workers=1),
                         mpp=args.mpp, scheduler=args.scheduler, n_workers=args.workers,
-                        on_result=show)
+                        on_result=show, timeout=args.timeout)
     failed = sum(r["status"] != "ok" for r in rows)
     sys.stdout.write(f"{len(rows) - failed} of {len(rows)} slides scored; "
                      f"summary in {Path(args.out) / 'batch_summary.csv'}\n")
@@ -121,10 +126,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     mode = demo.add_mutually_exclusive_group()
     mode.add_argument("--gui", action="store_true", help="open napari (needs a display)")
     mode.add_argument("--headless", action="store_true", help="score without napari")
-    demo.set_defaults(func=_cmd_demo, mpp=None)
+    demo.set_defaults(func=_cmd_demo, mpp=None, roi=None)
 
     score = sub.add_parser("score", help="score one slide; writes <stem>.geojson and <stem>.json")
     score.add_argument("slide")
+    score.add_argument("--roi", metavar="FILE", default=None,
+                       help="QuPath GeoJSON of the region to score (level-0 px; Ignore*/Exclude "
+                       "annotations are left out)")
     add_scoring_options(score)
     _add_score_outputs(score)
     score.set_defaults(func=_cmd_score)
@@ -134,6 +142,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_scoring_options(batch)
     batch.add_argument("--scheduler", help="address of a dask.distributed scheduler")
     batch.add_argument("--workers", type=int, default=None, help="local worker processes")
+    batch.add_argument("--timeout", type=seconds, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                       help="time limit per slide; a slide past it is reported as an error "
+                       f"(default {DEFAULT_TIMEOUT_S:g})")
     batch.set_defaults(func=_cmd_batch)
 
     evaluate = sub.add_parser(

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..classes import ARTEFACT, CLASS_COLORS, LABEL_NAMES, NON_TUMOUR, UNREADABLE
 from ..results import TileResults
+from ..tiling import TileGeometry
 from .atomic import write_json
 
 #: QuPath classification name of each canonical tile outcome
@@ -170,17 +171,14 @@ def labels_to_geojson(label_image: np.ndarray, scale: Sequence[float],
     labels = np.asarray(label_image)
     if labels.ndim != 2:
         raise ValueError(f"expected a 2-D tile label image, got shape {labels.shape}")
-    sy, sx = (float(v) for v in scale[-2:])
     iy, ix = (float(v) for v in image_scale[-2:])
-    ty, tx = ((sy - iy) / 2, (sx - ix) / 2) if translate is None else (float(v) for v in
-                                                                         translate[-2:])
+    if translate is None:
+        translate = [(float(v) - i) / 2 for v, i in zip(scale[-2:], (iy, ix), strict=True)]
+    geometry = TileGeometry.from_layer(labels.shape, scale, translate, (iy, ix),
+                                       image_shape0=None if image_shape0 is None
+                                       else (int(image_shape0[0]), int(image_shape0[1])))
     rows, cols = np.nonzero(labels)
-    y0 = (ty + (rows - 0.5) * sy) / iy + 0.5
-    x0 = (tx + (cols - 0.5) * sx) / ix + 0.5
-    boxes = np.stack([x0, y0, x0 + sx / ix, y0 + sy / iy], axis=1)
-    if image_shape0 is not None:  # edge tiles reach past the image: clip them to it
-        boxes[:, 2] = np.minimum(boxes[:, 2], image_shape0[1])
-        boxes[:, 3] = np.minimum(boxes[:, 3], image_shape0[0])
+    boxes = geometry.boxes0(rows, cols)
     boxes = _coordinates(boxes)
     values = labels[rows, cols].tolist()
     unknown = sorted(set(values) - set(LABEL_NAMES))

@@ -1,0 +1,58 @@
+"""Guard rails: import contracts (import-linter) and declared dependencies = imported ones."""
+
+from __future__ import annotations
+
+import ast
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src" / "napari_her2"
+#: distribution name -> top-level import name, where they differ
+IMPORT_NAMES = {"scikit-image": "skimage", "scikit-learn": "sklearn", "pydicom": "pydicom"}
+#: imported only where napari runs the plugin (the Qt extra brings it), never by the core
+GUI_ONLY = {"napari"}
+
+
+def _lint_imports() -> str | None:
+    exe = Path(sys.executable).with_name("lint-imports")
+    return str(exe) if exe.exists() else shutil.which("lint-imports")
+
+
+@pytest.mark.skipif(_lint_imports() is None, reason="import-linter is not installed")
+def test_import_contracts_hold():
+    out = subprocess.run([_lint_imports(), "--no-cache"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert re.search(r"Contracts: \d+ kept, 0 broken", out.stdout)
+
+
+def _imported_top_level() -> set[str]:
+    names: set[str] = set()
+    for path in SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return {n for n in names if n not in sys.stdlib_module_names and n != "napari_her2"}
+
+
+def _declared(requirements: list[str]) -> set[str]:
+    dists = {re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0].strip() for r in requirements}
+    return {IMPORT_NAMES.get(d, d.replace("-", "_")) for d in dists}
+
+
+def test_declared_dependencies_are_exactly_the_imported_ones():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = _declared(project["dependencies"])
+    optional = _declared(project["optional-dependencies"]["dicom"])
+    imported = _imported_top_level()
+    assert imported - declared - optional - GUI_ONLY == set(), "imported but not declared"
+    assert declared - imported == set(), "declared but never imported"
