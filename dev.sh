@@ -3,7 +3,7 @@
 # (Debian packages for a virtual display, a .venv with the package and its test tools).
 #   bash dev.sh demo     score the built-in sample slide with the default dab-membrane scorer
 #                        (opens napari with the widget when a display is available)
-#   bash dev.sh test     run the test suite (the same command CI runs)
+#   bash dev.sh test     run the test suites of the plugin and of training/ (what CI runs)
 #   bash dev.sh setup    only install
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -31,12 +31,13 @@ venv_setup() {
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
   local stamp="$VENV/.napari-her2-installed"
   local want
-  want=$(cat pyproject.toml | sha256sum | cut -c1-16)
+  want=$(cat pyproject.toml training/pyproject.toml | sha256sum | cut -c1-16)
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
   "$VENV/bin/python" -m pip install -q --upgrade pip
   # the CPU build of torch first, pinned, so nothing pulls a multi-GB CUDA build
   "$VENV/bin/python" -m pip install -q "torch==2.13.0"
   "$VENV/bin/python" -m pip install -q -e ".[testing,dicom]"
+  "$VENV/bin/python" -m pip install -q -e "training/[testing]"
   echo "$want" > "$stamp"
 }
 
@@ -50,6 +51,9 @@ shift || true
 case "$cmd" in
   setup) setup ;;
   demo)  setup; exec "$VENV/bin/napari-her2" demo "$@" ;;
-  test)  setup; exec "$VENV/bin/python" -m pytest "$@" ;;
+  test)  setup
+         # two sessions: each suite has its own conftest and data helpers
+         "$VENV/bin/python" -m pytest "$@"
+         exec "$VENV/bin/python" -m pytest training/tests "$@" ;;
   *) echo "usage: bash dev.sh [demo|test|setup] [args...]" >&2; exit 2 ;;
 esac
