@@ -25,6 +25,11 @@ def test_wheel_contains_the_manifest_and_entry_point(tmp_path):
         manifest = zf.read("napari_her2/napari.yaml").decode()
         entry = next(n for n in zf.namelist() if n.endswith("entry_points.txt"))
         entry_points = zf.read(entry).decode()
+        shipped = {n.rsplit("/", 1)[-1] for n in zf.namelist()
+                   if n.startswith("napari_her2/models/checkpoints/")}
+        assert "napari_her2/py.typed" in zf.namelist()
+    assert {"her2-resnet-tma.safetensors", "abmil-tma.safetensors",
+            "whspn-mlp-tma.safetensors"} <= shipped
     assert manifest == (ROOT / "napari.yaml").read_text()
     assert "napari-her2 = napari_her2:napari.yaml" in entry_points
     assert "napari-her2 = napari_her2.cli:main" in entry_points
