@@ -1,8 +1,8 @@
 """Plain-image backend: PNG and JPEG patches, fields and TMA cores as slides.
 
 The image is decoded once when opened (after its header says how large it is, so that an
-absurd size is refused before any pixel is decoded) and served through the same lazy
-pyramid as single-level TIFFs. Resolution comes from the PNG ``pHYs`` chunk or the JPEG JFIF
+absurd size is refused before any pixel is decoded); its 2x reductions are computed at the
+same time, since the pixels are in memory anyway. Resolution comes from the PNG ``pHYs`` chunk or the JPEG JFIF
 density when they hold a microscope-scale value; 72/96 dpi screen defaults are ignored, so
 most plain images need ``mpp`` from the user.
 """
@@ -12,11 +12,11 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-import dask.array as da
 import numpy as np
 
 from ..errors import SlideReadError
-from ._model import Mpp, Slide, plausible_mpp
+from ._chunks import ChunkedLevel
+from ._model import MIN_PYRAMID_SIDE, Mpp, Slide, halve, plausible_mpp, to_dask
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -35,17 +35,43 @@ def open_image(p: Path) -> Slide:
         raise SlideReadError(p, f"the image is too large to open as a plain image ({w}x{h} px, "
                              f"limit {MAX_PIXELS} px): convert it to a tiled pyramidal TIFF")
     rgb = _decode(p, data, is_png)
+    levels = _pyramid(rgb)
+    readers = [_in_memory_level(a, f"L{i}") for i, a in enumerate(levels)]
     return Slide(
         path=p,
-        levels=[da.from_array(rgb, chunks=(_BLOCK, _BLOCK, 3), name=f"napari-her2-{p.name}")],
-        downsamples=[(1.0, 1.0)],
+        levels=[to_dask(r, p) for r in readers],
+        downsamples=[(h / a.shape[0], w / a.shape[1]) for a in levels],
         mpp=mpp,
         mpp_source="none" if mpp is None else ("png.pHYs" if is_png else "jpeg.JFIF"),
         magnification=None,
         vendor="png" if is_png else "jpeg",
         tile_size=(min(_BLOCK, h), min(_BLOCK, w)),
         compression="png" if is_png else "jpeg",
+        readers=readers,
     )
+
+
+def _pyramid(rgb: np.ndarray) -> list[np.ndarray]:
+    """The image and its 2x reductions, computed at once: the pixels are in memory already,
+    and a region of a reduced level then costs what the region costs (about a third more
+    memory than the image)."""
+    levels = [rgb]
+    if max(rgb.shape[:2]) <= MIN_PYRAMID_SIDE:
+        return levels
+    while max(levels[-1].shape[:2]) > MIN_PYRAMID_SIDE // 2:
+        prev = levels[-1]
+        levels.append(halve(prev[: prev.shape[0] // 2 * 2, : prev.shape[1] // 2 * 2]))
+    return levels
+
+
+def _in_memory_level(arr: np.ndarray, key: str) -> ChunkedLevel:
+    """A decoded image served as chunks (views, no decode): region reads cost what they cover."""
+
+    def chunk(iy: int, ix: int) -> np.ndarray:
+        return arr[iy * _BLOCK : (iy + 1) * _BLOCK, ix * _BLOCK : (ix + 1) * _BLOCK]
+
+    return ChunkedLevel(key=key, shape=(int(arr.shape[0]), int(arr.shape[1])),
+                        chunk=(_BLOCK, _BLOCK), decode=chunk, cache=None)
 
 
 def _read(p: Path) -> bytes:
