@@ -117,7 +117,7 @@ def _enum(kind: type[enum.Enum], value: Any, name: str) -> Any:
     try:
         return kind(value.value if isinstance(value, enum.Enum) else value)
     except ValueError:
-        allowed = ", ".join(m.value for m in kind)  # type: ignore[attr-defined]
+        allowed = ", ".join(m.value for m in kind)
         raise ParamError(f"{name} must be one of {allowed}, got {value!r}") from None
 
 

@@ -34,9 +34,17 @@ class TilePredictor(Protocol):
     name: str
     classes: tuple[str, ...]
     input_size: int
-    target_mpp: float | None
     feature_names: tuple[str, ...]
-    sha256: str
+
+    @property
+    def target_mpp(self) -> float | None:
+        """µm/px the tiles must be read at; None when the model card does not say."""
+        ...
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the weights (of the parameters for a scorer without weights)."""
+        ...
 
     def predict(self, tiles: np.ndarray) -> Prediction:
         """Score a batch of tiles, uint8 array (N, H, W, 3) at the predictor's resolution."""

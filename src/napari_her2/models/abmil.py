@@ -13,7 +13,7 @@ returns :class:`MILOutput` with the logits and the attention weights explicitly.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -28,6 +28,19 @@ class MILOutput(NamedTuple):
 
     logits: torch.Tensor
     attention: torch.Tensor
+
+
+@runtime_checkable
+class TileBackbone(Protocol):
+    """What ABMIL needs of a tile model built by ``get_model``: pooled features, their
+    size, and the constructor arguments it was built with."""
+
+    num_features: int
+    arch_args: dict[str, Any]
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) tiles -> (N, num_features) pooled features."""
+        ...
 
 
 class GatedAttention(nn.Module):
@@ -52,6 +65,8 @@ class GatedAttention(nn.Module):
 
 class ABMIL(nn.Module):
     """Bag of tiles (or of tile features) -> gated attention pooling -> bag class logits."""
+
+    backbone: TileBackbone | None
 
     def __init__(
         self,
@@ -79,7 +94,7 @@ class ABMIL(nn.Module):
         self.head = nn.Linear(embed_dim, self.num_classes)
 
     @staticmethod
-    def _build_backbone(name: str | None, args: dict[str, Any] | None) -> nn.Module | None:
+    def _build_backbone(name: str | None, args: dict[str, Any] | None) -> TileBackbone | None:
         if name is None:
             if args:
                 raise ValueError("backbone_args given without a backbone")
@@ -87,7 +102,7 @@ class ABMIL(nn.Module):
         if model_spec(name).kind != "tile":
             raise ValueError(f"abmil backbone must be a tile model, {name!r} is not")
         net = get_model(name, **(args or {}))
-        if not hasattr(net, "forward_features") or not hasattr(net, "num_features"):
+        if not isinstance(net, TileBackbone):
             raise ValueError(f"backbone {name!r} exposes no forward_features/num_features")
         return net
 

@@ -31,8 +31,7 @@ def _model_input(
 ) -> tuple[torch.Tensor, tuple[int, int]]:
     """(model input (1, C, H', W') on the model's device, the tile's own (H, W))."""
     device = next(model.parameters()).device
-    is_image = isinstance(tile, np.ndarray) or tile.dtype == torch.uint8
-    if is_image:
+    if isinstance(tile, np.ndarray) or tile.dtype == torch.uint8:
         arr = tile.detach().cpu().numpy() if isinstance(tile, torch.Tensor) else np.asarray(tile)
         if arr.ndim != 3:
             raise ValueError(f"Grad-CAM takes one (H, W, 3) uint8 tile, got shape {arr.shape}")

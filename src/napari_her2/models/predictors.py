@@ -96,7 +96,8 @@ class TorchTilePredictor:
         self._channels_last = is_cnn(model)
         model = model.eval().to(self.device)
         if self._channels_last:
-            model = model.to(memory_format=torch.channels_last)
+            # Module.to accepts memory_format (see its docstring); torch's overloads omit it
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.model = model
         self.card = card
         self.name = card.name

@@ -157,10 +157,16 @@ def get_model(name: str, **kwargs: Any) -> nn.Module:
     args = spec.resolve_args(kwargs)
     model = spec.builder(**args)
     resolve = getattr(model, "resolve_arch_args", None)
+    record_arch(model, name, resolve(args) if callable(resolve) else args)
+    return model
+
+
+def record_arch(model: nn.Module, name: str, args: dict[str, Any]) -> None:
+    """Record the architecture name and constructor arguments that :func:`arch_info` reads
+    back (and a checkpoint stores) on ``model``."""
     # nn.Module types its attributes as tensors or modules; these are plain values
     model.arch_name = name  # type: ignore[assignment]
-    model.arch_args = resolve(args) if callable(resolve) else args  # type: ignore[assignment]
-    return model
+    model.arch_args = args  # type: ignore[assignment]
 
 
 def arch_info(model: nn.Module) -> tuple[str, dict[str, Any]]:

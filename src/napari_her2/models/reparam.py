@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .registry import record_arch
+
 logger = logging.getLogger(__name__)
 
 
@@ -24,12 +26,20 @@ def fuse_bn(
     kernel: torch.Tensor, bn: nn.BatchNorm2d, conv_bias: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Equations 4-5: fold a BN layer (in eval form) into the preceding conv's kernel and bias."""
-    std = torch.sqrt(bn.running_var + bn.eps)
+    mean, var = _running_stats(bn)
+    std = torch.sqrt(var + bn.eps)
     scale = bn.weight / std
-    bias_in = conv_bias if conv_bias is not None else torch.zeros_like(bn.running_mean)
+    bias_in = conv_bias if conv_bias is not None else torch.zeros_like(mean)
     fused_kernel = kernel * scale.reshape(-1, 1, 1, 1)
-    fused_bias = (bias_in - bn.running_mean) * scale + bn.bias
+    fused_bias = (bias_in - mean) * scale + bn.bias
     return fused_kernel, fused_bias
+
+
+def _running_stats(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(running mean, running variance) of a BN layer; ValueError when it keeps none."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("cannot fuse a batch norm layer that keeps no running statistics")
+    return bn.running_mean, bn.running_var
 
 
 def pad_to_kernel(kernel: torch.Tensor, size: int) -> torch.Tensor:
@@ -93,8 +103,8 @@ def reparameterize_model(model: nn.Module) -> nn.Module:
         if callable(fuse) and not getattr(module, "deploy", False):
             fuse()
             n += 1
-    args = getattr(deployed, "arch_args", None)
-    if isinstance(args, dict):
-        deployed.arch_args = _mark_deploy(args)
+    name, args = getattr(deployed, "arch_name", None), getattr(deployed, "arch_args", None)
+    if isinstance(name, str) and isinstance(args, dict):
+        record_arch(deployed, name, _mark_deploy(args))
     logger.debug("re-parameterized %d blocks of %s", n, type(model).__name__)
     return deployed

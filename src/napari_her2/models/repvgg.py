@@ -123,7 +123,7 @@ class RepVGGBlock(nn.Module):
     def fused_kernel_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Kernel and bias of the single 3x3 conv equal to the three branches (eq. 3-6)."""
         if self.deploy:
-            return self.fused.weight.detach().clone(), self.fused.bias.detach().clone()
+            return self.fused.weight.detach().clone(), _bias(self.fused).detach().clone()
         k3, b3 = fuse_bn(self.dense.conv.weight, self.dense.bn)
         k1, b1 = fuse_bn(pad_to_kernel(self.pointwise.conv.weight, 3), self.pointwise.bn)
         kernel, bias = k3 + k1, b3 + b1
@@ -141,10 +141,17 @@ class RepVGGBlock(nn.Module):
         fused = nn.Conv2d(self.in_ch, self.out_ch, 3, self.stride, 1, bias=True)
         fused = fused.to(device=kernel.device, dtype=kernel.dtype)
         fused.weight.copy_(kernel)
-        fused.bias.copy_(bias)
+        _bias(fused).copy_(bias)
         del self.dense, self.pointwise, self.identity
         self.fused = fused
         self.deploy = True
+
+
+def _bias(conv: nn.Conv2d) -> torch.Tensor:
+    """The bias of a conv built with ``bias=True`` (ValueError for one without)."""
+    if conv.bias is None:
+        raise ValueError("the fused conv of a RepVGG block has no bias")
+    return conv.bias
 
 
 class RepVGG(nn.Module):
@@ -189,7 +196,7 @@ class RepVGG(nn.Module):
 
     def gradcam_layer(self) -> nn.Module:
         """The last block: its output is the last convolutional feature map."""
-        return self.stages[-1][-1]
+        return list(self.stages[-1].children())[-1]
 
 
 @register_model("repvgg-gct", source=SEED_001)

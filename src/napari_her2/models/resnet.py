@@ -38,6 +38,9 @@ class BasicBlock(nn.Module):
 class ResNet(nn.Module):
     """ResNet with basic blocks; ``depths=(2, 2, 2, 2)`` is ResNet-18."""
 
+    #: tile side (pixels) the model is meant for, set by :func:`resnet18`
+    input_size: int
+
     def __init__(
         self,
         num_classes: int = 4,

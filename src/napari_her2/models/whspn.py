@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .layers import as_int_tuple
-from .registry import register_model
+from .registry import record_arch, register_model
 
 SEED_001_WHSPN = "seed 001 (Han et al. 2022), section 3.2"
 
@@ -55,6 +55,12 @@ class WHSPNSVM(nn.Module):
     ``forward(x)`` returns (N, num_classes) vote counts; classes that were absent from the
     training data get -1 so they never win. ``argmax`` equals scikit-learn's prediction.
     """
+
+    support_vectors: torch.Tensor
+    dual_coef: torch.Tensor
+    intercept: torch.Tensor
+    n_support: torch.Tensor
+    class_labels: torch.Tensor
 
     def __init__(
         self,
@@ -172,8 +178,7 @@ def fit_whspn_svm(
     svc = SVC(kernel="poly", gamma=gamma, C=C, degree=degree, coef0=coef0)
     svc.fit(np.asarray(fractions, dtype=np.float64), np.asarray(labels, dtype=np.int64))
     model = WHSPNSVM.from_sklearn(svc, num_classes)
-    model.arch_name = "whspn-svm"
-    model.arch_args = {
+    args = {
         "num_classes": int(num_classes),
         "in_features": int(model.support_vectors.shape[1]),
         "n_support_vectors": int(model.support_vectors.shape[0]),
@@ -183,6 +188,7 @@ def fit_whspn_svm(
         "coef0": model.coef0,
         "C": model.C,
     }
+    record_arch(model, "whspn-svm", args)
     return model
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,25 +35,34 @@ def write_pyramid_tiff(
         prev = levels[-1]
         levels.append(halve(prev[: prev.shape[0] // 2 * 2, : prev.shape[1] // 2 * 2]))
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    opts = {"tile": (tile, tile), "compression": compression, "photometric": "rgb"}
-    if compression == "jpeg":
-        opts["compressionargs"] = {"level": 90}
+    compressionargs = {"level": 90} if compression == "jpeg" else None
     try:
         with tifffile.TiffWriter(tmp, bigtiff=image.nbytes > 2**31, ome=ome) as tw:
             for i, lvl in enumerate(levels):
-                res = _resolution(mpp, 2**i)
-                if ome:
-                    kw = {"subifds": len(levels) - 1, "metadata": _ome_md(mpp)} if i == 0 else {
-                        "subfiletype": 1}
-                    tw.write(lvl, resolution=res, resolutionunit="CENTIMETER", **opts, **kw)
-                else:
-                    tw.write(lvl, resolution=res, resolutionunit="CENTIMETER",
-                             subfiletype=0 if i == 0 else 1, metadata=None, **opts)
+                subifds, metadata, subfiletype = _page_layout(i, len(levels), mpp, ome)
+                tw.write(lvl, tile=(tile, tile), compression=compression,
+                         compressionargs=compressionargs, photometric="rgb",
+                         resolution=_resolution(mpp, 2**i), resolutionunit="CENTIMETER",
+                         subifds=subifds, metadata=metadata, subfiletype=subfiletype)
         os.replace(tmp, out)
     finally:
         if tmp.exists():
             tmp.unlink()
     return out
+
+
+def _page_layout(
+    level: int, n_levels: int, mpp: float | None, ome: bool
+) -> tuple[int | None, dict[str, Any] | None, int | None]:
+    """(subifds, metadata, subfiletype) of the page of one pyramid level.
+
+    OME: the full-resolution page carries the OME metadata and the other levels as its
+    SubIFDs, each a reduced-resolution image (subfiletype 1). Generic: one page per level,
+    no metadata description; every level after the first is a reduced-resolution image.
+    """
+    if ome:
+        return (n_levels - 1, _ome_md(mpp), None) if level == 0 else (None, {}, 1)
+    return None, None, 0 if level == 0 else 1
 
 
 def _resolution(mpp: float | None, factor: int) -> tuple[float, float] | None:
@@ -62,8 +72,8 @@ def _resolution(mpp: float | None, factor: int) -> tuple[float, float] | None:
     return (per_cm, per_cm)
 
 
-def _ome_md(mpp: float | None) -> dict:
-    md: dict = {"axes": "YXS"}
+def _ome_md(mpp: float | None) -> dict[str, Any]:
+    md: dict[str, Any] = {"axes": "YXS"}
     if mpp is not None:
         md.update(PhysicalSizeX=mpp, PhysicalSizeXUnit="µm", PhysicalSizeY=mpp,
                   PhysicalSizeYUnit="µm")
