@@ -128,7 +128,7 @@ def test_hand_edit_updates_the_panel(qtbot, viewer_widget):
     data[rows, cols] = 4  # a pathologist marks every tumour tile 3+
     tiles.data = data
     tiles.events.paint(value=[])
-    assert widget.panel.score_label.text() == "3+"
+    qtbot.waitUntil(lambda: widget.panel.score_label.text() == "3+", timeout=5000)
     assert widget.panel.category_label.text() == "positive"
 
 
@@ -189,6 +189,7 @@ def test_score_with_a_checkpoint_and_explain_a_tile(qtbot, viewer_widget, tmp_pa
     cam = viewer.layers["ihc-small Grad-CAM"]
     size = report.grid.tile_size  # the map comes back at the tile's own size
     assert cam.data.shape == (size, size)
+    assert cam.colorbar.visible  # a colour bar says what the colours mean
     assert 0.0 <= cam.data.min() and cam.data.max() <= 1.0
     # the map covers exactly tile (r, c): its corners map to the tile's level-0 corners
     image = viewer.layers["ihc-small"]
@@ -216,3 +217,142 @@ def test_removing_the_image_layer_mid_run_cancels(qtbot, viewer_widget, monkeypa
     assert widget.status.text().startswith("Cancelled")
     assert widget.panel.score_label.text() == "not scored"  # no partial call left
     assert not [t for t in threading.enumerate() if t.name.startswith("napari-her2-read")]
+
+
+# --------------------------------------------------------------------------- review (issue 12)
+
+
+def test_review_queue_navigates_edits_saves_and_reports(qtbot, viewer_widget, tmp_path,
+                                                          monkeypatch):
+    from napari_her2._qt import review as review_qt
+    from napari_her2.export import read_review
+
+    viewer, widget = viewer_widget
+    _score(qtbot, widget)
+    _wait_done(qtbot, widget)
+    qtbot.waitUntil(lambda: widget.review_list.queue is not None, timeout=WAIT_MS)
+    queue = widget.review_list.queue
+    assert len(queue) > 0
+    widget.review_list.list.setCurrentRow(0)
+    r, c = int(queue.rows[0]), int(queue.cols[0])
+    tiles = viewer.layers["ihc-small HER2 tiles"]
+    np.testing.assert_allclose(viewer.camera.center[-2:], tiles.data_to_world((r, c))[-2:])
+    assert viewer.layers.selection.active is tiles
+    new = 1 if tiles.data[r, c] != 1 else 4
+    key = {1: Qt.Key.Key_0, 4: Qt.Key.Key_3}[new]
+    qtbot.keyClick(widget.review_list.list, key)
+    assert tiles.data[r, c] == new
+    qtbot.waitUntil(lambda: widget.review_log.n_changed == 1, timeout=5000)
+    assert widget.review_list.list.currentRow() == min(1, len(queue) - 1)
+    edited = widget.panel.last
+    assert edited is not None and edited.method == widget.report.call.method
+    widget.reviewer_edit.setText("Dr. R")
+    out = widget.save_review(tmp_path / "s.review.geojson")
+    saved = read_review(out)
+    assert [(t.row, t.col, t.changed) for t in saved] == [(r, c, True)]
+    png, pdf = widget.save_report(tmp_path / "s.report")
+    assert png.stat().st_size > 10_000 and pdf.read_bytes().startswith(b"%PDF")
+    # scoring again offers the saved review beside the slide
+    monkeypatch.setattr(review_qt, "review_path", lambda p: out, raising=False)
+    from napari_her2.export import review as review_export
+    monkeypatch.setattr(review_export, "review_path", lambda p: out)
+    asked = []
+    monkeypatch.setattr(review_qt.QMessageBox, "question",
+                        lambda *a, **k: asked.append(a) or review_qt.QMessageBox.StandardButton.Yes)
+    _score(qtbot, widget)
+    _wait_done(qtbot, widget)
+    qtbot.waitUntil(lambda: bool(asked), timeout=WAIT_MS)
+    assert tiles.data[r, c] == new and widget.review_log.n_changed == 1
+
+
+def test_hand_edit_is_recorded_and_export_keeps_probabilities(qtbot, viewer_widget, tmp_path):
+    viewer, widget = viewer_widget
+    _score(qtbot, widget)
+    _wait_done(qtbot, widget)
+    tiles = viewer.layers["ihc-small HER2 tiles"]
+    rows, cols = np.nonzero(tiles.data)
+    r, c = int(rows[0]), int(cols[0])
+    new = 5 if tiles.data[r, c] != 5 else 1
+    tiles.data_setitem((np.array([r]), np.array([c])), new)
+    qtbot.waitUntil(lambda: widget.review_log.n_changed == 1, timeout=5000)
+    fc = json.loads(widget.export_geojson(tmp_path / "t.geojson").read_text())
+    assert len(fc["features"]) == len(widget.report.results)
+    meas = [f["properties"]["measurements"] for f in fc["features"]]
+    assert all(any(k.startswith("p(") for k in m) for m in meas)
+    assert sum("original label value" in m for m in meas) == 1
+
+
+def test_tile_classes_are_named_on_the_layer(qtbot, viewer_widget):
+    viewer, widget = viewer_widget
+    _score(qtbot, widget)
+    _wait_done(qtbot, widget)
+    tiles = viewer.layers["ihc-small HER2 tiles"]
+    names = dict(zip(tiles.features["index"], tiles.features["class"], strict=True))
+    assert [names[v] for v in (1, 2, 3, 4, 5)] == ["0", "1+", "2+", "3+", "non-tumour"]
+
+
+def test_panel_counts_match_the_progress_bar(qtbot, viewer_widget, monkeypatch):
+    from napari_her2._qt import widget as widget_mod
+
+    viewer, widget = viewer_widget
+    monkeypatch.setattr(widget_mod, "PANEL_INTERVAL_S", -1.0)
+    seen = []
+
+    def check(item):
+        if hasattr(item, "done") and widget.panel.last is not None:
+            seen.append((widget.panel.last.evidence.n_tiles, widget.progress.value()))
+
+    _score(qtbot, widget, small_batches=True, monkeypatch=monkeypatch)
+    widget.worker.yielded.connect(check)
+    _wait_done(qtbot, widget)
+    assert len(seen) > 2 and all(a == b for a, b in seen), seen
+    tiles = viewer.layers["ihc-small HER2 tiles"]
+    assert ((tiles.data > 0) == widget.report.grid.tissue).all()  # every tile painted
+
+
+def test_score_again_resets_the_progress_bar(qtbot, viewer_widget):
+    viewer, widget = viewer_widget
+    _score(qtbot, widget)
+    _wait_done(qtbot, widget)
+    assert widget.progress.value() == widget.progress.maximum() > 1
+    qtbot.mouseClick(widget.score_button, Qt.MouseButton.LeftButton)
+    assert widget.progress.value() < widget.progress.maximum() or widget.progress.maximum() <= 1
+    _wait_done(qtbot, widget)
+
+
+def test_notifications_lead_with_the_reason(qtbot, viewer_widget, monkeypatch):
+    import napari.utils.notifications as notes
+
+    from napari_her2._qt.updates import NOTIFICATION_CHARS, notification_text
+
+    viewer, widget = viewer_widget
+    shown = []
+    monkeypatch.setattr(notes, "show_error", shown.append)
+    widget._fail("/very/long/folder/name/that/napari/would/cut/slide.svs: the file is truncated")
+    assert shown == ["the file is truncated (slide.svs)"]
+    long = notification_text("/a/b.svs: " + "x" * 300)
+    assert len(long) <= NOTIFICATION_CHARS and long.endswith("(b.svs)")
+
+
+def test_export_dialog_opens_in_the_slide_folder(qtbot, viewer_widget, small_slide,
+                                                 monkeypatch):
+    from napari_her2._qt import widget as widget_mod
+
+    viewer, widget = viewer_widget
+    _score(qtbot, widget)
+    _wait_done(qtbot, widget)
+    asked = []
+    monkeypatch.setattr(widget_mod.QFileDialog, "getSaveFileName",
+                        lambda parent, title, default, filt: asked.append(default) or ("", ""))
+    assert widget.export_geojson() is None
+    assert asked and asked[0].startswith(str(small_slide.parent))
+
+
+def test_typing_a_slide_mpp_resets_the_view(qtbot, viewer_widget):
+    viewer, widget = viewer_widget
+    widget.mpp_spin.value = 0.25
+    widget._slide_source(widget.image_layer())
+    image = viewer.layers["ihc-small"]
+    extent = np.asarray(image.extent.world)[:, -2:]
+    centre = np.asarray(viewer.camera.center[-2:])
+    np.testing.assert_allclose(centre, extent.mean(axis=0), rtol=0.05, atol=1.0)

@@ -12,12 +12,19 @@ from typing import Any
 
 import numpy as np
 
-from .classes import label_colormap
+from .classes import LABEL_NAMES, label_colormap
 from .tiling import TileGeometry
 
 TILES_SUFFIX = " HER2 tiles"
 ATTENTION_SUFFIX = " attention"
 META_KEY = "napari_her2"
+
+
+def class_features() -> dict[str, list]:
+    """Labels-layer features naming each label value's class (napari shows them on hover
+    and in the layer controls): 1 "0", 2 "1+", 3 "2+", 4 "3+", 5 "non-tumour", ..."""
+    values = [0, *sorted(LABEL_NAMES)]
+    return {"index": values, "class": ["not scored", *(LABEL_NAMES[v] for v in values[1:])]}
 
 
 def tile_layer_name(image_name: str) -> str:
@@ -63,6 +70,7 @@ def tile_layer_kwargs(
         "opacity": 0.45,
         "colormap": DirectLabelColormap(color_dict=label_colormap()),
         "metadata": meta,
+        "features": class_features(),
     }
     return np.zeros(grid_shape, np.uint8), kwargs
 

@@ -22,9 +22,11 @@ def _replace_image(viewer, image, name: str, data: np.ndarray, placement, **kwar
     scale, translate = placement
     if name in viewer.layers:
         viewer.layers.remove(name)
-    return viewer.add_image(data, name=name, scale=scale, translate=translate, opacity=0.5,
-                            contrast_limits=(0.0, 1.0), units=tuple(image.units[-2:]),
-                            **kwargs)
+    layer = viewer.add_image(data, name=name, scale=scale, translate=translate, opacity=0.5,
+                             contrast_limits=(0.0, 1.0), units=tuple(image.units[-2:]),
+                             **kwargs)
+    layer.colorbar.visible = True  # what the colours mean (0 = lowest, 1 = highest)
+    return layer
 
 
 def show_attention(viewer, image, report: SlideReport):

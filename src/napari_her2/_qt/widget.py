@@ -26,6 +26,9 @@ from ..pipeline import Prepared, SlideReport, make_call
 from ..scoring import call_from_rule, score_labels
 from .controls import ScoringControls
 from .explain import gradcam_job, show_attention, show_gradcam
+from .regions import RegionControls, TmaControls
+from .review import ReviewMixin
+from .updates import batch_of, notification_text, results_upto
 
 if TYPE_CHECKING:
     import napari
@@ -35,7 +38,7 @@ log = logging.getLogger(__name__)
 PANEL_INTERVAL_S = 0.5
 
 
-class Her2ScoringWidget(ScoringControls, QWidget):
+class Her2ScoringWidget(ReviewMixin, ScoringControls, RegionControls, TmaControls, QWidget):
     """Dock widget: choose a slide layer and a model, press Score, watch tiles fill in."""
 
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
@@ -50,10 +53,20 @@ class Her2ScoringWidget(ScoringControls, QWidget):
         self._last_panel = 0.0
         self._running_layer_name = ""
         self._build()
+        self._build_regions()
+        self._build_tma()
+        self._add_review_section()
         self._connect()
         self.refresh_layers()
         self.refresh_models()
         self.refresh_slide_models()
+
+    def _add_review_section(self) -> None:
+        """The review queue and the save buttons, above the form's closing stretch."""
+        layout = self.layout()
+        layout.takeAt(layout.count() - 1)  # the stretch
+        self._build_review(layout)
+        layout.addStretch(1)
 
     def _connect(self) -> None:
         self.score_button.clicked.connect(self.start_scoring)
@@ -75,11 +88,16 @@ class Her2ScoringWidget(ScoringControls, QWidget):
         try:
             source, mpp = self._slide_source(layer)
             params = self.params()
+            region = self.chosen_region(layer)
         except Her2Error as err:
             self._fail(str(err))
             return
+        if self.tma_mode():
+            self.start_tma(layer, source, mpp, params)
+            return
         self._stop_worker()
         self.report, self.prepared = None, None
+        self.reset_review()
         self.panel.clear()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
@@ -89,7 +107,8 @@ class Her2ScoringWidget(ScoringControls, QWidget):
         model = params.model.name
         self._job_done = threading.Event()
         self.worker = create_worker(_scoring_job, source, model, mpp, params, self._cancel,
-                                    self._job_done, _start_thread=False)
+                                    self._job_done, region, _start_thread=False,
+                                    _ignore_errors=True)  # _on_errored reports them
         self.worker.yielded.connect(self._on_yielded)
         self.worker.returned.connect(self._on_returned)
         self.worker.errored.connect(self._on_errored)
@@ -154,6 +173,8 @@ class Her2ScoringWidget(ScoringControls, QWidget):
         self.score_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         self.export_button.setEnabled(not running and self.report is not None)
+        self.save_review_button.setEnabled(not running and self.report is not None)
+        self.save_report_button.setEnabled(not running and self.report is not None)
         self.gradcam_button.setEnabled(
             not running and self.report is not None and hasattr(self.report.predictor, "model")
         )
@@ -165,15 +186,15 @@ class Her2ScoringWidget(ScoringControls, QWidget):
             return
         if self.tiles_layer is None or self.prepared is None:
             return
-        results = item.results
-        sl = slice(item.start, item.stop)
+        batch = batch_of(item)
         data = self.tiles_layer.data
-        data[results.rows[sl], results.cols[sl]] = results.tile_labels()[sl]
+        data[batch.rows, batch.cols] = batch.tile_labels()
         self.tiles_layer.refresh()
         self.progress.setValue(item.done)
         if time.monotonic() - self._last_panel > PANEL_INTERVAL_S or item.done == item.total:
             self._last_panel = time.monotonic()
-            self._show_results_score(results, partial=item.done < item.total)
+            self._show_results_score(results_upto(item.results, item.stop),
+                                     partial=item.done < item.total)
 
     def _tiles_layer_for(self, image) -> Any:
         """The tile layer of ``image``: reused if there, else created (a 1 x 1 placeholder).
@@ -227,6 +248,9 @@ class Her2ScoringWidget(ScoringControls, QWidget):
                "µm/px": f"{prep.grid.target_mpp:g}", "organ": prep.params.call.organ.value}
         if prep.params.call.slide_model:
             ctx["slide call"] = Path(prep.params.call.slide_model).name
+        if prep.region is not None:
+            mpp = prep.slide.require_mpp()
+            ctx["region"] = f"{prep.region.source}: {prep.region.describe((mpp.x, mpp.y))}"
         return ctx
 
     def _show_results_score(self, results, partial: bool) -> None:
@@ -237,9 +261,17 @@ class Her2ScoringWidget(ScoringControls, QWidget):
         self.panel.show_call(call, self._context())
 
     def _on_tiles_edited(self, event: Any = None) -> None:
-        """A pathologist corrected tiles by hand: rescore from the edited labels."""
+        """A pathologist corrected tiles by hand. napari announces a paint before it writes
+        the new values, so the rescoring runs once the event loop is back."""
+        from qtpy.QtCore import QTimer
+
+        QTimer.singleShot(0, self._apply_tile_edits)
+
+    def _apply_tile_edits(self) -> None:
+        """Record the corrected tiles and rescore from the edited labels."""
         if self.tiles_layer is None or self.prepared is None:
             return
+        self._record_edits()
         c = self.prepared.params.call
         call = call_from_rule(score_labels(np.asarray(self.tiles_layer.data),
                                            organ=c.organ.value, specimen=c.specimen.value))
@@ -251,6 +283,7 @@ class Her2ScoringWidget(ScoringControls, QWidget):
             return
         self.report = report
         self.panel.show_call(report.call, self._context())
+        self.start_review()
         if report.call.evidence.attention is not None:
             show_attention(self.viewer, self.viewer.layers[self._running_layer_name], report)
         t = report.timings
@@ -282,15 +315,19 @@ class Her2ScoringWidget(ScoringControls, QWidget):
         self._set_running(False)
 
     def _fail(self, message: str) -> None:
-        self.status.setText(message)
+        """Say what went wrong: the reason first, one short line (the full text in the log)."""
         from napari.utils.notifications import show_error
 
-        show_error(message)
+        short = notification_text(message)
+        log.warning("%s", message)
+        self.status.setText(message)
+        show_error(short)
 
     # ------------------------------------------------------------------ export
     def export_geojson(self, path: str | Path | None = None) -> Path | None:
         """Write the tile overlay as QuPath GeoJSON (asks for a path when none is given)."""
-        from ..export import layer_geojson, write_geojson
+        from ..export import write_geojson
+        from ..export.review import corrected_tiles_geojson
 
         if self.report is None or self.tiles_layer is None:
             self._fail("nothing to export: score a slide first")
@@ -302,8 +339,8 @@ class Her2ScoringWidget(ScoringControls, QWidget):
                                                   "GeoJSON (*.geojson *.json)")
             if not path:
                 return None
-        fc = layer_geojson(np.asarray(self.tiles_layer.data), self.tiles_layer.metadata,
-                           self.report.results)
+        fc = corrected_tiles_geojson(self.report.results, np.asarray(self.tiles_layer.data),
+                                     name=self.report.stem)
         try:
             written = write_geojson(Path(path), fc)
         except Her2Error as err:
@@ -346,13 +383,15 @@ class Her2ScoringWidget(ScoringControls, QWidget):
         self.status.setText(f"Grad-CAM of tile ({row}, {col})")
 
 
-def _scoring_job(path, model, mpp, params, cancel, done: threading.Event):
+def _scoring_job(path, model, mpp, params, cancel, done: threading.Event, region=None):
     """The worker's generator: scoring steps, ending with the report (None if cancelled)."""
     from ..pipeline import iter_score_slide
 
     try:
-        return (yield from iter_score_slide(path, model, mpp=mpp, params=params, cancel=cancel))
+        return (yield from iter_score_slide(path, model, mpp=mpp, params=params, cancel=cancel,
+                                            region=region))
     except ScoringCancelled:
         return None
     finally:
         done.set()
+

@@ -14,6 +14,8 @@ from ._common import EXIT_ERROR, EXIT_OK, add_scoring_options, params_from_args,
 
 def _add_score_outputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--csv", action="store_true", help="also write <stem>.csv, one row per tile")
+    p.add_argument("--report", action="store_true",
+                   help="also write the one-page report <stem>.report.png and .pdf (A4)")
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
@@ -29,6 +31,11 @@ def _cmd_score(args: argparse.Namespace) -> int:
     with report.slide:
         written = write_outputs(args.out, safe_stem(report.stem), report.to_dict(),
                                 report.results, csv=args.csv)
+        if args.report:
+            from ..export.report_page import write_report_page
+
+            page = Path(args.out) / f"{safe_stem(report.stem)}.report"
+            written["report_png"], written["report_pdf"] = write_report_page(report, page)
     sys.stdout.write(
         f"{Path(args.slide).name}: {report.call.headline()}; "
         f"{len(report.results)} tissue tiles in {report.timings.total:.1f} s\n"
@@ -53,7 +60,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 
     rows = score_cohort(paths, args.out, params=params_from_args(args, workers=1),
                         mpp=args.mpp, scheduler=args.scheduler, n_workers=args.workers,
-                        on_result=show, timeout=args.timeout)
+                        on_result=show, timeout=args.timeout, roi_dir=args.roi_dir)
     failed = sum(r["status"] != "ok" for r in rows)
     sys.stdout.write(f"{len(rows) - failed} of {len(rows)} slides scored; "
                      f"summary in {Path(args.out) / 'batch_summary.csv'}\n")
@@ -145,6 +152,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     batch.add_argument("--timeout", type=seconds, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
                        help="time limit per slide; a slide past it is reported as an error "
                        f"(default {DEFAULT_TIMEOUT_S:g})")
+    batch.add_argument("--roi-dir", metavar="DIR", default=None,
+                       help="folder of QuPath GeoJSON regions, <stem>.geojson per slide "
+                       "(default: <stem>.geojson beside a slide is used when there)")
     batch.set_defaults(func=_cmd_batch)
 
     evaluate = sub.add_parser(

@@ -1,0 +1,54 @@
+"""What the widget paints from a worker's update, and how it words a notification (no Qt)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ..results import TileResults
+
+
+def results_slice(results: TileResults, start: int, stop: int) -> TileResults:
+    """Tiles ``start:stop`` of results that a worker may still be extending.
+
+    The worker only ever replaces its arrays by longer ones, so slices taken once are
+    consistent; methods of the live object (which read several arrays) are not.
+    """
+    emb = results.embeddings
+    return replace(results, rows=results.rows[start:stop], cols=results.cols[start:stop],
+                   probs=results.probs[start:stop], features=results.features[start:stop],
+                   readable=results.readable[start:stop],
+                   embeddings=None if emb is None else emb[start:stop])
+
+
+def results_upto(results: TileResults, stop: int) -> TileResults:
+    """The first ``stop`` tiles (what the progress bar counts) as a consistent snapshot."""
+    return results_slice(results, 0, stop)
+
+
+def batch_of(update: Any) -> TileResults:
+    """The tiles of one update: its own immutable batch when it carries one, else a slice."""
+    batch = getattr(update, "batch", None)
+    if batch is not None and hasattr(batch, "tile_labels"):
+        return batch
+    return results_slice(update.results, update.start, update.stop)
+
+
+#: longest notification; napari cuts longer ones
+NOTIFICATION_CHARS = 110
+
+
+def notification_text(message: str) -> str:
+    """One short line that leads with the reason: "<path>: <reason>" becomes
+    "<reason> (<file name>)"; longer than :data:`NOTIFICATION_CHARS` is cut with "…"."""
+    text = " ".join(message.split())
+    head, sep, reason = text.partition(": ")
+    if sep and reason and ("/" in head or "\\" in head or Path(head).suffix):
+        text, name = reason, f" ({Path(head).name or head})"
+    else:
+        name = ""
+    room = max(NOTIFICATION_CHARS - len(name), 20)
+    if len(text) > room:
+        text = text[:room - 1] + "…"
+    return text + name

@@ -1,0 +1,61 @@
+"""The one-page slide report: A4 PNG and PDF with the call, evidence and model card."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_her2._sample_data import ihc_mosaic
+from napari_her2.classes import CLASS_COLORS
+from napari_her2.export.report_page import (
+    NOT_FOR_DIAGNOSIS_LINE,
+    PageOptions,
+    report_lines,
+    write_report_page,
+)
+from napari_her2.pipeline import score_slide
+from napari_her2.slide import write_pyramid_tiff
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    path = tmp_path_factory.mktemp("page") / "page-slide.tif"
+    write_pyramid_tiff(path, ihc_mosaic(rows=2, cols=2, gap=64), 0.5, tile=256)
+    rep = score_slide(path)
+    yield rep
+    rep.slide.close()
+
+
+def test_report_text_has_every_field(report):
+    lines = report_lines(report, PageOptions(n_reviewed=7, n_changed=2, date="2026-11-03"))
+    text = "\n".join(lines)
+    assert lines[0] == report.call.headline()
+    for needle in ("Confidence:", "Called by: asco-cap-breast-2023", "95% interval",
+                   "7 tiles reviewed, 2 changed", "Model: dab-membrane", "sha256",
+                   "Training data:", "Intended use:", "Parameters: tile", "organ breast",
+                   "2026-11-03", "napari-her2 "):
+        assert needle in text, needle
+    assert lines[-1] == NOT_FOR_DIAGNOSIS_LINE  # the rule-based scorer states no clinical use
+
+
+def test_report_files_are_an_a4_page_with_the_overlay(report, tmp_path):
+    png, pdf = write_report_page(report, tmp_path / "slide.report.png")
+    assert png.name == "slide.report.png" and pdf.name == "slide.report.pdf"
+    image = Image.open(png)
+    assert image.size == (1240, 1753) or image.size == (1240, 1754)
+    assert report.call.headline() in image.text["Description"]
+    rgb = np.asarray(image.convert("RGB")).astype(int)
+    top = rgb[int(0.1 * rgb.shape[0]):int(0.38 * rgb.shape[0])]  # the image panels
+    colours = [np.array(CLASS_COLORS[c]) for c in ("0", "1+", "2+", "3+", "non-tumour")]
+    blended = [np.abs(top - (0.55 * c + 0.45 * top)).sum(axis=2) for c in colours]
+    assert min(b.min() for b in blended) < 30  # tile colours are drawn over the thumbnail
+    assert pdf.read_bytes().startswith(b"%PDF")
+    assert report.call.headline().encode("utf-16-be") in pdf.read_bytes() or (
+        b"HER2 IHC slide report" in pdf.read_bytes())
+    assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
+
+
+def test_low_dpi_is_refused():
+    with pytest.raises(ValueError, match="dpi"):
+        PageOptions(dpi=72)
