@@ -79,7 +79,8 @@ def test_manifest_validates_with_npe2():
 
     manifest = npe2.PluginManifest.from_file(MANIFEST)
     assert manifest.name == PLUGIN
-    assert [r.command for r in manifest.contributions.readers] == ["napari-her2.get_reader"]
+    assert [r.command for r in manifest.contributions.readers] == ["napari-her2.get_reader",
+                                                                  "napari-her2.get_region_reader"]
     assert [s.key for s in manifest.contributions.sample_data] == ["ihc-sample"]
 
 

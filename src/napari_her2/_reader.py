@@ -34,6 +34,55 @@ def get_reader(path: str | list[str]) -> Callable | None:
     return read_slide_layers if is_slide_path(path) else None
 
 
+#: QuPath GeoJSON annotations open as a Shapes layer over their slide
+REGION_SUFFIX = ".geojson"
+
+
+def get_region_reader(path: str | list[str]) -> Callable | None:
+    """Return the region reader for one QuPath ``.geojson`` file, else None."""
+    if isinstance(path, list):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    if not isinstance(path, str | os.PathLike) or not str(path).lower().endswith(REGION_SUFFIX):
+        return None
+    return read_region_layers
+
+
+def read_region_layers(path: str | list[str], mpp: float | None = None) -> list[tuple]:
+    """A QuPath GeoJSON region as a Shapes layer in the microns of the slide beside it
+    (``<stem>.*``; else ``mpp`` or $NAPARI_HER2_MPP; else pixels), or [] after notifying."""
+    from .regions import read_geojson_region, region_layer_kwargs
+
+    path = Path(path[0] if isinstance(path, list) else path)
+    try:
+        region = read_geojson_region(path)
+    except Her2Error as err:
+        _notify_error(str(err))
+        return []
+    mpp = mpp or _slide_mpp_beside(path) or _env_mpp()
+    if mpp is None:
+        _notify_warning(f"{path.name}: no slide with a µm/px beside it; the region is drawn "
+                        "in level-0 pixels")
+    data, kwargs = region_layer_kwargs(region, None if mpp is None else (mpp, mpp),
+                                       f"{path.stem} region")
+    return [(data, kwargs, "shapes")]
+
+
+def _slide_mpp_beside(path: Path) -> float | None:
+    """µm/px (x) of the slide ``<stem>.*`` in the region file's folder, when it gives one."""
+    for candidate in sorted(path.parent.glob(f"{path.stem}.*")):
+        if candidate != path and is_slide_path(candidate):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    with open_slide(candidate) as slide:
+                        return None if slide.mpp is None else float(slide.mpp.x)
+            except Her2Error:
+                continue
+    return None
+
+
 def read_slide_layers(path: str | list[str], mpp: float | None = None) -> list[tuple]:
     """Layer data for napari: [(levels, kwargs, "image")], or [] after notifying an error."""
     if isinstance(path, list):

@@ -27,6 +27,7 @@ from .errors import MissingMppError, SlideReadError
 from .inference import ScoringUpdate, Timings, iter_scoring
 from .params import GridParams, ParamError, ScoringParams
 from .predict import TilePredictor
+from .regions import Region, as_region
 from .results import TileResults
 from .scoring import NoCallReason, SlideCall, SlideModel, call_slide, no_call
 from .slide import Slide, open_slide
@@ -51,6 +52,7 @@ class SlideReport:
     timings: Timings
     stain: StainCheck | None = None
     slide_model: SlideModel | None = None
+    region: Region | None = None
 
     @property
     def stem(self) -> str:
@@ -91,6 +93,7 @@ class SlideReport:
                 "read_size": list(self.grid.read_size),
             },
             "tissue_fraction": round(self.tissue.fraction, 4),
+            "region": None if self.region is None else self.region.summary((mpp.x, mpp.y)),
             "stain_check": None if self.stain is None else self.stain.to_dict(),
             "warnings": [self.stain.warning] if self.stain and self.stain.warning else [],
             "timings": self.timings.to_dict(),
@@ -193,12 +196,17 @@ class Prepared:
     grid: TileGrid
     stain: StainCheck | None = None
     slide_model: SlideModel | None = None
+    region: Region | None = None
 
 
 def prepare(slide_or_path: Slide | str | os.PathLike,
             model: str | os.PathLike | TilePredictor | None = None, *,
-            mpp: float | None = None, params: ScoringParams | None = None) -> Prepared:
-    """Open, load, find tissue and lay the grid: everything before the first tile."""
+            mpp: float | None = None, params: ScoringParams | None = None,
+            region: Region | str | os.PathLike | None = None) -> Prepared:
+    """Open, load, find tissue and lay the grid: everything before the first tile.
+
+    ``region`` (a :class:`~napari_her2.regions.Region` or a QuPath GeoJSON path): only tiles
+    whose centre lies in it are scored, and the stain adaptation and check look at it only."""
     params = params or ScoringParams()
     slide = as_slide(slide_or_path, mpp)
     slide.require_mpp()
@@ -209,10 +217,15 @@ def prepare(slide_or_path: Slide | str | os.PathLike,
     tissue = detect_tissue(slide, params.tissue)
     grid = make_grid(slide, tissue, tile_size=tile_size, target_mpp=target_mpp,
                      min_tissue=params.grid.min_tissue)
+    region = as_region(region)
+    if region is not None:
+        region.check_on_slide(slide.dimensions)
+        grid = region.restrict(grid)
+    seen = tissue if region is None else region.crop_tissue(tissue)
     log.info("%s: %d tissue tiles of %d", slide.name, grid.n_tissue, grid.shape[0] * grid.shape[1])
-    stain = stain_of(slide, tissue)
-    predictor = adapt_to_slide(predictor, params, tissue)
-    return Prepared(slide, predictor, params, tissue, grid, stain, slide_model)
+    stain = stain_of(slide, seen)
+    predictor = adapt_to_slide(predictor, params, seen)
+    return Prepared(slide, predictor, params, tissue, grid, stain, slide_model, region)
 
 
 def iter_score_slide(
@@ -222,12 +235,13 @@ def iter_score_slide(
     mpp: float | None = None,
     params: ScoringParams | None = None,
     cancel: threading.Event | None = None,
+    region: Region | str | os.PathLike | None = None,
 ) -> Generator[Prepared | ScoringUpdate, None, SlideReport]:
     """Score a slide step by step: yields :class:`Prepared`, then one ScoringUpdate per
     batch; returns the :class:`SlideReport`. Everything slow happens inside the generator,
     so a GUI can run it whole in a worker thread."""
     t0 = time.perf_counter()
-    prep = prepare(slide_or_path, model, mpp=mpp, params=params)
+    prep = prepare(slide_or_path, model, mpp=mpp, params=params, region=region)
     yield prep
     m = prep.params.model
     updates = iter_scoring(prep.slide, prep.predictor, prep.grid, batch_size=m.batch_size,
@@ -249,7 +263,7 @@ def finish(prep: Prepared, results: TileResults, t0: float,
     timings.total = time.perf_counter() - t0
     call = make_call(results, prep.params, prep.grid, prep.stain, prep.slide_model)
     return SlideReport(prep.slide, prep.predictor, prep.params, prep.tissue, prep.grid, results,
-                       call, timings, prep.stain, prep.slide_model)
+                       call, timings, prep.stain, prep.slide_model, prep.region)
 
 
 def score_slide(
@@ -260,6 +274,7 @@ def score_slide(
     params: ScoringParams | None = None,
     progress: Callable[[ScoringUpdate], None] | None = None,
     cancel: threading.Event | None = None,
+    region: Region | str | os.PathLike | None = None,
     **overrides: Any,
 ) -> SlideReport:
     """Score a slide and return its :class:`SlideReport`.
@@ -267,9 +282,11 @@ def score_slide(
     ``model``: a registry name, checkpoint name or path, or a predictor (default:
     ``params.model.name``, i.e. ``dab-membrane``). ``overrides`` are flat ScoringParams names
     (``tile_size=``, ``target_mpp=``, ``organ=``, ``device=``, ``slide_model=``, ...).
+    ``region``: score only inside it (a Region or a QuPath GeoJSON path).
     """
     params = (params or ScoringParams()).with_overrides(**overrides)
-    steps = iter_score_slide(slide_or_path, model, mpp=mpp, params=params, cancel=cancel)
+    steps = iter_score_slide(slide_or_path, model, mpp=mpp, params=params, cancel=cancel,
+                             region=region)
     while True:
         try:
             step = next(steps)
