@@ -54,18 +54,18 @@ def read_region_layers(path: str | list[str], mpp: float | None = None) -> list[
     (``<stem>.*``; else ``mpp`` or $NAPARI_HER2_MPP; else pixels), or [] after notifying."""
     from .regions import read_geojson_region, region_layer_kwargs
 
-    path = Path(path[0] if isinstance(path, list) else path)
+    region_path = Path(path[0] if isinstance(path, list) else path)
     try:
-        region = read_geojson_region(path)
+        region = read_geojson_region(region_path)
     except Her2Error as err:
         _notify_error(str(err))
         return []
-    mpp = mpp or _slide_mpp_beside(path) or _env_mpp()
+    mpp = mpp or _slide_mpp_beside(region_path) or _env_mpp()
     if mpp is None:
-        _notify_warning(f"{path.name}: no slide with a µm/px beside it; the region is drawn "
-                        "in level-0 pixels")
+        _notify_warning(f"{region_path.name}: no slide with a µm/px beside it; the region is "
+                        "drawn in level-0 pixels")
     data, kwargs = region_layer_kwargs(region, None if mpp is None else (mpp, mpp),
-                                       f"{path.stem} region")
+                                       f"{region_path.stem} region")
     return [(data, kwargs, "shapes")]
 
 

@@ -221,8 +221,8 @@ class ReviewLog:
     reviewer: str = ""
     _by_tile: dict[tuple[int, int], Correction] = field(default_factory=dict, repr=False)
 
-    def record(self, row: int, col: int, original: str, new: str, *, reviewer: str | None = None,
-               time: str | None = None) -> Correction:
+    def record(self, row: int, col: int, original: str | int, new: str | int, *,
+               reviewer: str | None = None, time: str | None = None) -> Correction:
         """Record that tile (row, col) went from ``original`` to ``new`` (class names or
         label values); a tile already reviewed keeps its first original."""
         original, new = _class_name(original), _class_name(new)

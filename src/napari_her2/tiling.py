@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .slide import Slide
+from .slide._model import SLIDE_LIMITS, SlideLimitError
 from .tissue import TissueMask
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,15 @@ class TileGrid:
         return row * self.read_size[0], col * self.read_size[1]
 
 
+def check_grid_cells(slide: Slide, shape: tuple[int, int]) -> None:
+    """SlideLimitError when a grid has more cells than ``SLIDE_LIMITS.max_grid_cells``."""
+    cells = shape[0] * shape[1]
+    if cells > SLIDE_LIMITS.max_grid_cells:
+        raise SlideLimitError(
+            slide.path, f"a tile grid of {shape[1]} x {shape[0]} = {cells:,} tiles exceeds the "
+            f"limit of {SLIDE_LIMITS.max_grid_cells:,}: use larger tiles or a coarser target µm/px")
+
+
 def make_grid(
     slide: Slide,
     tissue: TissueMask,
@@ -164,6 +174,7 @@ def make_grid(
     size0 = (read[0] * ly, read[1] * lx)
     h0, w0 = slide.dimensions
     shape = (math.ceil(h0 / size0[0]), math.ceil(w0 / size0[1]))
+    check_grid_cells(slide, shape)
     fraction = _tile_tissue_fraction(tissue, shape, size0)
     partial = np.zeros(shape, bool)
     if h0 % size0[0] > 1e-6 * size0[0]:
@@ -214,7 +225,7 @@ def _band_sums(arr: np.ndarray, edges: np.ndarray, axis: int) -> np.ndarray:
                  for h, e in zip(hi[ok], ends) if e > h]
         if extra:
             sel = np.flatnonzero(ends > hi[ok])
-            idx = [slice(None)] * arr.ndim
+            idx: list[slice | np.ndarray] = [slice(None)] * arr.ndim
             idx[axis] = sel
             sums[tuple(idx)] -= np.stack(extra, axis=axis)
         idx = [slice(None)] * arr.ndim

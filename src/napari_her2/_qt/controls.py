@@ -1,21 +1,32 @@
 """The scoring widget's controls: magicgui widgets built from the parameter definitions.
 
 Limits, choices and labels come from :mod:`napari_her2.params` (``LIMITS`` and the enums), so
-the form, the CLI and ``--config`` files can never disagree. A mixin of
+the form, the CLI and ``--config`` files can never disagree. A base of
 :class:`~napari_her2._qt.widget.Her2ScoringWidget` (it uses the widget's ``viewer``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, SpinBox
-from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..overlay import META_KEY
 from ..params import LIMITS, Organ, ScoringParams, Specimen
 from .score_panel import ScorePanel
+
+if TYPE_CHECKING:
+    import napari
 
 #: target magnification choices: label -> µm/px (None: the model card's own resolution)
 MAGNIFICATIONS: list[tuple[str, float | None]] = [
@@ -25,7 +36,7 @@ MAGNIFICATIONS: list[tuple[str, float | None]] = [
     ("10x (1 µm/px)", 1.0),
     ("5x (2 µm/px)", 2.0),
 ]
-RULE_CHOICE = ("ASCO/CAP rule over tiles", None)
+RULE_CHOICE: tuple[str, str | None] = ("ASCO/CAP rule over tiles", None)
 
 
 def _spin(name: str, kind: type = SpinBox, label: str | None = None, **kw: Any) -> Any:
@@ -35,8 +46,11 @@ def _spin(name: str, kind: type = SpinBox, label: str | None = None, **kw: Any) 
                 step=lim.step or 1, **kw)
 
 
-class ScoringControls:
+class ScoringControls(QWidget):
     """Input widgets of the HER2 scoring widget and what they mean."""
+
+    # set by the widget this is a base of
+    viewer: napari.Viewer
 
     # ------------------------------------------------------------------ construction
     def _build(self) -> None:
@@ -116,7 +130,7 @@ class ScoringControls:
 
         self.slide_model_combo.choices = [RULE_CHOICE] + [
             (f"{info.name} ({Path(info.path).name})", str(info.path))
-            for info in available_slide_models()]
+            for info in available_slide_models() if info.path is not None]
 
     def _add_choice(self, combo: ComboBox, path: str | Path) -> None:
         path = str(Path(path))

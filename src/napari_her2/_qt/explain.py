@@ -33,7 +33,11 @@ def show_attention(viewer, image, report: SlideReport):
     """The slide model's attention heatmap as ``<image> attention``."""
     from ..heatmap import attention_raster
 
-    raster = attention_raster(report.results, report.call.evidence.attention)
+    attention = report.call.evidence.attention
+    if attention is None:
+        raise Her2Error(f"{report.slide.name}: the slide call {report.call.method!r} gives no "
+                        "attention weights")
+    raster = attention_raster(report.results, attention)
     placement = grid_placement(report.grid.tile_size0, tuple(image.scale[-2:]),
                                tuple(image.translate[-2:]))
     return _replace_image(viewer, image, f"{image.name}{ATTENTION_SUFFIX}", raster, placement,
@@ -53,10 +57,13 @@ def show_gradcam(viewer, image, report: SlideReport, row: int, col: int, heat: n
 def gradcam_job(report: SlideReport, row: int, col: int) -> np.ndarray:
     """Grad-CAM map of one scored tile (runs in a worker thread)."""
     from ..inference import read_tile
-    from ..models import grad_cam
+    from ..models import TorchTilePredictor, grad_cam
 
     tile = read_tile(report.slide, report.grid, row, col)
     if tile is None:
         raise Her2Error(f"{report.slide.name}: tile ({row}, {col}) is unreadable")
     predictor = report.predictor
+    if not isinstance(predictor, TorchTilePredictor):
+        raise Her2Error(f"{report.slide.name}: Grad-CAM needs a CNN checkpoint, not "
+                        f"{predictor.name!r}")
     return grad_cam(predictor.model, tile, card=predictor.card)

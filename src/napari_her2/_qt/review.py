@@ -2,7 +2,7 @@
 
 :class:`ReviewList` shows a :class:`~napari_her2.review.ReviewQueue` (class, probability,
 reason per row). Up / Down move through it; 0, 1, 2, 3 and N set the current tile's class
-(N: non-tumour) and move on. :class:`ReviewMixin` connects it to the scoring widget: choosing
+(N: non-tumour) and move on. :class:`ReviewControls` connects it to the scoring widget: choosing
 a row centres and zooms the viewer on the tile, a class change goes through the tile layer
 (so napari's undo and the hand-edit rescoring see it) and is recorded with the original class,
 the time and the reviewer; "Save review…" writes ``<stem>.review.geojson`` beside the slide.
@@ -11,8 +11,9 @@ the time and the reviewer; "Save review…" writes ``<stem>.review.geojson`` bes
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from qtpy.QtCore import Qt, Signal
@@ -32,6 +33,13 @@ from qtpy.QtWidgets import (
 from ..classes import LABEL_NAMES, LABEL_VALUES, NON_TUMOUR
 from ..errors import Her2Error
 from ..review import ReviewLog, ReviewQueue, rank_tiles
+
+if TYPE_CHECKING:
+    import napari
+    from napari.layers import Labels
+
+    from ..pipeline import SlideReport
+    from .score_panel import ScorePanel
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +82,9 @@ class ReviewList(QWidget):
         self.queue = queue
         with _blocked(self.list):
             self.list.clear()
-            for i in range(len(queue) if queue is not None else 0):
-                item = QListWidgetItem(queue.row_text(i))
-                cell = (int(queue.rows[i]), int(queue.cols[i]))
-                if reviewed is not None and cell in reviewed:
-                    item.setText("✓ " + item.text())
-                self.list.addItem(item)
+            if queue is not None:
+                for i in range(len(queue)):
+                    self.list.addItem(_queue_item(queue, i, reviewed))
         if queue is None:
             self.summary.setText("Score a slide to list the tiles to review.")
         else:
@@ -125,6 +130,15 @@ class ReviewList(QWidget):
             self.tile_chosen.emit(*cell)
 
 
+def _queue_item(queue: ReviewQueue, i: int, reviewed: ReviewLog | None) -> QListWidgetItem:
+    """List entry ``i`` of ``queue``, ticked when its tile is in ``reviewed``."""
+    item = QListWidgetItem(queue.row_text(i))
+    cell = (int(queue.rows[i]), int(queue.cols[i]))
+    if reviewed is not None and cell in reviewed:
+        item.setText("✓ " + item.text())
+    return item
+
+
 class _blocked:
     """Block a Qt object's signals inside a ``with`` block."""
 
@@ -138,8 +152,17 @@ class _blocked:
         self.obj.blockSignals(self.old)
 
 
-class ReviewMixin:
+class ReviewControls(QWidget):
     """Review queue, corrections and saved reviews of :class:`Her2ScoringWidget`."""
+
+    # set or defined by the widget this is a base of
+    viewer: napari.Viewer
+    report: SlideReport | None
+    tiles_layer: Labels | None
+    status: QLabel
+    panel: ScorePanel
+    _fail: Callable[[str], None]
+    _apply_tile_edits: Callable[[], None]
 
     def _build_review(self, layout: QVBoxLayout) -> None:
         self.review_log = ReviewLog()
@@ -174,9 +197,11 @@ class ReviewMixin:
         """Rank the finished report's tiles and show the queue (offers a saved review)."""
         from napari.qt.threading import create_worker
 
-        report = self.report
+        report, tiles = self.report, self.tiles_layer
+        if report is None or tiles is None:  # nothing scored, or its tile layer was closed
+            return
         self.review_log = ReviewLog(reviewer=self.reviewer_edit.text().strip())
-        self._shown_labels = np.array(self.tiles_layer.data, copy=True)
+        self._shown_labels = np.array(tiles.data, copy=True)
         if len(report.results) <= RANK_IN_UI_THREAD:
             self._show_queue(report, rank_tiles(report.results, report.call))
             return
@@ -185,14 +210,14 @@ class ReviewMixin:
         worker.returned.connect(lambda queue: self._show_queue(report, queue))
         worker.start()
 
-    def _show_queue(self, report: Any, queue: ReviewQueue) -> None:
+    def _show_queue(self, report: SlideReport, queue: ReviewQueue) -> None:
         if report is not self.report:  # a newer run started meanwhile
             return
         try:
             self.review_list.set_queue(queue, self.review_log)
         except RuntimeError:  # the widget was closed while the queue was ranked
             return
-        self._offer_saved_review()
+        self._offer_saved_review(report)
 
     def go_to_tile(self, row: int, col: int) -> None:
         """Centre and zoom the viewer on tile (row, col) and select its class on the layer."""
@@ -266,10 +291,10 @@ class ReviewMixin:
         self.status.setText(f"Saved review of {self.review_log.n_reviewed} tiles: {written.name}")
         return written
 
-    def _offer_saved_review(self) -> None:
+    def _offer_saved_review(self, report: SlideReport) -> None:
         from ..export.review import review_path
 
-        path = review_path(self.report.slide.path)
+        path = review_path(report.slide.path)
         if not path.is_file():
             return
         answer = QMessageBox.question(
@@ -282,13 +307,16 @@ class ReviewMixin:
         """Apply a saved review to the tile layer; returns the number of tiles it holds."""
         from ..export.review import read_review, review_log_from
 
+        layer = self.tiles_layer
+        if layer is None:
+            self._fail("no tile layer to load the review into: score a slide first")
+            return 0
         try:
             tiles = read_review(path)
         except Her2Error as err:
             self._fail(str(err))
             return 0
         saved = review_log_from(tiles, reviewer=self._reviewer())
-        layer = self.tiles_layer
         data = np.array(layer.data, copy=True)
         inside = [c for c in saved if c.row < data.shape[0] and c.col < data.shape[1]]
         for c in inside:
@@ -310,8 +338,8 @@ class ReviewMixin:
         """Write the one-page report (PNG and PDF) with the call as corrected so far."""
         from ..export.report_page import PageOptions, write_report_page
 
-        report = self.report
-        if report is None:
+        report, tiles = self.report, self.tiles_layer
+        if report is None or tiles is None:
             self._fail("nothing to report: score a slide first")
             return None
         if path is None:
@@ -323,7 +351,7 @@ class ReviewMixin:
         edited = self.panel.last if self.review_log.n_changed else None
         options = PageOptions(n_reviewed=self.review_log.n_reviewed,
                               n_changed=self.review_log.n_changed,
-                              label_image=np.asarray(self.tiles_layer.data), call=edited)
+                              label_image=np.asarray(tiles.data), call=edited)
         try:
             written = write_report_page(report, path, options)
         except Her2Error as err:

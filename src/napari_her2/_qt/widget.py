@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtWidgets import (
     QFileDialog,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -27,7 +28,7 @@ from ..scoring import call_from_rule, score_labels
 from .controls import ScoringControls
 from .explain import gradcam_job, show_attention, show_gradcam
 from .regions import RegionControls, TmaControls
-from .review import ReviewMixin
+from .review import ReviewControls
 from .updates import batch_of, notification_text, results_upto
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 PANEL_INTERVAL_S = 0.5
 
 
-class Her2ScoringWidget(ReviewMixin, ScoringControls, RegionControls, TmaControls, QWidget):
+class Her2ScoringWidget(ReviewControls, ScoringControls, RegionControls, TmaControls, QWidget):
     """Dock widget: choose a slide layer and a model, press Score, watch tiles fill in."""
 
     def __init__(self, napari_viewer: napari.Viewer, parent: QWidget | None = None) -> None:
@@ -64,6 +65,7 @@ class Her2ScoringWidget(ReviewMixin, ScoringControls, RegionControls, TmaControl
     def _add_review_section(self) -> None:
         """The review queue and the save buttons, above the form's closing stretch."""
         layout = self.layout()
+        assert isinstance(layout, QVBoxLayout)  # made by ScoringControls._build
         layout.takeAt(layout.count() - 1)  # the stretch
         self._build_review(layout)
         layout.addStretch(1)
@@ -257,6 +259,8 @@ class Her2ScoringWidget(ReviewMixin, ScoringControls, RegionControls, TmaControl
         """The guideline rule's call of the tiles scored so far (a slide model, when one is
         chosen, makes the final call once every tile is scored)."""
         prep = self.prepared
+        if prep is None:  # a new run started meanwhile
+            return
         call = make_call(results, prep.params, prep.grid, prep.stain, partial=partial)
         self.panel.show_call(call, self._context())
 
@@ -378,8 +382,11 @@ class Her2ScoringWidget(ReviewMixin, ScoringControls, RegionControls, TmaControl
         return worker
 
     def _show_gradcam(self, row: int, col: int, heat: np.ndarray) -> None:
+        report = self.report
+        if report is None:  # a new run started meanwhile
+            return
         image = self.viewer.layers[self._running_layer_name]
-        show_gradcam(self.viewer, image, self.report, row, col, heat)
+        show_gradcam(self.viewer, image, report, row, col, heat)
         self.status.setText(f"Grad-CAM of tile ({row}, {col})")
 
 

@@ -65,7 +65,7 @@ def tile_id(name: str, row: int, col: int) -> str:
     return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
-def _coordinates(boxes: np.ndarray) -> list[list[float]] | list[list[int]]:
+def _coordinates(boxes: np.ndarray) -> Sequence[Sequence[float]]:
     """Boxes as Python numbers: integers when every coordinate is whole (shorter, faster JSON)."""
     if np.all(np.isfinite(boxes)) and np.array_equal(boxes, np.round(boxes)):
         return boxes.astype(np.int64).tolist()
@@ -99,9 +99,9 @@ def _measurements(results: TileResults) -> list[dict[str, float]]:
     values = np.concatenate([results.probs, results.features], axis=1).astype(np.float64)
     values = np.round(values, MEASUREMENT_DECIMALS)
     finite = np.isfinite(values)
-    all_finite = finite.all(axis=1).tolist()
+    all_finite: list[bool] = np.all(finite, axis=1).tolist()
     rows = values.tolist()
-    out = []
+    out: list[dict[str, float]] = []
     for i, ok in enumerate(results.readable.tolist()):
         if not ok:
             out.append({})
@@ -178,8 +178,7 @@ def labels_to_geojson(label_image: np.ndarray, scale: Sequence[float],
                                        image_shape0=None if image_shape0 is None
                                        else (int(image_shape0[0]), int(image_shape0[1])))
     rows, cols = np.nonzero(labels)
-    boxes = geometry.boxes0(rows, cols)
-    boxes = _coordinates(boxes)
+    boxes = _coordinates(geometry.boxes0(rows, cols))
     values = labels[rows, cols].tolist()
     unknown = sorted(set(values) - set(LABEL_NAMES))
     if unknown:

@@ -167,10 +167,16 @@ def _draw_images(fig: Any, report: Any, opt: PageOptions) -> None:
         ax.set_yticks([])
 
 
+def _unit_rgb(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
+    """A 0-255 RGB colour as matplotlib's 0-1 floats."""
+    r, g, b = rgb
+    return r / 255, g / 255, b / 255
+
+
 def _draw_legend(fig: Any) -> None:
     from matplotlib.patches import Patch
 
-    handles = [Patch(color=np.array(CLASS_COLORS[n]) / 255, label=n)
+    handles = [Patch(color=_unit_rgb(CLASS_COLORS[n]), label=n)
                for n in (*HER2_SCORES, "non-tumour")]
     fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.61), ncol=5,
                fontsize=8, frameon=False)
