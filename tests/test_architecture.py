@@ -56,3 +56,14 @@ def test_declared_dependencies_are_exactly_the_imported_ones():
     imported = _imported_top_level()
     assert imported - declared - optional - GUI_ONLY == set(), "imported but not declared"
     assert declared - imported == set(), "declared but never imported"
+
+
+def _mypy() -> str | None:
+    exe = Path(sys.executable).with_name("mypy")
+    return str(exe) if exe.exists() else shutil.which("mypy")
+
+
+@pytest.mark.skipif(_mypy() is None, reason="mypy is not installed")
+def test_the_package_type_checks():
+    out = subprocess.run([_mypy()], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-4000:]

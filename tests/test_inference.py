@@ -158,3 +158,28 @@ def test_embeddings_are_kept_in_tile_order_with_gaps_for_unreadable_batches():
     assert res.embeddings.shape == (5, 3)
     assert np.isnan(res.embeddings[[0, 1, 4]]).all()
     assert (res.embeddings[2:4] == 1).all()
+
+
+def test_each_update_carries_an_immutable_snapshot_of_its_batch(slide_and_grid):
+    slide, grid = slide_and_grid
+    gen = iter_scoring(slide, MeanBrownPredictor(), grid, batch_size=5)
+    first = next(gen)
+    kept = {k: np.array(getattr(first, k)) for k in ("rows", "cols", "labels", "probs")}
+    assert len(first.rows) == first.stop - first.start == 5
+    for name in ("rows", "cols", "labels", "probs"):
+        arr = getattr(first, name)
+        assert not arr.flags.writeable
+        assert not np.shares_memory(arr, first.results.probs)
+        assert not np.shares_memory(arr, first.results.rows)
+        with pytest.raises(ValueError):
+            arr[...] = 0
+    timings_then = first.timings.to_dict()
+    results = run_scoring(gen)  # the worker goes on extending its results
+    assert len(results) > first.stop
+    for name, arr in kept.items():
+        np.testing.assert_array_equal(getattr(first, name), arr)
+    assert first.timings.to_dict() == timings_then
+    np.testing.assert_array_equal(first.labels, results.tile_labels()[: first.stop])
+    np.testing.assert_array_equal(first.batch.tile_labels(), first.labels)
+    results.probs[: first.stop] = -1  # even writing the live results leaves the update alone
+    np.testing.assert_array_equal(first.probs, kept["probs"])

@@ -1,47 +1,101 @@
 """Score a cohort of slides over a dask.distributed cluster.
 
-Each slide is one task: open, score, write ``<stem>.geojson`` and ``<stem>.json`` into the
-output folder. A slide that fails (unreadable file, missing mpp) is reported and the others
-go on. Without a scheduler address a local cluster of worker processes is started.
+Each slide is one task: open, score, write ``<name>.geojson`` and ``<name>.json`` into the
+output folder, where ``<name>`` is unique per input (:func:`output_stems`). Whatever a slide
+raises, and however long it takes, it becomes one row of ``batch_summary.csv`` (ok, or error
+with a one-line reason) and the others go on; the summary is written even when the cluster
+fails part-way. Without a scheduler address a local cluster of worker processes is started.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
 import io
 import logging
 import os
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from .errors import Her2Error
 from .params import ScoringParams
-from .pipeline import score_slide, write_outputs
 
 log = logging.getLogger(__name__)
 
 SUMMARY_FIELDS = ("slide", "status", "score", "category", "confidence", "n_tissue_tiles",
                   "geojson", "report", "error")
+SUMMARY_NAME = "batch_summary.csv"
+#: default per-slide time limit (seconds): generous, a large slide on a slow CPU takes minutes
+DEFAULT_TIMEOUT_S = 3600.0
+#: loggers of dask.distributed whose INFO lines would bury per-slide errors
+_DASK_LOGGERS = ("distributed", "dask")
 
 
-def score_one(path: str, out_dir: str, params: dict[str, Any],
-              mpp: float | None = None) -> dict[str, Any]:
+def one_line(err: BaseException) -> str:
+    """The first line of an error's message, with the type for errors that are not ours."""
+    text = " ".join(str(err).strip().splitlines()[:1]) if str(err).strip() else ""
+    if isinstance(err, Her2Error):
+        return text or type(err).__name__
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def error_row(path: str, reason: str) -> dict[str, Any]:
+    """A summary row for a slide that produced no result."""
+    return {"slide": path, "status": "error", "error": reason}
+
+
+def score_one(path: str, out_dir: str, params: dict[str, Any], mpp: float | None = None,
+              stem: str | None = None, timeout: float | None = DEFAULT_TIMEOUT_S,
+              roi_dir: str | None = None) -> dict[str, Any]:
     """Score one slide exactly as ``napari-her2 score`` does (``params`` is
-    ``ScoringParams.to_dict()``: every setting travels) and write its outputs; errors become
-    a row, never an exception."""
+    ``ScoringParams.to_dict()``: every setting travels) and write its outputs as ``stem``.
+    Its region is ``<stem>.geojson`` in ``roi_dir``, else beside the slide when there.
+
+    Never raises: any error, and running past ``timeout`` seconds, become an error row (the
+    scoring is then asked to stop at its next batch)."""
+    cancel = threading.Event()
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["row"] = _score_and_write(path, out_dir, params, mpp, stem, cancel, roi_dir)
+        except Exception as err:  # noqa: BLE001 - one slide must never stop the batch
+            log.debug("%s failed", path, exc_info=True)
+            reason = one_line(err)
+            box["row"] = error_row(path, reason if isinstance(err, Her2Error)
+                                   else f"{path}: {reason}")
+
+    thread = threading.Thread(target=work, name="napari-her2-slide", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        cancel.set()
+        return error_row(path, f"{path}: no result within {timeout:g} s "
+                         "(the per-slide time limit, --timeout)")
+    return box["row"]
+
+
+def _score_and_write(path: str, out_dir: str, params: dict[str, Any], mpp: float | None,
+                     stem: str | None, cancel: threading.Event,
+                     roi_dir: str | None = None) -> dict[str, Any]:
     import dask
 
-    try:
-        # inside a dask worker, the slide's own dask arrays compute in local threads (their
-        # graphs read from open files and are not meant to travel to the cluster)
-        with dask.config.set(scheduler="threads"):
-            report = score_slide(path, mpp=mpp, params=ScoringParams.from_dict(params))
-        with report.slide:
-            written = write_outputs(report, out_dir)
-    except Her2Error as err:
-        return {"slide": path, "status": "error", "error": str(err)}
-    data = report.to_dict()
+    from .export import write_outputs
+    from .export.atomic import safe_stem
+    from .pipeline import score_slide
+    from .regions import roi_path_for
+
+    # inside a dask worker, the slide's own dask arrays compute in local threads (their
+    # graphs read from open files and are not meant to travel to the cluster)
+    with dask.config.set(scheduler="threads"):
+        report = score_slide(path, mpp=mpp, params=ScoringParams.from_dict(params), cancel=cancel,
+                             region=roi_path_for(path, roi_dir))
+    with report.slide:
+        data = report.to_dict()
+        written = write_outputs(out_dir, safe_stem(stem or report.stem), data, report.results)
     return {
         "slide": path,
         "status": "ok",
@@ -63,42 +117,100 @@ def score_cohort(
     scheduler: str | None = None,
     n_workers: int | None = None,
     on_result: Callable[[dict[str, Any]], None] | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT_S,
+    roi_dir: str | os.PathLike | None = None,
 ) -> list[dict[str, Any]]:
     """Score every slide on a dask cluster; return one summary row per slide (input order).
+    A slide's region is ``<stem>.geojson`` in ``roi_dir`` (required), else beside it.
 
-    The rows are also written to ``out_dir/batch_summary.csv``.
+    The rows are always written to ``out_dir/batch_summary.csv``, also when the cluster
+    fails part-way (slides without a result then get an error row saying so).
     """
-    from dask.distributed import Client, LocalCluster, as_completed
-
     from .export import ensure_out_dir, write_text
+    from .export.atomic import sweep_stale_temps
 
     out = ensure_out_dir(out_dir)
+    sweep_stale_temps(out)
+    names = [str(p) for p in paths]
+    stems = output_stems(paths)
     pdict = (params or ScoringParams().with_overrides(workers=1)).to_dict()
-    cluster = None
-    if scheduler is None:
-        n = n_workers or min(len(paths), os.cpu_count() or 1)
-        cluster = LocalCluster(n_workers=max(1, n), threads_per_worker=1, processes=True,
-                               dashboard_address=None, scheduler_kwargs={"dashboard": False},
-                               silence_logs=logging.WARNING)
-        client = Client(cluster)
-    else:
-        client = Client(scheduler)
-    rows: dict[str, dict[str, Any]] = {}
+    rows: dict[int, dict[str, Any]] = {}
+    missing = "not scored: the batch stopped before this slide finished"
     try:
-        futures = [client.submit(score_one, str(p), str(out), pdict, mpp, pure=False)
-                   for p in paths]
-        for fut in as_completed(futures):
-            row = fut.result()
-            rows[row["slide"]] = row
-            if on_result is not None:
-                on_result(row)
+        with _quiet_dask(), _client(scheduler, n_workers or min(len(names), os.cpu_count() or 1)) as client:
+            _run(client, names, stems, str(out), pdict, mpp, timeout, rows, on_result,
+                 None if roi_dir is None else str(roi_dir))
+    except Exception as err:  # noqa: BLE001 - a failing cluster still leaves a summary
+        log.error("the dask cluster failed: %s", one_line(err))
+        missing = f"not scored: the dask cluster failed ({one_line(err)})"
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-    ordered = [rows[str(p)] for p in paths]
-    write_text(out / "batch_summary.csv", _csv(ordered))
+        ordered = [rows.get(i) or error_row(name, f"{name}: {missing}")
+                   for i, name in enumerate(names)]
+        write_text(out / SUMMARY_NAME, _csv(ordered))
     return ordered
+
+
+def _run(client, names: list[str], stems: list[str], out: str, pdict: dict[str, Any],
+         mpp: float | None, timeout: float | None, rows: dict[int, dict[str, Any]],
+         on_result: Callable[[dict[str, Any]], None] | None,
+         roi_dir: str | None = None) -> None:
+    """Submit every slide and collect a row per slide as they finish."""
+    from dask.distributed import as_completed
+
+    futures = {client.submit(score_one, name, out, pdict, mpp, stem, timeout, roi_dir,
+                             pure=False): i
+               for i, (name, stem) in enumerate(zip(names, stems))}
+    for fut in as_completed(futures):
+        i = futures[fut]
+        rows[i] = _row_of(fut, names[i])
+        if on_result is not None:
+            on_result(rows[i])
+
+
+def _row_of(fut, name: str) -> dict[str, Any]:
+    """The row a finished future stands for; a task that failed on the cluster (its worker
+    died, it could not be run) becomes an error row."""
+    try:
+        if fut.status == "finished":
+            return fut.result()
+        err = fut.exception()
+    except Exception as exc:  # noqa: BLE001 - cancelled, lost: still one row
+        err = exc
+    return error_row(name, f"{name}: the worker failed ({one_line(err)})")
+
+
+@contextlib.contextmanager
+def _client(scheduler: str | None, n_workers: int) -> Iterator[Any]:
+    """A client of the given scheduler, or of a local cluster of worker processes."""
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        with Client(scheduler) as client:
+            yield client
+        return
+    with LocalCluster(n_workers=max(1, n_workers), threads_per_worker=1, processes=True,
+                      dashboard_address=None, scheduler_kwargs={"dashboard": False},
+                      silence_logs=logging.WARNING) as cluster, Client(cluster) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def _quiet_dask() -> Iterator[None]:
+    """dask's INFO lines only when our own log shows INFO (``-v``): per-slide errors stay
+    visible."""
+    import dask.distributed  # noqa: F401 - its import sets its loggers' levels: before ours
+
+    level = max(logging.WARNING, logging.getLogger().getEffectiveLevel())
+    loggers = [logging.getLogger(name) for name in _DASK_LOGGERS]
+    before = [lg.level for lg in loggers]
+    if logging.getLogger("napari_her2").getEffectiveLevel() > logging.INFO:
+        for lg in loggers:
+            lg.setLevel(level)
+    try:
+        yield
+    finally:
+        for lg, old in zip(loggers, before):
+            lg.setLevel(old)
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:
@@ -108,6 +220,58 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         writer.writerow(row)
     return buf.getvalue()
+
+
+def _base_stem(p: Path) -> str:
+    """``slide.svs`` -> ``slide``; a DICOM folder keeps its name."""
+    return p.stem if p.suffix and not p.is_dir() else p.name
+
+
+def output_stems(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """One output stem per input, unique (also ignoring case) and deterministic.
+
+    Inputs whose stems clash get a short suffix from what tells them apart: the file suffix
+    (``slide-svs``, ``slide-ndpi``), else the parent folder (``slide-a``), else both; what
+    still clashes gets a hash of the path. Long stems are cut (with a hash) to stay valid.
+    """
+    from .export.atomic import safe_stem
+
+    ps = [Path(p) for p in paths]
+    stems = [safe_stem(_base_stem(p)) for p in ps]
+    groups: dict[str, list[int]] = {}
+    for i, s in enumerate(stems):
+        groups.setdefault(s.casefold(), []).append(i)
+    for members in groups.values():
+        if len(members) > 1:
+            for i, tag in zip(members, _tags([ps[i] for i in members])):
+                stems[i] = safe_stem(f"{stems[i]}-{tag}")
+    return _dedupe(stems, ps)
+
+
+def _tags(group: list[Path]) -> list[str]:
+    """The shortest of suffix, parent folder, or both that tells the paths apart."""
+    options = [
+        [p.suffix.lstrip(".").lower() or "dir" for p in group],
+        [p.parent.name or "root" for p in group],
+        [f"{p.parent.name or 'root'}-{p.suffix.lstrip('.').lower() or 'dir'}" for p in group],
+    ]
+    for tags in options:
+        if len({t.casefold() for t in tags}) == len(tags):
+            return tags
+    return options[-1]
+
+
+def _dedupe(stems: list[str], paths: list[Path]) -> list[str]:
+    """Stems that still clash (or clash with a renamed one) get a hash of path and position."""
+    seen: set[str] = set()
+    out = []
+    for i, (s, p) in enumerate(zip(stems, paths)):
+        if s.casefold() in seen:
+            digest = hashlib.sha1(f"{i}:{p}".encode("utf-8", "surrogateescape")).hexdigest()[:6]
+            s = f"{s}-{digest}"
+        seen.add(s.casefold())
+        out.append(s)
+    return out
 
 
 def expand_paths(items: Sequence[str]) -> list[Path]:

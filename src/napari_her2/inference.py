@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -45,9 +45,16 @@ class Timings:
         return {k: round(v, 4) for k, v in self.__dict__.items()}
 
 
-@dataclass
+@dataclass(frozen=True)
 class ScoringUpdate:
-    """One finished batch: its slice of ``results`` and the progress so far."""
+    """One finished batch and the progress so far.
+
+    ``batch`` is an immutable snapshot of this batch's tiles (its own read-only arrays, which
+    the worker never writes again): paint from it, or from ``rows``, ``cols``, ``labels`` and
+    ``probs``. ``results`` is the live object the worker goes on extending (tiles
+    ``start:stop`` are this batch); read it only once the generator is finished.
+    ``timings`` is a copy taken when the batch finished.
+    """
 
     results: TileResults
     start: int
@@ -55,10 +62,58 @@ class ScoringUpdate:
     done: int
     total: int
     timings: Timings = field(default_factory=Timings)
+    batch: TileResults | None = None
+    labels: np.ndarray | None = None
 
     @property
     def fraction(self) -> float:
         return self.done / self.total if self.total else 1.0
+
+    @property
+    def rows(self) -> np.ndarray:
+        return self._batch().rows
+
+    @property
+    def cols(self) -> np.ndarray:
+        return self._batch().cols
+
+    @property
+    def probs(self) -> np.ndarray:
+        return self._batch().probs
+
+    def _batch(self) -> TileResults:
+        if self.batch is None:
+            raise ValueError("this update carries no batch snapshot")
+        return self.batch
+
+
+def _frozen(arr: np.ndarray) -> np.ndarray:
+    """A read-only copy (nothing else holds it, so nobody can change it)."""
+    out = np.array(arr, copy=True)
+    out.flags.writeable = False
+    return out
+
+
+def snapshot_batch(results: TileResults, start: int, stop: int) -> TileResults:
+    """Tiles ``start:stop`` of ``results`` as a TileResults of read-only copies."""
+    emb = results.embeddings
+    return replace(
+        results,
+        rows=_frozen(results.rows[start:stop]),
+        cols=_frozen(results.cols[start:stop]),
+        probs=_frozen(results.probs[start:stop]),
+        features=_frozen(results.features[start:stop]),
+        readable=_frozen(results.readable[start:stop]),
+        embeddings=None if emb is None else _frozen(emb[start:stop]),
+    )
+
+
+def make_update(results: TileResults, start: int, total: int, timings: Timings) -> ScoringUpdate:
+    """The update for the batch ``start:len(results)``, with its snapshot and labels."""
+    stop = len(results)
+    batch = snapshot_batch(results, start, stop)
+    return ScoringUpdate(results, start, stop, stop, total, replace(timings), batch,
+                         _frozen(batch.tile_labels()))
 
 
 @dataclass
@@ -119,7 +174,7 @@ def iter_scoring(
             start = len(results)
             results.extend(batch.rows, batch.cols, probs, feats, batch.readable, emb)
             timings.total = time.perf_counter() - t_start
-            yield ScoringUpdate(results, start, len(results), len(results), total, timings)
+            yield make_update(results, start, total, timings)
     finally:
         batches.close()
     timings.total = time.perf_counter() - t_start

@@ -25,6 +25,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .slide import Slide
+from .slide._model import SLIDE_LIMITS, SlideLimitError
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +83,23 @@ def mask_level(slide: Slide, mask_mpp: float) -> int:
     return slide.best_level_for_downsample(mask_mpp / max(mpp0.x, mpp0.y))
 
 
+def bounded_level(slide: Slide, level: int) -> int:
+    """``level``, or the first coarser one read whole within ``SLIDE_LIMITS.max_mask_pixels``;
+    SlideLimitError when even the coarsest is larger (a huge single-level image)."""
+    limit = SLIDE_LIMITS.max_mask_pixels
+    for i in range(level, slide.level_count):
+        h, w = slide.levels[i].shape[:2]
+        if h * w <= limit:
+            return i
+    h, w = slide.levels[-1].shape[:2]
+    raise SlideLimitError(
+        slide.path, f"no level is small enough for tissue detection (the smallest is {w} x {h} "
+        f"px, the limit {limit:.3g} px): save the image as a pyramidal TIFF")
+
+
 def detect_tissue(slide: Slide, params: TissueParams = TissueParams()) -> TissueMask:
     """Tissue mask of a slide computed on a low-resolution level."""
-    level = mask_level(slide, params.mask_mpp)
+    level = bounded_level(slide, mask_level(slide, params.mask_mpp))
     rgb = np.asarray(slide.levels[level].compute())
     dy, dx = slide.downsamples[level]
     mpp0 = slide.require_mpp()

@@ -33,6 +33,18 @@ def limited(name: str, kind: Callable[[str], Any] = float) -> Callable[[str], An
 slide_mpp = limited("slide_mpp")
 
 
+def seconds(text: str) -> float:
+    """An argparse type for a time limit: a positive number of seconds (else exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"the time limit must be a positive number of "
+                                         f"seconds, got {text}")
+    return value
+
+
 def add_scoring_options(p: argparse.ArgumentParser) -> None:
     """--config and the per-parameter options; unset options keep the config's values."""
     p.add_argument("--config", metavar="FILE",

@@ -47,28 +47,56 @@ class FileHandle:
     ``others`` are objects closed with it (the parsed TIFF, the chunk cache).
     """
 
-    def __init__(self, path, others: tuple = ()) -> None:
+    def __init__(self, path, others: tuple = (), max_read: int = 2**28) -> None:
         self.path = path
         self.fd = os.open(path, os.O_RDONLY)
+        self._size = os.fstat(self.fd).st_size
+        self.max_read = max_read
         self._lock = threading.RLock()
         self._closed = False
         self._finalizer = weakref.finalize(self, _close_all, self.fd, others)
 
     def pread(self, length: int, offset: int) -> bytes:
-        """Bytes at ``offset``; ChunkDecodeError once closed (the descriptor number may by
-        then belong to another file)."""
+        """Bytes at ``offset``; ChunkDecodeError for a span that is negative, empty, past the
+        end of the file or larger than ``max_read`` (a damaged offset or byte-count table),
+        on a failed read, and once closed (the descriptor number may by then belong to
+        another file)."""
+        problem = chunk_span_problem(offset, length, self._size, self.max_read)
+        if problem:
+            raise ChunkDecodeError(problem)
         with self._lock:
             if self._closed:
                 raise ChunkDecodeError(f"{self.path}: the slide is closed")
-            return os.pread(self.fd, length, offset)
+            try:
+                data = os.pread(self.fd, length, offset)
+            except (OSError, OverflowError, ValueError) as err:
+                raise ChunkDecodeError(f"cannot read {length} bytes at byte {offset} "
+                                       f"({err.__class__.__name__})") from err
+        if len(data) != length:
+            raise ChunkDecodeError(f"short read: {len(data)} of {length} bytes at byte {offset}")
+        return data
 
     def size(self) -> int:
-        return os.fstat(self.fd).st_size
+        return self._size
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
             self._finalizer()
+
+
+def chunk_span_problem(offset: int, length: int, file_size: int, max_bytes: int) -> str | None:
+    """Why the stored span of a chunk cannot be right (None when it can)."""
+    if offset < 0 or length < 0:
+        return f"damaged chunk table: offset {offset}, byte count {length}"
+    if length == 0:
+        return f"damaged chunk table: empty chunk at byte {offset}"
+    if offset + length > file_size:
+        return (f"damaged or truncated file: a chunk of {length} bytes at byte {offset} lies "
+                f"past the end ({file_size} bytes)")
+    if length > max_bytes:
+        return f"damaged chunk table: a chunk of {length} bytes (limit {max_bytes})"
+    return None
 
 
 class ChunkCache:
@@ -244,6 +272,7 @@ def dask_chunks(shape: tuple[int, int], chunk: tuple[int, int], target: int = 10
     """
     ch, cw = chunk
     bx = cw * max(1, round(target / cw)) if cw < target else cw
+    bx = min(bx, cw * math.ceil(shape[1] / cw))  # a narrow image gets taller blocks instead
     rows = max(1, round(target * target / (ch * bx)))
     by = ch * rows
     return (min(by, shape[0]), min(bx, shape[1]), 3)

@@ -26,6 +26,65 @@ PLAUSIBLE_MPP = (0.02, 50.0)
 MIN_PYRAMID_SIDE = 2048
 
 
+@dataclass(frozen=True)
+class SlideLimits:
+    """Bounds that keep memory and time proportional to what a slide really holds; a file
+    past one is refused with :class:`SlideLimitError` instead of being decoded.
+
+    The largest real scans are about 200,000 x 100,000 px (2e10 px) with 240-1024 px tiles
+    (NDPI: level-wide strips of 8-16 rows), so the defaults leave a wide margin.
+    """
+
+    #: level-0 pixels of a slide (2**36 = 262,144 px square)
+    max_level_pixels: int = 2**36
+    #: pixels of one decoded chunk (tile, strip, frame): 2**26 = 8192 x 8192 (192 MB RGB)
+    max_chunk_pixels: int = 2**26
+    #: stored (compressed) bytes of one chunk
+    max_chunk_bytes: int = 2**28
+    #: single-level images with more pixels get no lazily built lower levels (2**32 = 65,536
+    #: px square: building one would decode the whole image)
+    max_lazy_base_pixels: int = 2**32
+    #: pixels of the level tissue detection reads whole (2**26 = 8192 x 8192)
+    max_mask_pixels: int = 2**26
+    #: cells of a tile grid (its per-cell arrays stay well under 1 GB)
+    max_grid_cells: int = 2**24
+    #: pixels of a PNG or JPEG, which is decoded whole when opened (2**30: 3 GB of RGB)
+    max_plain_image_pixels: int = 2**30
+    #: pixels of an associated image (label, macro, thumbnail: a few Mpx in real files),
+    #: which viewers read whole; a larger one is skipped with a warning
+    max_associated_pixels: int = 2**24
+
+
+#: the limits in force (see docs/robustness.md)
+SLIDE_LIMITS = SlideLimits()
+
+
+class SlideLimitError(SlideReadError):
+    """A slide (or a tile grid over it) is larger than a :class:`SlideLimits` bound."""
+
+
+def check_level_size(path: Path, shape: tuple[int, int], what: str = "the image",
+                     limit: int | None = None) -> None:
+    """SlideLimitError when ``shape`` (h, w) has more pixels than ``limit`` (default: what a
+    slide can have)."""
+    h, w = int(shape[0]), int(shape[1])
+    limit = SLIDE_LIMITS.max_level_pixels if limit is None else limit
+    if h * w > limit:
+        raise SlideLimitError(
+            path, f"{what} claims {w} x {h} px ({h * w:.3g} px), more than the "
+            f"{limit:.3g} px allowed: the file is damaged or not a slide")
+
+
+def check_chunk_size(path: Path, chunk: tuple[int, int], what: str = "the image") -> None:
+    """SlideLimitError when one chunk would decode to more pixels than the limit."""
+    h, w = int(chunk[0]), int(chunk[1])
+    if h * w > SLIDE_LIMITS.max_chunk_pixels:
+        raise SlideLimitError(
+            path, f"{what} is stored in chunks of {w} x {h} px, more than the "
+            f"{SLIDE_LIMITS.max_chunk_pixels:.3g} px one chunk may decode to; re-save it as a "
+            "tiled pyramidal TIFF")
+
+
 class MissingMppWarning(UserWarning):
     """The slide's metadata gives no usable microns per pixel."""
 
@@ -87,6 +146,10 @@ class Slide:
     _resources: SlideResources | None = field(default=None, repr=False)
     _closed: bool = field(default=False, repr=False)
 
+    def __post_init__(self) -> None:
+        if self.levels:
+            check_level_size(self.path, self.levels[0].shape[:2])
+
     @property
     def name(self) -> str:
         return self.path.name
@@ -146,10 +209,11 @@ class Slide:
         """A copy of this slide with the level-0 microns per pixel set by the user.
 
         The copy shares the open file; closing either one leaves the other readable."""
-        mx, my = (mpp, mpp) if np.isscalar(mpp) else mpp  # type: ignore[misc]
-        check_user_mpp(self.path, float(mx), float(my))
+        pair = (mpp, mpp) if isinstance(mpp, (int, float, np.number)) else tuple(mpp)
+        mx, my = float(pair[0]), float(pair[1])
+        check_user_mpp(self.path, mx, my)
         resources = self._resources.acquire() if self._resources is not None else None
-        return replace(self, mpp=Mpp(float(mx), float(my)), mpp_source="user",
+        return replace(self, mpp=Mpp(mx, my), mpp_source="user",
                        _resources=resources, _closed=False)
 
     def close(self) -> None:
@@ -198,10 +262,14 @@ def to_dask(level: ChunkedLevel, path: Path) -> da.Array:
 
 
 def lazy_pyramid(base: da.Array) -> tuple[list[da.Array], list[tuple[float, float]]]:
-    """Lower levels of a single-level image, each half the previous, built only on demand."""
+    """Lower levels of a single-level image, each half the previous, built only on demand
+    (none above ``SLIDE_LIMITS.max_lazy_base_pixels``: building one decodes the whole image)."""
     levels, downs = [base], [(1.0, 1.0)]
     h0, w0 = base.shape[:2]
-    while max(levels[-1].shape[:2]) > MIN_PYRAMID_SIDE // 2 and max(h0, w0) > MIN_PYRAMID_SIDE:
+    if h0 * w0 > SLIDE_LIMITS.max_lazy_base_pixels:
+        return levels, downs
+    while (max(levels[-1].shape[:2]) > MIN_PYRAMID_SIDE // 2 and max(h0, w0) > MIN_PYRAMID_SIDE
+           and min(levels[-1].shape[:2]) >= 4):  # a long thin strip stops before 1 px
         prev = levels[-1]
         even = prev[: prev.shape[0] // 2 * 2, : prev.shape[1] // 2 * 2]
         even = even.rechunk(tuple(max(2, c // 2 * 2) for c in _block(even)) + (3,))

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import SlideReadError, UnsupportedFormatError
 from ._chunks import ChunkCache, ChunkDecodeError, ChunkedLevel, FileHandle
-from ._model import Mpp, Slide, SlideResources, to_dask
+from ._model import SLIDE_LIMITS, Mpp, Slide, SlideResources, check_chunk_size, to_dask
 
 _PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"
 _ITEM_TAG = b"\xfe\xff\x00\xe0"
@@ -53,8 +53,7 @@ def open_dicom(path: Path) -> Slide:
         ) from err
     folder = path if path.is_dir() else path.parent
     files = sorted(f for f in folder.iterdir() if f.suffix.lower() == ".dcm" and f.is_file())
-    instances = [_read_instance(f) for f in files]
-    instances = [i for i in instances if i is not None]
+    instances = [i for i in (_read_instance(f) for f in files) if i is not None]
     volumes = sorted((i for i in instances if i.kind == "VOLUME"), key=lambda i: -i.shape[1])
     if not volumes:
         raise SlideReadError(path, "no DICOM whole-slide VOLUME image in the series")
@@ -183,7 +182,8 @@ def _level(inst: _Instance, key: str, cache: ChunkCache | None,
     syntax = inst.syntax
     if syntax not in _JPEG_SYNTAXES | _J2K_SYNTAXES | _RAW_SYNTAXES:
         raise UnsupportedFormatError(inst.path, f"DICOM transfer syntax {syntax} is not supported")
-    fh = FileHandle(inst.path)
+    check_chunk_size(inst.path, (th, tw), f"DICOM level {key}")
+    fh = FileHandle(inst.path, max_read=SLIDE_LIMITS.max_chunk_bytes)
     handles.append(fh)
 
     def decode(iy: int, ix: int) -> np.ndarray | None:

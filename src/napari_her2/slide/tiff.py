@@ -8,17 +8,27 @@ metadata comes from :mod:`.vendors`.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
+import os
 import re
 from pathlib import Path
+from typing import Literal
 
 import dask.array as da
 import numpy as np
 
 from ..errors import SlideReadError
 from ._chunks import ChunkCache, ChunkDecodeError, ChunkedLevel, FileHandle
-from ._model import Slide, SlideResources, to_dask
+from ._model import (
+    SLIDE_LIMITS,
+    Slide,
+    SlideResources,
+    check_chunk_size,
+    check_level_size,
+    to_dask,
+)
 from .vendors import tiff_metadata
 
 log = logging.getLogger(__name__)
@@ -28,7 +38,7 @@ TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 def check_first_ifd(p: Path, head: bytes) -> None:
     """A TIFF whose first image directory lies past its end was cut short."""
-    order = "little" if head[:2] == b"II" else "big"
+    order: Literal["little", "big"] = "little" if head[:2] == b"II" else "big"
     big = head[2:4] in (b"+\x00", b"\x00+")
     offset = int.from_bytes(head[8:16] if big else head[4:8], order)
     size = p.stat().st_size
@@ -39,16 +49,39 @@ def check_first_ifd(p: Path, head: bytes) -> None:
         )
 
 
+class BoundedReader(io.BufferedReader):
+    """A file whose reads never ask for more than what is left in it.
+
+    tifffile sizes some reads from the file's own values (an NDPI page reads McuStarts[0]
+    bytes of JPEG header): a damaged value would allocate gigabytes for a read that returns
+    a few bytes. Past the end a read returns what is there, as before.
+    """
+
+    def __init__(self, path: Path) -> None:
+        raw = io.FileIO(path, "rb")
+        super().__init__(raw)
+        self._size = os.fstat(raw.fileno()).st_size
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        if size is not None and size > 0:
+            size = min(size, max(0, self._size - self.tell()))
+            if size == 0:
+                return b""
+        return super().read(size)
+
+
 def open_tiff(p: Path) -> Slide:
     import tifffile
 
     problems = _TiffLogCapture()
     tlog = logging.getLogger("tifffile")
     tlog.addHandler(problems)
+    stream = BoundedReader(p)
     try:
-        tif = tifffile.TiffFile(p)
+        tif = tifffile.TiffFile(stream, name=p.name)
         series = tif.series
     except Exception as err:  # noqa: BLE001 - tifffile raises many types on broken files
+        stream.close()
         raise SlideReadError(p, f"not a readable TIFF ({_reason(err)})") from err
     finally:
         tlog.removeHandler(problems)
@@ -58,12 +91,14 @@ def open_tiff(p: Path) -> Slide:
                 p, f"the file is truncated or damaged: an image directory (byte "
                 f"{problems.offsets[0]}) lies past its end ({p.stat().st_size} bytes)"
             )
-        return _build_tiff_slide(p, tif, series)
+        return _build_tiff_slide(p, tif, series, stream)
     except SlideReadError:
         tif.close()
+        stream.close()
         raise
     except Exception as err:  # noqa: BLE001 - any parse failure is a bad file, not a bug
         tif.close()
+        stream.close()
         raise SlideReadError(p, f"cannot be parsed as a slide ({_reason(err)})") from err
 
 
@@ -85,14 +120,15 @@ class _TiffLogCapture(logging.Handler):
             self.offsets.append(int(match.group(1)))
 
 
-def _build_tiff_slide(p: Path, tif, all_series) -> Slide:
+def _build_tiff_slide(p: Path, tif, all_series, stream: io.BufferedReader) -> Slide:
     series = [s for s in all_series if s.shape and min(s.shape[:2]) > 0]
     if not series:
         raise SlideReadError(p, "the TIFF contains no image data")
     main = series[0]
     _check_rgb(p, main)
+    check_level_size(p, main.keyframe.shape[:2])
     cache = ChunkCache()
-    fh = FileHandle(p, others=(tif, cache))
+    fh = FileHandle(p, others=(tif, stream, cache), max_read=SLIDE_LIMITS.max_chunk_bytes)
     file_size = fh.size()
     readers = [
         _tiff_level(p, fh, lvl.keyframe, f"L{i}", cache, file_size)
@@ -139,7 +175,13 @@ def _tiff_level(p: Path, fh: FileHandle, page, key: str, cache: ChunkCache | Non
     if page.compression == 1 and page.is_contiguous:
         return _memmap_level(p, page, key, cache)
     ch, cw = int(page.chunks[0]), int(page.chunks[1])
+    check_chunk_size(p, (ch, cw), f"level {key}")
     nx = math.ceil(w / cw)
+    needed = math.ceil(h / ch) * nx
+    if len(offsets) < needed or len(counts) < needed:
+        raise SlideReadError(
+            p, f"the file is damaged: level {key} claims {w} x {h} px in {cw} x {ch} px chunks "
+            f"({needed} chunks) but lists {min(len(offsets), len(counts))}")
     ends = np.asarray(offsets, np.int64) + np.asarray(counts, np.int64)
     past = int(np.count_nonzero(ends > file_size))
     if past:
@@ -155,7 +197,10 @@ def _tiff_level(p: Path, fh: FileHandle, page, key: str, cache: ChunkCache | Non
         i = iy * nx + ix
         if i >= len(offsets) or counts[i] == 0:
             return None
-        data = fh.pread(int(counts[i]), int(offsets[i]))
+        try:
+            data = fh.pread(int(counts[i]), int(offsets[i]))
+        except ChunkDecodeError as err:
+            raise ChunkDecodeError(f"{key} tile ({iy}, {ix}): {err}") from err
         try:
             seg, _, _ = page.decode(data, i, **decode_kw)
             if ycbcr and seg is not None:
@@ -177,7 +222,7 @@ def _ycbcr_to_rgb(seg: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
 
-def _memmap_level(p: Path, page, key: str, cache: ChunkCache) -> ChunkedLevel:
+def _memmap_level(p: Path, page, key: str, cache: ChunkCache | None) -> ChunkedLevel:
     """Uncompressed contiguous pixels: any region is a slice of a memory map."""
     offset = int(page.dataoffsets[0])
     h, w, s = int(page.shape[0]), int(page.shape[1]), int(page.samplesperpixel)
@@ -198,6 +243,8 @@ def _tiff_associated(p, others, fh: FileHandle, file_size: int) -> dict[str, da.
         if not name or name in out or page.dtype != np.uint8 or page.samplesperpixel not in (3, 4):
             continue
         try:
+            check_level_size(p, page.shape[:2], f"associated image {name!r}",
+                             SLIDE_LIMITS.max_associated_pixels)
             reader = _tiff_level(p, fh, page, f"assoc-{name}", None, file_size)
         except SlideReadError as err:
             log.warning("%s: associated image %r skipped: %s", p, name, err.reason)
