@@ -7,15 +7,13 @@ Real files live outside the repository in ``../shared/data`` (never copied in); 
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-SHARED_DATA_ENV = "NAPARI_HER2_SHARED_DATA"
-DEFAULT_SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from data_paths import SHARED_DATA_ENV, shared_data_dir
 
 #: Aperio ImageDescription of the synthetic SVS-like files (first line, then key = value pairs)
 APERIO_DESCRIPTION = (
@@ -23,12 +21,6 @@ APERIO_DESCRIPTION = (
     "{w}x{h} [0,0 {w}x{h}] (256x256) J2K/KDU Q=70|AppMag = 20|MPP = 0.2500"
 )
 SYNTHETIC_MPP = 0.25
-
-
-def shared_data_dir() -> Path:
-    """Folder of the shared real test files (``$NAPARI_HER2_SHARED_DATA`` overrides it)."""
-    env = os.environ.get(SHARED_DATA_ENV)
-    return Path(env) if env else DEFAULT_SHARED_DATA
 
 
 @pytest.fixture(scope="session")

@@ -86,7 +86,7 @@ def crafted(folder: Path) -> list[Path]:
 
 def sources() -> list:
     """Parameters: crafted TIFFs always, shared slides when present."""
-    from conftest import shared_data_dir
+    from data_paths import shared_data_dir
 
     params = [pytest.param(("crafted", i), id=f"crafted-{i}") for i in range(3)]
     slides = shared_data_dir() / "slides"
@@ -102,7 +102,7 @@ def original(request, tmp_path_factory) -> Original:
     kind, which = request.param
     if kind == "crafted":
         return load_original(crafted(tmp_path_factory.mktemp("crafted"))[which])
-    from conftest import shared_data_dir
+    from data_paths import shared_data_dir
 
     return load_original(shared_data_dir() / "slides" / which)
 

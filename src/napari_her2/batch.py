@@ -5,6 +5,10 @@ output folder, where ``<name>`` is unique per input (:func:`output_stems`). What
 raises, and however long it takes, it becomes one row of ``batch_summary.csv`` (ok, or error
 with a one-line reason) and the others go on; the summary is written even when the cluster
 fails part-way. Without a scheduler address a local cluster of worker processes is started.
+
+With ``resume`` a slide whose outputs are complete (both files parse, and the report was made
+with this run's parameters) is not scored again but listed as ``skipped``. A slide whose worker
+dies under it (killed, out of memory) is run once more, then reported as an error.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import contextlib
 import csv
 import hashlib
 import io
+import json
 import logging
 import os
 import threading
@@ -30,6 +35,10 @@ SUMMARY_FIELDS = ("slide", "status", "score", "category", "confidence", "n_tissu
 SUMMARY_NAME = "batch_summary.csv"
 #: default per-slide time limit (seconds): generous, a large slide on a slow CPU takes minutes
 DEFAULT_TIMEOUT_S = 3600.0
+#: how many times a slide may be started (the first run and one retry after its worker died)
+MAX_STARTS = 2
+#: per-slide count of started runs, in the output folder (shared by every worker)
+_STARTS_PREFIX, _STARTS_SUFFIX = ".nh2-starts-", ".count"
 #: loggers of dask.distributed whose INFO lines would bury per-slide errors
 _DASK_LOGGERS = ("distributed", "dask")
 
@@ -45,6 +54,56 @@ def one_line(err: BaseException) -> str:
 def error_row(path: str, reason: str) -> dict[str, Any]:
     """A summary row for a slide that produced no result."""
     return {"slide": path, "status": "error", "error": reason}
+
+
+def skipped_row(path: str, report: dict[str, Any], geojson: Path,
+                report_path: Path) -> dict[str, Any]:
+    """A summary row for a slide whose complete outputs were already there."""
+    return {"slide": path, "status": "skipped", "score": report.get("score"),
+            "category": report.get("category"), "confidence": report.get("confidence"),
+            "n_tissue_tiles": report.get("n_tissue_tiles"), "geojson": str(geojson),
+            "report": str(report_path)}
+
+
+def finished_row(path: str, out_dir: str | os.PathLike, stem: str,
+                 params: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``skipped`` row of a slide whose outputs ``<stem>.json`` and ``<stem>.geojson``
+    exist, parse, and were made with ``params`` (``ScoringParams.to_dict()``); else None."""
+    out = Path(out_dir)
+    report_path, geojson = out / f"{stem}.json", out / f"{stem}.geojson"
+    try:
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        json.loads(geojson.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(report, dict) or report.get("params") != params:
+        return None
+    return skipped_row(path, report, geojson, report_path)
+
+
+def _starts_file(out_dir: str | os.PathLike, stem: str) -> Path:
+    return Path(out_dir) / f"{_STARTS_PREFIX}{stem}{_STARTS_SUFFIX}"
+
+
+def score_with_retry(task: Callable[..., dict[str, Any]], path: str, out_dir: str,
+                     stem: str, *args: Any) -> dict[str, Any]:
+    """Run ``task(path, out_dir, *args, ...)`` (``score_one``) on a worker, counting the
+    starts of this slide in the output folder: when a worker died under the slide and the
+    cluster runs it again, a second start is allowed; a third becomes an error row."""
+    marker = _starts_file(out_dir, stem)
+    try:
+        starts = int(marker.read_text(encoding="ascii") or 0)
+    except (OSError, ValueError):
+        starts = 0
+    if starts >= MAX_STARTS:
+        marker.unlink(missing_ok=True)
+        return error_row(path, f"{path}: its worker died in each of {starts} runs (killed or "
+                         "out of memory?); not retried again")
+    marker.write_text(str(starts + 1), encoding="ascii")
+    try:
+        return task(path, out_dir, *args)
+    finally:  # a killed process never gets here: its count stays for the next start
+        marker.unlink(missing_ok=True)
 
 
 def score_one(path: str, out_dir: str, params: dict[str, Any], mpp: float | None = None,
@@ -119,9 +178,11 @@ def score_cohort(
     on_result: Callable[[dict[str, Any]], None] | None = None,
     timeout: float | None = DEFAULT_TIMEOUT_S,
     roi_dir: str | os.PathLike | None = None,
+    resume: bool = False,
 ) -> list[dict[str, Any]]:
     """Score every slide on a dask cluster; return one summary row per slide (input order).
-    A slide's region is ``<stem>.geojson`` in ``roi_dir`` (required), else beside it.
+    A slide's region is ``<stem>.geojson`` in ``roi_dir`` (required), else beside it. With
+    ``resume`` slides whose complete outputs exist (:func:`finished_row`) are ``skipped``.
 
     The rows are always written to ``out_dir/batch_summary.csv``, also when the cluster
     fails part-way (slides without a result then get an error row saying so).
@@ -134,12 +195,21 @@ def score_cohort(
     names = [str(p) for p in paths]
     stems = output_stems(paths)
     pdict = (params or ScoringParams().with_overrides(workers=1)).to_dict()
-    rows: dict[int, dict[str, Any]] = {}
+    rows = _finished_rows(names, stems, out, pdict) if resume else {}
+    for i in rows:
+        log.info("%s: complete outputs already in %s, skipped", names[i], out)
+        if on_result is not None:
+            on_result(rows[i])
+    todo = [i for i in range(len(names)) if i not in rows]
+    for i in todo:  # counts left by an earlier run that was stopped
+        _starts_file(out, stems[i]).unlink(missing_ok=True)
     missing = "not scored: the batch stopped before this slide finished"
     try:
-        with _quiet_dask(), _client(scheduler, n_workers or min(len(names), os.cpu_count() or 1)) as client:
-            _run(client, names, stems, str(out), pdict, mpp, timeout, rows, on_result,
-                 None if roi_dir is None else str(roi_dir))
+        if todo:
+            workers = n_workers or min(len(todo), os.cpu_count() or 1)
+            with _quiet_dask(), _client(scheduler, workers) as client:
+                _run(client, todo, names, stems, str(out), (pdict, mpp, timeout,
+                     None if roi_dir is None else str(roi_dir)), rows, on_result)
     except Exception as err:  # noqa: BLE001 - a failing cluster still leaves a summary
         log.error("the dask cluster failed: %s", one_line(err))
         missing = f"not scored: the dask cluster failed ({one_line(err)})"
@@ -150,21 +220,54 @@ def score_cohort(
     return ordered
 
 
-def _run(client, names: list[str], stems: list[str], out: str, pdict: dict[str, Any],
-         mpp: float | None, timeout: float | None, rows: dict[int, dict[str, Any]],
-         on_result: Callable[[dict[str, Any]], None] | None,
-         roi_dir: str | None = None) -> None:
-    """Submit every slide and collect a row per slide as they finish."""
+def _finished_rows(names: list[str], stems: list[str], out: Path,
+                   pdict: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """Index -> ``skipped`` row of the slides whose complete outputs exist."""
+    found = {i: finished_row(name, out, stem, pdict)
+             for i, (name, stem) in enumerate(zip(names, stems))}
+    return {i: row for i, row in found.items() if row is not None}
+
+
+def _run(client, todo: list[int], names: list[str], stems: list[str], out: str,
+         settings: tuple[Any, ...], rows: dict[int, dict[str, Any]],
+         on_result: Callable[[dict[str, Any]], None] | None) -> None:
+    """Submit the slides ``todo`` and collect a row per slide as they finish. ``settings``
+    are ``score_one``'s arguments after the output folder: (params, mpp, timeout, roi_dir).
+    A slide whose workers were killed by the cluster (dask's ``KilledWorker``) is submitted
+    once more; the start count of :func:`score_with_retry` still bounds it to one retry."""
     from dask.distributed import as_completed
 
-    futures = {client.submit(score_one, name, out, pdict, mpp, stem, timeout, roi_dir,
-                             pure=False): i
-               for i, (name, stem) in enumerate(zip(names, stems))}
-    for fut in as_completed(futures):
+    pdict, mpp, timeout, roi_dir = settings
+
+    def submit(i: int):
+        return client.submit(score_with_retry, score_one, names[i], out, stems[i], pdict, mpp,
+                             stems[i], timeout, roi_dir, pure=False)
+
+    futures = {submit(i): i for i in todo}
+    resubmitted: set[int] = set()
+    pending = as_completed(futures)
+    for fut in pending:
         i = futures[fut]
+        if i not in resubmitted and _killed_worker(fut):
+            log.warning("%s: its worker died; scoring it once more", names[i])
+            resubmitted.add(i)
+            again = submit(i)
+            futures[again] = i
+            pending.add(again)
+            continue
         rows[i] = _row_of(fut, names[i])
         if on_result is not None:
             on_result(rows[i])
+
+
+def _killed_worker(fut) -> bool:
+    """True when the cluster gave up on a task because its workers kept dying."""
+    from dask.distributed import KilledWorker
+
+    try:
+        return fut.status == "error" and isinstance(fut.exception(), KilledWorker)
+    except Exception:  # noqa: BLE001 - a cancelled or lost future is no retry
+        return False
 
 
 def _row_of(fut, name: str) -> dict[str, Any]:

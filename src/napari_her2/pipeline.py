@@ -56,9 +56,12 @@ class SlideReport:
 
     @property
     def stem(self) -> str:
-        """Output file stem: the file name without suffix (a DICOM folder's name)."""
+        """Output file stem: the file name without suffix (a DICOM folder's name), cut with
+        a hash when too long for a file name."""
+        from .export import safe_stem
+
         p = self.slide.path
-        return p.stem if p.is_file() else p.name
+        return safe_stem(p.stem if p.is_file() else p.name)
 
     def to_dict(self) -> dict[str, Any]:
         """The slide report JSON (see README: report fields)."""

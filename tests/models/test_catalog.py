@@ -60,7 +60,10 @@ def real_folder(models_folder, tiny_repvgg) -> Path:
 
 
 def _names(infos) -> list[str]:
-    return [i.name for i in infos]
+    """Names of the listed models, leaving out the checkpoints shipped with the package."""
+    from napari_her2.models.catalog import PACKAGE_CHECKPOINTS
+
+    return [i.name for i in infos if i.path is None or Path(i.path).parent != PACKAGE_CHECKPOINTS]
 
 
 def _forbid_weights(monkeypatch) -> None:

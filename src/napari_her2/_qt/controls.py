@@ -17,6 +17,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -62,8 +63,10 @@ class ScoringControls(QWidget):
         self.tile_spin = _spin("tile_size", label="Tile size (px, 0 = model's)", value=0)
         self.mag_combo = ComboBox(name="magnification", label="Magnification",
                                   choices=MAGNIFICATIONS)
-        self.organ_combo = ComboBox(name="organ", label="Organ", choices=Organ, value=Organ.BREAST)
-        self.specimen_combo = ComboBox(name="specimen", label="Specimen", choices=Specimen,
+        self.organ_combo = ComboBox(name="organ", label="Organ",
+                                    choices=[(o.value, o) for o in Organ], value=Organ.BREAST)
+        self.specimen_combo = ComboBox(name="specimen", label="Specimen",
+                                       choices=[(s.value, s) for s in Specimen],
                                        value=Specimen.RESECTION)
         self.mpp_spin = _spin("slide_mpp", FloatSpinBox, label="Slide µm/px (0 = from file)",
                               value=0.0)
@@ -92,6 +95,8 @@ class ScoringControls(QWidget):
         buttons.addWidget(self.score_button)
         buttons.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
+        # the form keeps its natural height; the review list below absorbs a short dock
+        self.form.native.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
         layout.addWidget(self.form.native)
         layout.addWidget(self.load_button)
         layout.addLayout(buttons)

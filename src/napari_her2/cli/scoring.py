@@ -55,15 +55,21 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     def show(row: dict) -> None:
         if row["status"] == "ok":
             sys.stdout.write(f"{row['slide']}: HER2 {row['score']} ({row['category']})\n")
+        elif row["status"] == "skipped":
+            sys.stdout.write(f"{row['slide']}: skipped, outputs already there "
+                             f"(HER2 {row['score']})\n")
         else:
             sys.stderr.write(f"napari-her2: error: {row['error']}\n")
 
     rows = score_cohort(paths, args.out, params=params_from_args(args, workers=1),
                         mpp=args.mpp, scheduler=args.scheduler, n_workers=args.workers,
-                        on_result=show, timeout=args.timeout, roi_dir=args.roi_dir)
-    failed = sum(r["status"] != "ok" for r in rows)
-    sys.stdout.write(f"{len(rows) - failed} of {len(rows)} slides scored; "
-                     f"summary in {Path(args.out) / 'batch_summary.csv'}\n")
+                        on_result=show, timeout=args.timeout, roi_dir=args.roi_dir,
+                        resume=args.resume)
+    failed = sum(r["status"] == "error" for r in rows)
+    skipped = sum(r["status"] == "skipped" for r in rows)
+    sys.stdout.write(f"{len(rows) - failed - skipped} of {len(rows)} slides scored"
+                     + (f", {skipped} skipped (complete outputs already there)" if skipped else "")
+                     + f"; summary in {Path(args.out) / 'batch_summary.csv'}\n")
     return EXIT_OK if failed == 0 else EXIT_ERROR
 
 
@@ -155,6 +161,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     batch.add_argument("--roi-dir", metavar="DIR", default=None,
                        help="folder of QuPath GeoJSON regions, <stem>.geojson per slide "
                        "(default: <stem>.geojson beside a slide is used when there)")
+    batch.add_argument("--resume", action="store_true",
+                       help="skip slides whose <stem>.json and <stem>.geojson are already in "
+                       "--out, complete and made with the same settings")
     batch.set_defaults(func=_cmd_batch)
 
     evaluate = sub.add_parser(

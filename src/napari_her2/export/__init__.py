@@ -1,6 +1,14 @@
 """Everything napari-her2 writes: QuPath GeoJSON, CSV, the JSON report, review files; all atomic."""
 
-from .atomic import atomic_write, ensure_out_dir, write_json, write_report_json, write_text
+from .atomic import (
+    atomic_write,
+    ensure_out_dir,
+    safe_stem,
+    sweep_stale_temps,
+    write_json,
+    write_report_json,
+    write_text,
+)
 from .geojson import (
     ID_NAMESPACE,
     OBJECT_TYPES,
@@ -34,9 +42,11 @@ __all__ = [
     "labels_to_geojson",
     "layer_geojson",
     "read_review",
+    "safe_stem",
     "review_path",
     "review_to_geojson",
     "save_review",
+    "sweep_stale_temps",
     "tile_id",
     "tiles_csv_text",
     "tiles_to_geojson",

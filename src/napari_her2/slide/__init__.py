@@ -14,18 +14,30 @@ import warnings
 from pathlib import Path
 
 from ..errors import MissingMppError
-from ._model import PLAUSIBLE_MPP, MissingMppWarning, Mpp, Slide, lazy_pyramid
+from ._model import (
+    PLAUSIBLE_MPP,
+    SLIDE_LIMITS,
+    MissingMppWarning,
+    Mpp,
+    Slide,
+    SlideLimitError,
+    SlideLimits,
+    lazy_pyramid,
+)
 from .formats import FORMATS, SUFFIXES, SlideFormat, detect_format, is_dicom_folder, is_slide_path
 from .writing import write_pyramid_tiff
 
 __all__ = [
     "FORMATS",
     "PLAUSIBLE_MPP",
+    "SLIDE_LIMITS",
     "SUFFIXES",
     "MissingMppWarning",
     "Mpp",
     "Slide",
     "SlideFormat",
+    "SlideLimitError",
+    "SlideLimits",
     "is_dicom_folder",
     "is_slide_path",
     "open_slide",

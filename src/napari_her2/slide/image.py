@@ -16,12 +16,19 @@ import numpy as np
 
 from ..errors import SlideReadError
 from ._chunks import ChunkedLevel
-from ._model import MIN_PYRAMID_SIDE, Mpp, Slide, halve, plausible_mpp, to_dask
+from ._model import (
+    MIN_PYRAMID_SIDE,
+    SLIDE_LIMITS,
+    Mpp,
+    Slide,
+    SlideLimitError,
+    halve,
+    plausible_mpp,
+    to_dask,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
-#: decoded size limit of a plain image (pixels); 1 Gpx of RGB is 3 GB in memory
-MAX_PIXELS = 2**30
 #: dask block side of a decoded plain image
 _BLOCK = 1024
 
@@ -31,9 +38,10 @@ def open_image(p: Path) -> Slide:
     data = _read(p)
     is_png = data.startswith(PNG_MAGIC)
     (h, w), mpp = _png_header(p, data) if is_png else _jpeg_header(p, data)
-    if h * w > MAX_PIXELS:
-        raise SlideReadError(p, f"the image is too large to open as a plain image ({w}x{h} px, "
-                             f"limit {MAX_PIXELS} px): convert it to a tiled pyramidal TIFF")
+    limit = SLIDE_LIMITS.max_plain_image_pixels
+    if h * w > limit:
+        raise SlideLimitError(p, f"the image is too large to open as a plain image ({w}x{h} px, "
+                              f"limit {limit} px): convert it to a tiled pyramidal TIFF")
     rgb = _decode(p, data, is_png)
     levels = _pyramid(rgb)
     readers = [_in_memory_level(a, f"L{i}") for i, a in enumerate(levels)]
