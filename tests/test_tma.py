@@ -64,8 +64,11 @@ def test_fit_grid_finds_rows_and_columns_of_rotated_grids(rows, cols, angle, pit
     pts, ids = rotated_grid(rows, cols, angle, pitch, 0.02 * pitch, drop, seed)
     fit = fit_grid(pts)
     assert list(zip(fit.rows.tolist(), fit.cols.tolist())) == ids
-    # 2% jitter on the centres: a 2 x 2 grid pins the angle to about 2°, larger ones better
-    assert math.degrees(fit.angle) == pytest.approx(angle, abs=2.5)
+    # 2% jitter (sd) on the centres: one neighbour vector's angle then has an sd of about
+    # 1.6°, so a 2 x 2 grid (two vectors per direction) can be off by up to ~5° (3 sd);
+    # larger grids average many vectors
+    tolerance = 5.0 if rows * cols <= 4 else 2.5
+    assert math.degrees(fit.angle) == pytest.approx(angle, abs=tolerance)
     assert fit.pitch == pytest.approx((pitch, pitch), rel=0.06)
     for (r, c), p in zip(ids, pts):  # the fitted positions lie on the centres
         assert math.dist(fit.position(r, c), p) < 0.1 * pitch
