@@ -271,3 +271,30 @@ def _isolated_user_folders(tmp_path_factory):
     mp.setenv("NAPARI_HER2_CACHE", str(root / "cache"))
     yield
     mp.undo()
+
+
+# --------------------------------------------------------------------------- the dock widget
+
+
+@pytest.fixture(scope="module")
+def small_slide(tmp_path_factory):
+    """A small 2 x 2 IHC mosaic at 0.5 µm/px, opened by the widget tests as ``ihc-small``."""
+    from napari_her2._sample_data import ihc_mosaic as mosaic
+    from napari_her2.slide import write_pyramid_tiff
+
+    path = tmp_path_factory.mktemp("widget") / "ihc-small.tif"
+    write_pyramid_tiff(path, mosaic(rows=2, cols=2, gap=64), 0.5, tile=256)
+    return path
+
+
+@pytest.fixture
+def viewer_widget(make_napari_viewer, small_slide):
+    """A viewer with ``small_slide`` open and the HER2 scoring widget docked."""
+    from napari_her2._qt.widget import Her2ScoringWidget
+
+    viewer = make_napari_viewer()
+    viewer.open(str(small_slide), plugin="napari-her2")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-her2", "HER2 scoring")
+    assert isinstance(widget, Her2ScoringWidget)
+    yield viewer, widget
+    widget._stop_worker()

@@ -6,7 +6,6 @@ import json
 import threading
 
 import numpy as np
-import pytest
 from qtpy.QtCore import Qt
 
 from napari_her2._qt.widget import Her2ScoringWidget
@@ -14,23 +13,6 @@ from napari_her2._sample_data import ihc_mosaic
 from napari_her2.slide import write_pyramid_tiff
 
 WAIT_MS = 60_000
-
-
-@pytest.fixture(scope="module")
-def small_slide(tmp_path_factory):
-    path = tmp_path_factory.mktemp("widget") / "ihc-small.tif"
-    write_pyramid_tiff(path, ihc_mosaic(rows=2, cols=2, gap=64), 0.5, tile=256)
-    return path
-
-
-@pytest.fixture
-def viewer_widget(make_napari_viewer, small_slide):
-    viewer = make_napari_viewer()
-    viewer.open(str(small_slide), plugin="napari-her2")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-her2", "HER2 scoring")
-    assert isinstance(widget, Her2ScoringWidget)
-    yield viewer, widget
-    widget._stop_worker()
 
 
 def _score(qtbot, widget, small_batches: bool = False, monkeypatch=None):

@@ -6,32 +6,12 @@ import json
 import shutil
 
 import numpy as np
-import pytest
 from qtpy.QtCore import Qt
 
-from napari_her2._qt.widget import Her2ScoringWidget
-from napari_her2._sample_data import ihc_mosaic
 from napari_her2.slide import write_pyramid_tiff
 
 WAIT_MS = 60_000
 MPP = 0.5
-
-
-@pytest.fixture(scope="module")
-def small_slide(tmp_path_factory):
-    path = tmp_path_factory.mktemp("widget-regions") / "ihc-small.tif"
-    write_pyramid_tiff(path, ihc_mosaic(rows=2, cols=2, gap=64), MPP, tile=256)
-    return path
-
-
-@pytest.fixture
-def viewer_widget(make_napari_viewer, small_slide):
-    viewer = make_napari_viewer()
-    viewer.open(str(small_slide), plugin="napari-her2")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-her2", "HER2 scoring")
-    assert isinstance(widget, Her2ScoringWidget)
-    yield viewer, widget
-    widget._stop_worker()
 
 
 def fast_params(widget, monkeypatch):

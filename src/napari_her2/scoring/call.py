@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .rules import CATEGORIES, Her2LowEvidence, SlideScore
+from .rules import CATEGORIES, Her2LowEvidence, SlideScore, tile_counts_dict
 
 #: how each 3-class category reads in one line
 CATEGORY_TEXT = {
@@ -60,12 +60,7 @@ class Evidence:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "class_fractions": dict(self.class_fractions),
-            "class_fraction_intervals": {k: list(v) for k, v in
-                                         self.class_fraction_intervals.items()},
-            "n_tiles": self.n_tiles,
-            "n_tumour_tiles": self.n_tumour_tiles,
-            "n_unreadable": self.n_unreadable,
+            **tile_counts_dict(self),
             "her2_low": None if self.her2_low is None else self.her2_low.to_dict(),
             "probs": self.probs,
             "prob_intervals": None if self.prob_intervals is None else {

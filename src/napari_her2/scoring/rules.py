@@ -163,12 +163,7 @@ class SlideScore:
         return {
             "score": self.score,
             "category": self.category,
-            "class_fractions": dict(self.class_fractions),
-            "class_fraction_intervals": {k: list(v) for k, v in
-                                         self.class_fraction_intervals.items()},
-            "n_tiles": self.n_tiles,
-            "n_tumour_tiles": self.n_tumour_tiles,
-            "n_unreadable": self.n_unreadable,
+            **tile_counts_dict(self),
             "confidence": self.confidence,
             "her2_low": None if self.her2_low is None else self.her2_low.to_dict(),
             "method": self.method,
@@ -179,6 +174,17 @@ class SlideScore:
             "seed": self.seed,
             "cutoff": self.cutoff,
         }
+
+
+def tile_counts_dict(x: Any) -> dict[str, Any]:
+    """The fractions, their intervals and the tile counts of a score or its evidence, as JSON."""
+    return {
+        "class_fractions": dict(x.class_fractions),
+        "class_fraction_intervals": {k: list(v) for k, v in x.class_fraction_intervals.items()},
+        "n_tiles": x.n_tiles,
+        "n_tumour_tiles": x.n_tumour_tiles,
+        "n_unreadable": x.n_unreadable,
+    }
 
 
 class SlideScorer(Protocol):
