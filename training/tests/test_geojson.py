@@ -90,3 +90,27 @@ def test_run_reads_equal_single_tile_reads(tmp_path):
     assert len(tiles) == grid.n_tissue > 10
     for tile, (r, c) in zip(tiles, cells, strict=True):
         assert np.array_equal(tile, read_tile(slide, grid, int(r), int(c)))
+
+
+def test_a_review_saved_in_napari_labels_the_tiles(tmp_path):
+    """Corrections saved by the widget (``<stem>.review.geojson``) are training labels: the
+    corrected HER2 classes label the tiles under them, non-tumour tiles are left out."""
+    from napari_her2 import score_slide
+    from napari_her2.export import review_path, save_review
+    from napari_her2.review import ReviewLog
+
+    image = write_tiff(tmp_path / "data" / "case.tif", np.concatenate(
+        [ihc_image(2, 0), ihc_image(2, 1)], axis=1))
+    report = score_slide(image, tile_size=128, min_tissue=0.0)
+    results = report.results
+    (r3, c3), (rn, cn) = zip(results.rows[:2].tolist(), results.cols[:2].tolist())
+    log = ReviewLog(reviewer="test")
+    log.record(r3, c3, results.tile_outcomes()[0], "3+")
+    log.record(rn, cn, results.tile_outcomes()[1], "non-tumour")
+    saved = save_review(review_path(image), log, results, name="case")
+    (item,) = discover(tmp_path / "data", require_labels=False)
+    assert item.geojson == saved
+    tiles = load_tiles(item, TileSpec(tile_size=64, target_mpp=0.5, min_tissue=0.0))
+    assert len(tiles) == 4 and set(tiles.labels.tolist()) == {3}  # 128 px = 4 x 64 px tiles
+    cells = {tuple(c) for c in tiles.cells.tolist()}
+    assert cells == {(2 * r3 + i, 2 * c3 + j) for i in (0, 1) for j in (0, 1)}

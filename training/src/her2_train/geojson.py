@@ -5,6 +5,9 @@ A file holds a ``Feature`` or a ``FeatureCollection`` whose features have a ``Po
 ``properties.classification.name`` (``0``, ``1+``, ``2+``, ``3+``). A tile takes the class
 of the annotation containing its centre; where annotations overlap, the later one in the
 file wins (QuPath draws later objects on top). Tiles outside every annotation get no label.
+A review saved by the napari-her2 widget (``<stem>.review.geojson``: its tiles with the
+pathologist's classes) is read the same way; its non-tumour, artefact and unreadable tiles
+carry no score and are left out.
 """
 
 from __future__ import annotations
@@ -16,8 +19,14 @@ from pathlib import Path
 import numpy as np
 from matplotlib.path import Path as MplPath
 
+from napari_her2.export import QUPATH_NAMES
+
 from .errors import DatasetError, LabelError
 from .labels import NO_LABEL, parse_score
+
+#: QuPath classes napari-her2 writes for tiles that carry no HER2 score (non-tumour,
+#: artefact, unreadable): such tiles of a saved review are left out, not errors
+NOT_SCORED = frozenset(v for k, v in QUPATH_NAMES.items() if k not in ("0", "1+", "2+", "3+"))
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,8 @@ def _label_of(feature: dict) -> int:
     name = cls.get("name") if isinstance(cls, dict) else None
     if name is None:
         raise LabelError("a feature has no properties.classification.name")
+    if name in NOT_SCORED:
+        return NO_LABEL
     return parse_score(name)
 
 
@@ -70,6 +81,8 @@ def read_regions(path: str | Path) -> list[Region]:
             label = _label_of(feature)
         except LabelError as err:
             raise LabelError(f"{path}: {err}") from None
+        if label == NO_LABEL:
+            continue
         for rings in _polygons(feature.get("geometry") or {}):
             arrays = [np.asarray(r, float)[:, :2] for r in rings if len(r) >= 3]
             if arrays:

@@ -57,6 +57,16 @@ def parse_score(text: str) -> int:
     return int(m.group(1))
 
 
+def _labels_file(image: Path) -> Path:
+    """The GeoJSON that labels an image's tiles: a review saved in napari-her2
+    (``<stem>.review.geojson``: the pathologist's corrections) when there is one, else
+    ``<stem>.geojson``."""
+    from napari_her2.export import review_path
+
+    review = review_path(image)
+    return review if review.is_file() else image.with_suffix(".geojson")
+
+
 def label_from_name(path: Path) -> int:
     """Label from the BCI convention, a leading score, or the parent folder; else NO_LABEL."""
     stem = path.name.split(".")[0]
@@ -126,7 +136,7 @@ def discover(root: str | Path, labels_csv: str | Path | None = None, *,
         table = read_label_csv(root / "labels.csv")
     items = []
     for path in find_images(root):
-        geo = path.with_suffix(".geojson")
+        geo = _labels_file(path)
         label, group = (table.get(path.name, (NO_LABEL, None)) if table is not None
                         else (NO_LABEL, None))
         if label == NO_LABEL:
