@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.path import Path as MplPath
-
 from napari_her2.export import QUPATH_NAMES
 
 from .errors import DatasetError, LabelError
