@@ -7,13 +7,21 @@ Real files live outside the repository in ``../shared/data`` (never copied in); 
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 from data_paths import SHARED_DATA_ENV, shared_data_dir
+
+# CI runs the same examples every time (a failure there is reproducible, never a fluke of
+# the draw); locally hypothesis keeps exploring new ones
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 #: Aperio ImageDescription of the synthetic SVS-like files (first line, then key = value pairs)
 APERIO_DESCRIPTION = (

@@ -52,7 +52,7 @@ def rotated_grid(rows, cols, angle_deg, pitch, jitter, drop, seed=0):
     return np.array(pts), ids
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(rows=st.integers(2, 8), cols=st.integers(2, 10), angle=st.floats(-8, 8),
        pitch=st.floats(200, 3000), seed=st.integers(0, 1000))
 def test_fit_grid_finds_rows_and_columns_of_rotated_grids(rows, cols, angle, pitch, seed):
@@ -67,9 +67,10 @@ def test_fit_grid_finds_rows_and_columns_of_rotated_grids(rows, cols, angle, pit
     # 2% jitter (sd) on the centres: one neighbour vector's angle then has an sd of about
     # 1.6°, so a 2 x 2 grid (two vectors per direction) can be off by up to ~5° (3 sd);
     # larger grids average many vectors
-    tolerance = 5.0 if rows * cols <= 4 else 2.5
-    assert math.degrees(fit.angle) == pytest.approx(angle, abs=tolerance)
-    assert fit.pitch == pytest.approx((pitch, pitch), rel=0.06)
+    small = rows * cols <= 4
+    assert math.degrees(fit.angle) == pytest.approx(angle, abs=5.0 if small else 2.5)
+    # a pitch from one difference of two jittered centres has an sd of about 2.8%
+    assert fit.pitch == pytest.approx((pitch, pitch), rel=0.1 if small else 0.06)
     for (r, c), p in zip(ids, pts):  # the fitted positions lie on the centres
         assert math.dist(fit.position(r, c), p) < 0.1 * pitch
 
