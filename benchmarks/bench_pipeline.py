@@ -23,7 +23,8 @@ import numpy as np
 from napari_her2 import open_slide, score_slide
 from napari_her2._sample_data import ihc_mosaic
 from napari_her2.inference import read_tile
-from napari_her2.pipeline import ScoringParams, as_predictor, prepare_scoring
+from napari_her2.params import ScoringParams
+from napari_her2.pipeline import as_predictor, prepare
 from napari_her2.slide import write_pyramid_tiff
 
 
@@ -102,9 +103,10 @@ def main() -> None:
         if model in TIMING_ARCHS:
             model = str(random_checkpoint(model, Path(tmp)))
         predictor = as_predictor(model, "cpu")
-        params = ScoringParams(batch_size=args.batch)
+        params = ScoringParams().with_overrides(batch_size=args.batch)
         slide = open_slide(path)
-        _, grid = prepare_scoring(slide, predictor, params)
+        prep = prepare(slide, predictor, params=params)  # the grid the model card decides
+        grid, predictor = prep.grid, prep.predictor
         rows, cols = grid.tissue_tiles()
         tiles = np.stack([read_tile(slide, grid, int(r), int(c)) for r, c in zip(rows, cols)])
 
