@@ -144,6 +144,7 @@ class TmaControls:
     _fail: Callable[[str], None]
     _stop_worker: Callable[..., None]
     _set_running: Callable[[bool], None]
+    run_job: Callable[..., None]
     _show_cancelled: Callable[[], None]
     _on_errored: Callable[[BaseException], None]
     _on_finished: Callable[[], None]
@@ -164,8 +165,6 @@ class TmaControls:
 
     def start_tma(self, layer, source, mpp, params) -> None:
         """Dearray the slide and score each core in a worker thread."""
-        from napari.qt.threading import create_worker
-
         from ..tma import parse_grid
 
         try:
@@ -179,17 +178,9 @@ class TmaControls:
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self._running_layer_name = layer.name
-        self._cancel, self._job_done = threading.Event(), threading.Event()
-        self.worker = create_worker(_tma_job, source, params.model.name, mpp, params, shape,
-                                    self._cancel, self._job_done, _start_thread=False,
-                                    _ignore_errors=True)
-        self.worker.yielded.connect(self._on_tma_yielded)
-        self.worker.returned.connect(self._on_tma_returned)
-        self.worker.errored.connect(self._on_errored)
-        self.worker.finished.connect(self._on_finished)
-        self._set_running(True)
-        self.status.setText(f"Finding the cores of {layer.name}…")
-        self.worker.start()
+        self.run_job(_tma_job, source, params.model.name, mpp, params, shape,
+                     on_yielded=self._on_tma_yielded, on_returned=self._on_tma_returned,
+                     status=f"Finding the cores of {layer.name}…")
 
     def _on_tma_yielded(self, item: Any) -> None:
         from ..tma import TmaGrid

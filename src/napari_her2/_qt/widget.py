@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,8 +85,6 @@ class Her2ScoringWidget(ReviewControls, ScoringControls, RegionControls, TmaCont
     # ------------------------------------------------------------------ running
     def start_scoring(self) -> None:
         """Start scoring the selected layer in a worker thread (Score button)."""
-        from napari.qt.threading import create_worker
-
         layer = self.image_layer()
         try:
             source, mpp = self._slide_source(layer)
@@ -105,18 +104,26 @@ class Her2ScoringWidget(ReviewControls, ScoringControls, RegionControls, TmaCont
         self.progress.setValue(0)
         self._running_layer_name = layer.name
         self.tiles_layer = self._tiles_layer_for(layer)
-        self._cancel = threading.Event()
         model = params.model.name
-        self._job_done = threading.Event()
-        self.worker = create_worker(_scoring_job, source, model, mpp, params, self._cancel,
-                                    self._job_done, region, _start_thread=False,
-                                    _ignore_errors=True)  # _on_errored reports them
-        self.worker.yielded.connect(self._on_yielded)
-        self.worker.returned.connect(self._on_returned)
+        self.run_job(_scoring_job, source, model, mpp, params, region,
+                     on_yielded=self._on_yielded, on_returned=self._on_returned,
+                     status=f"Scoring {layer.name} with {model}…")
+
+    def run_job(self, job: Callable[..., Any], *args: Any, on_yielded: Callable[[Any], None],
+                on_returned: Callable[[Any], None], status: str) -> None:
+        """Start ``job(*args, cancel, done)`` (a generator) in a napari worker thread, with
+        fresh cancel / done events; errors reach ``_on_errored``, the end ``_on_finished``."""
+        from napari.qt.threading import create_worker
+
+        self._cancel, self._job_done = threading.Event(), threading.Event()
+        self.worker = create_worker(job, *args, self._cancel, self._job_done,
+                                    _start_thread=False, _ignore_errors=True)
+        self.worker.yielded.connect(on_yielded)
+        self.worker.returned.connect(on_returned)
         self.worker.errored.connect(self._on_errored)
         self.worker.finished.connect(self._on_finished)
         self._set_running(True)
-        self.status.setText(f"Scoring {layer.name} with {model}…")
+        self.status.setText(status)
         self.worker.start()
 
     def _slide_source(self, layer) -> tuple[Any, float | None]:
@@ -390,7 +397,7 @@ class Her2ScoringWidget(ReviewControls, ScoringControls, RegionControls, TmaCont
         self.status.setText(f"Grad-CAM of tile ({row}, {col})")
 
 
-def _scoring_job(path, model, mpp, params, cancel, done: threading.Event, region=None):
+def _scoring_job(path, model, mpp, params, region, cancel, done: threading.Event):
     """The worker's generator: scoring steps, ending with the report (None if cancelled)."""
     from ..pipeline import iter_score_slide
 
