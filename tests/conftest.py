@@ -306,3 +306,11 @@ def viewer_widget(make_napari_viewer, small_slide):
     assert isinstance(widget, Her2ScoringWidget)
     yield viewer, widget
     widget._stop_worker()
+
+
+@pytest.fixture
+def isolated_env(tmp_path, monkeypatch):
+    """Per test: no user checkpoints or sample cache leak in, and nothing one test writes there
+    is seen by the next (stricter than the session-wide isolation)."""
+    monkeypatch.setenv("NAPARI_HER2_MODELS", str(tmp_path / "user-models"))
+    monkeypatch.setenv("NAPARI_HER2_CACHE", str(tmp_path / "cache"))

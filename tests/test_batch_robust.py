@@ -32,10 +32,7 @@ FAST = ["--tile-size", "64", "--target-mpp", "2.0"]
 PARAMS = ScoringParams().with_overrides(tile_size=64, target_mpp=2.0, workers=1).to_dict()
 
 
-@pytest.fixture(autouse=True)
-def isolated_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPARI_HER2_MODELS", str(tmp_path / "user-models"))
-    monkeypatch.setenv("NAPARI_HER2_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("isolated_env")
 
 
 @pytest.fixture(scope="module")

@@ -30,11 +30,7 @@ SUMMARY = re.compile(
 )
 
 
-@pytest.fixture(autouse=True)
-def isolated_env(tmp_path, monkeypatch):
-    """No user checkpoints or sample cache from the home folder leak into these tests."""
-    monkeypatch.setenv("NAPARI_HER2_MODELS", str(tmp_path / "user-models"))
-    monkeypatch.setenv("NAPARI_HER2_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("isolated_env")
 
 
 @pytest.fixture(scope="module")
