@@ -36,7 +36,7 @@ venv_setup() {
   "$VENV/bin/python" -m pip install -q --upgrade pip
   # the CPU build of torch first, pinned, so nothing pulls a multi-GB CUDA build
   "$VENV/bin/python" -m pip install -q "torch==2.13.0"
-  "$VENV/bin/python" -m pip install -q -e ".[testing,dicom]"
+  "$VENV/bin/python" -m pip install -q -e ".[testing,dicom,bench]"
   "$VENV/bin/python" -m pip install -q -e "training/[testing]"
   echo "$want" > "$stamp"
 }

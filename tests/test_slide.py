@@ -263,6 +263,23 @@ def test_full_width_strips_decode_about_once_in_row_order(big_single_level_tiff)
     assert sorted(calls) == [(iy, 0) for iy in range(2, 7)]
 
 
+
+def test_a_whole_lazy_level_decodes_each_strip_once_and_matches_dask(big_single_level_tiff):
+    """The lowest lazily built level, read whole in two threads, costs one decode per strip of
+    level 0 and equals the 2x reductions computed by dask."""
+    from napari_her2.slide._model import lazy_pyramid
+
+    slide = open_quiet(big_single_level_tiff)
+    calls = count_decodes(slide.readers[0])
+    low = len(slide.levels) - 1
+    h, w = slide.levels[low].shape[:2]
+    got = slide.read_region(low, 0, 0, h, w, workers=2)
+    assert sorted(calls) == sorted(set(calls)), "a strip of level 0 was decoded twice"
+    assert len(calls) == slide.readers[0].grid[0]
+    dask_levels, _ = lazy_pyramid(slide.levels[0])
+    assert max_abs_diff(got, dask_levels[low].compute()) == 0
+
+
 # --------------------------------------------------------------------------- mpp
 
 

@@ -26,6 +26,7 @@ from scipy import ndimage as ndi
 
 from .slide import Slide
 from .slide._model import SLIDE_LIMITS, SlideLimitError
+from .threads import decode_workers
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,8 @@ def bounded_level(slide: Slide, level: int) -> int:
 def detect_tissue(slide: Slide, params: TissueParams = TissueParams()) -> TissueMask:
     """Tissue mask of a slide computed on a low-resolution level."""
     level = bounded_level(slide, mask_level(slide, params.mask_mpp))
-    rgb = np.asarray(slide.levels[level].compute())
+    h, w = slide.levels[level].shape[:2]
+    rgb = slide.read_region(level, 0, 0, h, w, strict=False, workers=decode_workers())
     dy, dx = slide.downsamples[level]
     mpp0 = slide.require_mpp()
     factor = int(params.mask_mpp // (max(mpp0.x * dx, mpp0.y * dy)))

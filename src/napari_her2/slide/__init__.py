@@ -22,7 +22,7 @@ from ._model import (
     Slide,
     SlideLimitError,
     SlideLimits,
-    lazy_pyramid,
+    add_lazy_levels,
 )
 from .formats import FORMATS, SUFFIXES, SlideFormat, detect_format, is_dicom_folder, is_slide_path
 from .writing import write_pyramid_tiff
@@ -58,7 +58,7 @@ def open_slide(path: str | os.PathLike, mpp: float | tuple[float, float] | None 
     p = Path(path).expanduser()
     slide = detect_format(p).open(p)
     if len(slide.levels) == 1:
-        slide.levels, slide.downsamples = lazy_pyramid(slide.levels[0])
+        add_lazy_levels(slide)
     if mpp is not None:
         user = slide.with_mpp(mpp)
         slide.close()  # the copy holds the file now

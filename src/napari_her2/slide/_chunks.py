@@ -16,6 +16,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -199,44 +200,118 @@ class ChunkedLevel:
             self.cache.release(ckey)
 
     def read_region(
-        self, y: int, x: int, h: int, w: int, *, strict: bool = True
+        self, y: int, x: int, h: int, w: int, *, strict: bool = True, workers: int = 1
     ) -> np.ndarray:
         """Pixels [y, y+h) x [x, x+w) as (h, w, 3) uint8; outside the image is white.
 
         strict: raise ChunkDecodeError on a corrupt chunk; otherwise fill it white and log.
+        workers: threads that decode the region's chunks into the output (a whole level or a
+        thumbnail-sized region; reads of a few chunks stay in the calling thread).
+
+        Each chunk is decoded once and copied once, into the preallocated output. A chunk the
+        region covers whole bypasses the cache (nothing else needs it); a chunk it covers in
+        part (a wide NDPI strip, a tile across the region's edge) is cached for the
+        neighbouring reads. A region that is exactly one chunk is the decoded chunk itself.
         """
-        out = np.full((h, w, 3), FILL_VALUE, np.uint8)
         H, W = self.shape
-        y0, x0, y1, x1 = max(y, 0), max(x, 0), min(y + h, H), min(x + w, W)
+        bounds = (max(y, 0), max(x, 0), min(y + h, H), min(x + w, W))
+        y0, x0, y1, x1 = bounds
         if y0 >= y1 or x0 >= x1:
-            return out
+            return np.full((h, w, 3), FILL_VALUE, np.uint8)
         ch, cw = self.chunk
-        for iy in range(y0 // ch, (y1 - 1) // ch + 1):
-            for ix in range(x0 // cw, (x1 - 1) // cw + 1):
-                self._paste(out, iy, ix, (y, x), (y0, x0, y1, x1), strict)
+        cells = [(iy, ix) for iy in range(y0 // ch, (y1 - 1) // ch + 1)
+                 for ix in range(x0 // cw, (x1 - 1) // cw + 1)]
+        if len(cells) == 1 and (y, x, h, w) == (y0, x0, y1 - y0, x1 - x0):
+            whole = self._whole_chunk(*cells[0], (y, x, h, w), strict)
+            if whole is not None:
+                return whole
+        out = np.empty((h, w, 3), np.uint8)
+        _fill_outside(out, (y, x), bounds)
+        if workers > 1 and len(cells) >= 2 * workers:
+            rows = [cells[i::workers] for i in range(workers)]
+            with ThreadPoolExecutor(workers, thread_name_prefix="napari-her2-decode") as pool:
+                for _ in pool.map(lambda part: self._paste_all(out, part, (y, x), bounds, strict),
+                                  rows):
+                    pass
+        else:
+            self._paste_all(out, cells, (y, x), bounds, strict)
         return out
 
-    def _paste(self, out, iy, ix, origin, bounds, strict) -> None:
+    def _covers(self, iy: int, ix: int, bounds: tuple[int, int, int, int]) -> bool:
+        """True when ``bounds`` contains every image pixel of chunk (iy, ix)."""
         ch, cw = self.chunk
-        y0, x0, y1, x1 = bounds
+        cy, cx = iy * ch, ix * cw
+        return (bounds[0] <= cy and bounds[1] <= cx and min(cy + ch, self.shape[0]) <= bounds[2]
+                and min(cx + cw, self.shape[1]) <= bounds[3])
+
+    def _fetch(self, iy: int, ix: int, covered: bool) -> np.ndarray | None:
+        if covered and self.cache is not None:
+            hit = self.cache.get((self.key, iy, ix))
+            return hit if hit is not None else self.decode(iy, ix)
+        return self.get_chunk(iy, ix)
+
+    def _whole_chunk(self, iy: int, ix: int, box: tuple[int, int, int, int],
+                     strict: bool) -> np.ndarray | None:
+        """The decoded chunk when the region is exactly chunk (iy, ix); else None."""
+        ch, cw = self.chunk
+        y, x, h, w = box
+        if (y, x) != (iy * ch, ix * cw) or (h, w) != (min(ch, self.shape[0] - y),
+                                                      min(cw, self.shape[1] - x)):
+            return None
+        if self.cache is not None and self.cache.get((self.key, iy, ix)) is not None:
+            return None  # a cached chunk is shared: copy it through the general path
         try:
-            arr = self.get_chunk(iy, ix)
+            arr = self.decode(iy, ix)
         except ChunkDecodeError:
             if strict:
                 raise
             log.warning("%s: chunk (%d, %d) is unreadable; shown as background", self.key, iy, ix)
-            return
+            return np.full((h, w, 3), FILL_VALUE, np.uint8)
         if arr is None:
-            return
+            return np.full((h, w, 3), FILL_VALUE, np.uint8)
+        if arr.shape != (h, w, 3) or not arr.flags.writeable or not arr.flags.c_contiguous:
+            return np.ascontiguousarray(arr[:h, :w, :3])
+        return arr
+
+    def _paste_all(self, out, cells, origin, bounds, strict) -> None:
+        for iy, ix in cells:
+            self._paste(out, iy, ix, origin, bounds, strict)
+
+    def _paste(self, out, iy, ix, origin, bounds, strict) -> None:
+        ch, cw = self.chunk
+        y0, x0, y1, x1 = bounds
         cy, cx = iy * ch, ix * cw
         sy0, sx0 = max(y0, cy), max(x0, cx)
-        sy1 = min(y1, cy + min(ch, arr.shape[0]))
-        sx1 = min(x1, cx + min(cw, arr.shape[1]))
-        if sy0 >= sy1 or sx0 >= sx1:
+        sy1, sx1 = min(y1, cy + ch), min(x1, cx + cw)
+        target = out[sy0 - origin[0] : sy1 - origin[0], sx0 - origin[1] : sx1 - origin[1]]
+        try:
+            arr = self._fetch(iy, ix, self._covers(iy, ix, bounds))
+        except ChunkDecodeError:
+            if strict:
+                raise
+            log.warning("%s: chunk (%d, %d) is unreadable; shown as background", self.key, iy, ix)
+            arr = None
+        if arr is None:
+            target[...] = FILL_VALUE
             return
-        out[sy0 - origin[0] : sy1 - origin[0], sx0 - origin[1] : sx1 - origin[1]] = arr[
-            sy0 - cy : sy1 - cy, sx0 - cx : sx1 - cx, :3
-        ]
+        ah = max(sy0 - cy, min(sy1 - cy, arr.shape[0]))
+        aw = max(sx0 - cx, min(sx1 - cx, arr.shape[1]))
+        target[: ah - (sy0 - cy), : aw - (sx0 - cx)] = arr[sy0 - cy : ah, sx0 - cx : aw, :3]
+        if ah < sy1 - cy:  # a chunk smaller than the grid says: the rest is background
+            target[ah - (sy0 - cy) :] = FILL_VALUE
+        if aw < sx1 - cx:
+            target[:, aw - (sx0 - cx) :] = FILL_VALUE
+
+
+def _fill_outside(out: np.ndarray, origin: tuple[int, int],
+                  bounds: tuple[int, int, int, int]) -> None:
+    """Paint the part of ``out`` outside the image (``bounds`` in level pixels) white."""
+    y0, x0, y1, x1 = (bounds[0] - origin[0], bounds[1] - origin[1],
+                      bounds[2] - origin[0], bounds[3] - origin[1])
+    out[:y0] = FILL_VALUE
+    out[y1:] = FILL_VALUE
+    out[y0:y1, :x0] = FILL_VALUE
+    out[y0:y1, x1:] = FILL_VALUE
 
 
 class LevelArray:

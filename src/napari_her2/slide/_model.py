@@ -185,16 +185,20 @@ class Slide:
         return best
 
     def read_region(
-        self, level: int, y: int, x: int, h: int, w: int, *, strict: bool = True
+        self, level: int, y: int, x: int, h: int, w: int, *, strict: bool = True,
+        workers: int = 1,
     ) -> np.ndarray:
         """Pixels of ``level`` in [y, y+h) x [x, x+w) (level coordinates), (h, w, 3) uint8.
 
         With strict=True a corrupt chunk raises :class:`SlideReadError`; outside the image is
-        white. Levels built lazily from a single-level file are computed through dask.
+        white. ``workers`` threads decode a large region's chunks in parallel (a whole level,
+        a thumbnail); leave it at 1 where the caller already reads in parallel. Levels built
+        lazily from a single-level file are computed through dask.
         """
         if level < len(self.readers):
             try:
-                return self.readers[level].read_region(y, x, h, w, strict=strict)
+                return self.readers[level].read_region(y, x, h, w, strict=strict,
+                                                       workers=workers)
             except ChunkDecodeError as err:
                 raise SlideReadError(self.path, str(err)) from err
         arr = self.levels[level]
@@ -202,7 +206,8 @@ class Slide:
         y0, x0 = max(y, 0), max(x, 0)
         y1, x1 = min(y + h, arr.shape[0]), min(x + w, arr.shape[1])
         if y1 > y0 and x1 > x0:
-            out[y0 - y : y1 - y, x0 - x : x1 - x] = arr[y0:y1, x0:x1].compute(scheduler="sync")
+            out[y0 - y : y1 - y, x0 - x : x1 - x] = arr[y0:y1, x0:x1].compute(
+                scheduler="threads" if workers > 1 else "sync", num_workers=workers)
         return out
 
     def with_mpp(self, mpp: float | tuple[float, float]) -> Slide:
@@ -261,15 +266,68 @@ def to_dask(level: ChunkedLevel, path: Path) -> da.Array:
     )
 
 
+def lazy_shapes(shape: tuple[int, int]) -> list[tuple[int, int]]:
+    """Shapes of the lower levels a single-level image gets, each half the previous (none
+    above ``SLIDE_LIMITS.max_lazy_base_pixels``: building one decodes the whole image)."""
+    h0, w0 = int(shape[0]), int(shape[1])
+    if h0 * w0 > SLIDE_LIMITS.max_lazy_base_pixels or max(h0, w0) <= MIN_PYRAMID_SIDE:
+        return []
+    shapes = [(h0, w0)]
+    while max(shapes[-1]) > MIN_PYRAMID_SIDE // 2 and min(shapes[-1]) >= 4:
+        shapes.append((shapes[-1][0] // 2, shapes[-1][1] // 2))  # a thin strip stops early
+    return shapes[1:]
+
+
+def add_lazy_levels(slide: Slide) -> None:
+    """Give a single-level slide its lower levels, built on demand.
+
+    Each lower level is a :class:`ChunkedLevel` whose 512 px chunks are 2x reductions of the
+    level above, read through the slide's chunk cache: a tile of a low level costs the
+    region it covers, decoded once, in bounded memory. Without a chunk reader (a slide made
+    of dask arrays) the levels are built with dask instead.
+    """
+    shapes = lazy_shapes(slide.levels[0].shape[:2])
+    if not shapes:
+        return
+    h0, w0 = slide.dimensions
+    if not slide.readers:
+        slide.levels, slide.downsamples = lazy_pyramid(slide.levels[0])
+        return
+    readers = [slide.readers[0]]
+    for i, _ in enumerate(shapes, start=1):
+        readers.append(halved_level(readers[-1], f"{readers[0].key}/{2**i}"))
+    slide.readers = readers
+    slide.levels = [slide.levels[0], *(to_dask(r, slide.path) for r in readers[1:])]
+    slide.downsamples = [(h0 / r.shape[0], w0 / r.shape[1]) for r in readers]
+
+
+def halved_level(parent: ChunkedLevel, key: str, block: int = 512) -> ChunkedLevel:
+    """A level half the size of ``parent``: chunk (iy, ix) is the 2x reduction of the
+    parent's region under it (a corrupt parent chunk makes it a corrupt chunk).
+
+    Chunks are ``block`` px squares, or whole-width bands over a file of whole-width strips,
+    so that each strip is decoded once however wide the image (no strip is cached across a
+    row of square chunks)."""
+    h, w = parent.shape[0] // 2, parent.shape[1] // 2
+    ch, cw = block, block
+    if parent.chunk[1] >= parent.shape[1]:
+        ch, cw = max(16, min(block, 2**22 // max(w, 1))), max(w, 1)
+
+    def decode(iy: int, ix: int) -> np.ndarray:
+        y, x = iy * ch, ix * cw
+        bh, bw = min(ch, h - y), min(cw, w - x)
+        return halve(parent.read_region(2 * y, 2 * x, 2 * bh, 2 * bw, strict=True))
+
+    return ChunkedLevel(key=key, shape=(h, w), chunk=(ch, cw), decode=decode,
+                        cache=parent.cache)
+
+
 def lazy_pyramid(base: da.Array) -> tuple[list[da.Array], list[tuple[float, float]]]:
-    """Lower levels of a single-level image, each half the previous, built only on demand
-    (none above ``SLIDE_LIMITS.max_lazy_base_pixels``: building one decodes the whole image)."""
+    """Lower levels of a single-level dask image (see :func:`lazy_shapes`), each half the
+    previous, computed by dask on demand."""
     levels, downs = [base], [(1.0, 1.0)]
     h0, w0 = base.shape[:2]
-    if h0 * w0 > SLIDE_LIMITS.max_lazy_base_pixels:
-        return levels, downs
-    while (max(levels[-1].shape[:2]) > MIN_PYRAMID_SIDE // 2 and max(h0, w0) > MIN_PYRAMID_SIDE
-           and min(levels[-1].shape[:2]) >= 4):  # a long thin strip stops before 1 px
+    for _ in lazy_shapes((h0, w0)):
         prev = levels[-1]
         even = prev[: prev.shape[0] // 2 * 2, : prev.shape[1] // 2 * 2]
         even = even.rechunk(tuple(max(2, c // 2 * 2) for c in _block(even)) + (3,))
