@@ -33,6 +33,22 @@ def test_import_contracts_hold():
     assert re.search(r"Contracts: \d+ kept, 0 broken", out.stdout)
 
 
+#: modules that may import napari: the napari entry points, the widget, layer placement, CLI
+NAPARI_FACES = {"_qt", "_reader", "_writer", "_sample_data", "overlay", "cli"}
+
+
+def test_every_module_is_under_the_qt_and_napari_contracts():
+    """The contracts list their modules by name: a new module must be added to them."""
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    by_name = {c["name"]: set(c.get("source_modules", [])) for c in contracts["contracts"]}
+    modules = {p.stem if p.is_file() else p.name for p in SRC.iterdir()
+               if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").exists()}
+    qt = by_name["Only _qt imports Qt"]
+    assert {m for m in modules - {"_qt"} if f"napari_her2.{m}" not in qt} == set()
+    core = by_name["The core never imports napari"]
+    assert {m for m in modules - NAPARI_FACES if f"napari_her2.{m}" not in core} == set()
+
+
 def _imported_top_level() -> set[str]:
     names: set[str] = set()
     for path in SRC.rglob("*.py"):

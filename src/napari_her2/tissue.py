@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from .deconvolution import OD_LUT
 from .slide import Slide
 from .slide._model import SLIDE_LIMITS, SlideLimitError
 from .threads import decode_workers
@@ -153,15 +154,12 @@ def _saturation_value(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 #: optical density of each 8-bit intensity (0 read as 1 so that it stays finite)
-_OD_LUT = (-np.log10(np.maximum(np.arange(256), 1) / 255.0)).astype(np.float32)
-
-
 def _mean_od(rgb: np.ndarray) -> np.ndarray:
     """Mean optical density over R, G, B of uint8 pixels (float32)."""
     if rgb.dtype != np.uint8:
         rgb = np.clip(rgb, 0, 255).astype(np.uint8)
-    od = _OD_LUT[rgb[..., 0]] + _OD_LUT[rgb[..., 1]]
-    od += _OD_LUT[rgb[..., 2]]
+    od = OD_LUT[rgb[..., 0]] + OD_LUT[rgb[..., 1]]
+    od += OD_LUT[rgb[..., 2]]
     od /= 3.0
     return od
 
