@@ -83,3 +83,13 @@ def _mypy() -> str | None:
 def test_the_package_type_checks():
     out = subprocess.run([_mypy()], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-4000:]
+
+
+def test_opening_a_slide_does_not_load_the_scoring_stack():
+    """napari imports the reader to open a slide: that must not import torch (seconds)."""
+    code = ("import sys, napari_her2._reader, napari_her2; napari_her2.open_slide; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"

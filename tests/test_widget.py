@@ -10,6 +10,7 @@ from qtpy.QtCore import Qt
 
 from napari_her2._qt.widget import Her2ScoringWidget
 from napari_her2._sample_data import ihc_mosaic
+from napari_her2.overlay import layer_raster, tile_labels
 from napari_her2.slide import write_pyramid_tiff
 
 WAIT_MS = 60_000
@@ -51,15 +52,17 @@ def test_score_fills_an_aligned_tile_layer_and_the_panel(qtbot, viewer_widget):
     assert widget.report is not None, widget.status.text()
     tiles = viewer.layers["ihc-small HER2 tiles"]
     grid = widget.report.grid
-    assert tiles.data.shape == grid.shape
-    np.testing.assert_allclose(tiles.scale, np.array(grid.tile_size0) * image.scale)
-    # tile (r, c) covers level-0 pixels [r*T, (r+1)*T): its centre lands on the tile pixel
+    raster = layer_raster(tiles)  # k x k raster pixels per tile
+    assert raster.grid_shape == grid.shape
+    np.testing.assert_allclose(np.asarray(tiles.scale) * raster.k,
+                               np.array(grid.tile_size0) * image.scale)
+    # tile (r, c) covers level-0 pixels [r*T, (r+1)*T): its centre lands on the tile's centre
     T = grid.tile_size0[0]
     centre_world = (np.array([1, 2]) * T + (T - 1) / 2) * image.scale
-    assert np.allclose(tiles.world_to_data(centre_world), [1, 2])
+    assert np.allclose(tiles.world_to_data(centre_world), raster.centre(1, 2))
     corner = (np.array([1, 2]) * T) * image.scale  # first level-0 pixel of that tile
-    assert np.allclose(np.round(tiles.world_to_data(corner + 0.49 * image.scale)), [1, 2])
-    scored = tiles.data > 0
+    assert raster.tile_at(*tiles.world_to_data(corner + 0.49 * image.scale)[-2:]) == (1, 2)
+    scored = tile_labels(tiles) > 0
     np.testing.assert_array_equal(scored, grid.tissue)
     assert widget.panel.score_label.text() == str(widget.report.call.score)
     assert widget.export_button.isEnabled() and widget.score_button.isEnabled()
@@ -82,7 +85,7 @@ def test_cancel_mid_run(qtbot, viewer_widget, monkeypatch):
     assert widget.status.text().startswith("Cancelled")
     assert widget.panel.score_label.text() == "not scored"  # no partial call left
     tiles = viewer.layers["ihc-small HER2 tiles"]
-    assert 0 < (tiles.data > 0).sum() < widget.prepared.grid.n_tissue
+    assert 0 < (tile_labels(tiles) > 0).sum() < widget.prepared.grid.n_tissue
     assert not [t for t in threading.enumerate() if t.name.startswith("napari-her2-read")]
 
 
@@ -218,12 +221,13 @@ def test_review_queue_navigates_edits_saves_and_reports(qtbot, viewer_widget, tm
     widget.review_list.list.setCurrentRow(0)
     r, c = int(queue.rows[0]), int(queue.cols[0])
     tiles = viewer.layers["ihc-small HER2 tiles"]
-    np.testing.assert_allclose(viewer.camera.center[-2:], tiles.data_to_world((r, c))[-2:])
+    centre = tiles.data_to_world(layer_raster(tiles).centre(r, c))[-2:]
+    np.testing.assert_allclose(viewer.camera.center[-2:], centre)
     assert viewer.layers.selection.active is tiles
-    new = 1 if tiles.data[r, c] != 1 else 4
+    new = 1 if tile_labels(tiles)[r, c] != 1 else 4
     key = {1: Qt.Key.Key_0, 4: Qt.Key.Key_3}[new]
     qtbot.keyClick(widget.review_list.list, key)
-    assert tiles.data[r, c] == new
+    assert tile_labels(tiles)[r, c] == new
     qtbot.waitUntil(lambda: widget.review_log.n_changed == 1, timeout=5000)
     assert widget.review_list.list.currentRow() == min(1, len(queue) - 1)
     edited = widget.panel.last
@@ -244,7 +248,7 @@ def test_review_queue_navigates_edits_saves_and_reports(qtbot, viewer_widget, tm
     _score(qtbot, widget)
     _wait_done(qtbot, widget)
     qtbot.waitUntil(lambda: bool(asked), timeout=WAIT_MS)
-    assert tiles.data[r, c] == new and widget.review_log.n_changed == 1
+    assert tile_labels(tiles)[r, c] == new and widget.review_log.n_changed == 1
 
 
 def test_hand_edit_is_recorded_and_export_keeps_probabilities(qtbot, viewer_widget, tmp_path):
@@ -252,10 +256,10 @@ def test_hand_edit_is_recorded_and_export_keeps_probabilities(qtbot, viewer_widg
     _score(qtbot, widget)
     _wait_done(qtbot, widget)
     tiles = viewer.layers["ihc-small HER2 tiles"]
-    rows, cols = np.nonzero(tiles.data)
+    rows, cols = np.nonzero(tile_labels(tiles))
     r, c = int(rows[0]), int(cols[0])
-    new = 5 if tiles.data[r, c] != 5 else 1
-    tiles.data_setitem((np.array([r]), np.array([c])), new)
+    new = 5 if tile_labels(tiles)[r, c] != 5 else 1
+    tiles.data_setitem(layer_raster(tiles).block(r, c), new)  # the tile's k x k block
     qtbot.waitUntil(lambda: widget.review_log.n_changed == 1, timeout=5000)
     fc = json.loads(widget.export_geojson(tmp_path / "t.geojson").read_text())
     assert len(fc["features"]) == len(widget.report.results)
@@ -289,7 +293,7 @@ def test_panel_counts_match_the_progress_bar(qtbot, viewer_widget, monkeypatch):
     _wait_done(qtbot, widget)
     assert len(seen) > 2 and all(a == b for a, b in seen), seen
     tiles = viewer.layers["ihc-small HER2 tiles"]
-    assert ((tiles.data > 0) == widget.report.grid.tissue).all()  # every tile painted
+    assert ((tile_labels(tiles) > 0) == widget.report.grid.tissue).all()  # every tile painted
 
 
 def test_score_again_resets_the_progress_bar(qtbot, viewer_widget):

@@ -95,6 +95,177 @@ class TileGeometry:
         return cls(shape, size0, origin0, image_shape0)  # type: ignore[arg-type]
 
 
+#: most cells a tile layer raster may hold (uint8: 4 MiB; reading it back per tile after a
+#: hand edit stays well under the 100 ms a UI step may take)
+MAX_RASTER_CELLS = 2**22
+#: most raster pixels per tile and axis
+MAX_SUBPIXELS = 16
+#: how far (in tiles) a cropped raster may end past the slide edge when k allows it
+EDGE_TOLERANCE = 1 / 16
+
+
+@dataclass(frozen=True)
+class TileRaster:
+    """The tile layer's label raster: ``k`` x ``k`` pixels per tile, cropped at the slide edge.
+
+    grid_shape: (rows, cols) of the grid; k: raster pixels per tile and axis; shape: (h, w) of
+    the raster, ``(rows - 1) * k + m`` with 1 <= m <= k pixels for the last (partial) row or
+    column. With k = 1 the raster is the grid (one pixel per tile). Hand edits may leave a
+    block mixed: a tile's class is then the most common value of its block (ties: the
+    smallest class value, "not scored" (0) only when it alone is the most common).
+    """
+
+    grid_shape: tuple[int, int]
+    k: int
+    shape: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        for g, n in zip(self.grid_shape, self.shape, strict=True):
+            if self.k < 1 or not (g - 1) * self.k < n <= g * self.k:
+                raise ValueError(f"a raster of {self.shape} is no {self.k}-per-tile raster of "
+                                 f"a {self.grid_shape} grid")
+
+    @classmethod
+    def fit(cls, grid_shape: tuple[int, int], tile_size0: tuple[float, float],
+            image_shape0: tuple[int, int] | None = None) -> TileRaster:
+        """The raster of a grid starting at level-0 (0, 0) that ends at the image edge (to
+        within ``tile / k`` level-0 px, never short of it): k = 1 when the image is a whole
+        number of tiles (or unknown), else the smallest k in 2..16 that ends within
+        :data:`EDGE_TOLERANCE` tiles, bounded by :data:`MAX_RASTER_CELLS`."""
+        rows, cols = (int(g) for g in grid_shape)
+        if image_shape0 is None:
+            return cls((rows, cols), 1, (rows, cols))
+        last = [min(max(image_shape0[i] / tile_size0[i] - (g - 1), 0.0), 1.0)
+                for i, g in enumerate((rows, cols))]  # covered fraction of the last tile
+        if min(last) >= 1 - 1e-6:
+            return cls((rows, cols), 1, (rows, cols))
+        k = next((k for k in range(2, MAX_SUBPIXELS + 1)
+                  if max(_last_pixels(f, k) / k - f for f in last) <= EDGE_TOLERANCE + 1e-9),
+                 MAX_SUBPIXELS)
+        k = min(k, max(1, int(min(tile_size0))))  # never finer than level-0 pixels
+        fits = max(1, math.isqrt(MAX_RASTER_CELLS // max(rows * cols, 1)))
+        if k > fits:
+            log.info("tile layer: %d x %d tiles allow %d (not %d) pixels per tile and axis; "
+                     "edge tiles may overshoot the slide by up to 1/%d tile", rows, cols, fits,
+                     k, fits)
+            k = fits
+        shape = tuple((g - 1) * k + _last_pixels(f, k) for g, f in zip((rows, cols), last))
+        return cls((rows, cols), k, shape)  # type: ignore[arg-type]
+
+    @classmethod
+    def of(cls, shape: tuple[int, ...], k: int = 1) -> TileRaster:
+        """The view of an existing (h, w) raster with ``k`` pixels per tile."""
+        h, w = (int(n) for n in shape[-2:])
+        return cls((-(-h // k), -(-w // k)), int(k), (h, w))
+
+    def blank(self) -> np.ndarray:
+        """An all-zero (nothing scored) uint8 raster."""
+        return np.zeros(self.shape, np.uint8)
+
+    def paint(self, raster: np.ndarray, rows, cols, labels) -> None:
+        """Write each tile's label into its (cropped) k x k block of ``raster``, in place."""
+        rows, cols = np.asarray(rows, np.intp), np.asarray(cols, np.intp)
+        values = np.broadcast_to(np.asarray(labels), rows.shape)
+        if self.k == 1:
+            raster[rows, cols] = values
+            return
+        ys, xs = self._spans(rows, 0), self._spans(cols, 1)  # (N, k) each
+        raster[ys[:, :, None], xs[:, None, :]] = values[:, None, None]
+
+    def _spans(self, cells: np.ndarray, axis: int) -> np.ndarray:
+        """(N, k) raster indices of the cells along ``axis`` (clipped: the last is cropped)."""
+        span = cells[:, None] * self.k + np.arange(self.k)[None, :]
+        return np.minimum(span, self.shape[axis] - 1)
+
+    def expand(self, values: np.ndarray) -> np.ndarray:
+        """A (rows, cols) per-tile map (any dtype: attention, probabilities) as this raster:
+        each value repeated over its k x k block, cropped at the slide edge."""
+        values = np.asarray(values)
+        if values.shape[:2] != self.grid_shape:
+            raise ValueError(f"a {values.shape[:2]} map is not one value per tile of a "
+                             f"{self.grid_shape} grid")
+        if self.k == 1:
+            return values
+        big = np.repeat(np.repeat(values, self.k, axis=0), self.k, axis=1)
+        return big[: self.shape[0], : self.shape[1]]
+
+    def per_tile(self, raster: np.ndarray) -> np.ndarray:
+        """(rows, cols) label of every tile (``raster`` itself when k = 1)."""
+        data = np.asarray(raster)
+        if data.shape != self.shape:
+            raise ValueError(f"raster {data.shape} is not the tile raster {self.shape}")
+        if self.k == 1:
+            return data
+        (rows, cols), k, (h, w) = self.grid_shape, self.k, self.shape
+        out = np.array(data[::k, ::k], copy=True)  # each block's first pixel
+        # edge padding repeats pixels of the same (cropped) block: it adds no new values
+        blocks = np.pad(data, ((0, rows * k - h), (0, cols * k - w)), mode="edge")
+        mixed = (blocks.reshape(rows, k, cols, k) != out[:, None, :, None]).any(axis=(1, 3))
+        if mixed.any():  # blocks edited by hand
+            r, c = np.nonzero(mixed)
+            out[r, c] = self._modes(data, r, c)
+        return out
+
+    def block(self, row: int, col: int) -> tuple[np.ndarray, np.ndarray]:
+        """Fancy index (ys, xs) of every raster pixel of tile (row, col)."""
+        ys = np.arange(row * self.k, min((row + 1) * self.k, self.shape[0]))
+        xs = np.arange(col * self.k, min((col + 1) * self.k, self.shape[1]))
+        yy, xx = np.meshgrid(ys, xs, indexing="ij")
+        return yy.ravel(), xx.ravel()
+
+    def value(self, raster: np.ndarray, row: int, col: int) -> int:
+        """The label of one tile (the most common value of its block)."""
+        return int(self._modes(np.asarray(raster), np.array([row]), np.array([col]))[0])
+
+    def _modes(self, data: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """The most common value of each (cropped) block (ties: see the class docstring)."""
+        k, (h, w) = self.k, self.shape
+        ys = rows[:, None] * k + np.arange(k)[None, :]  # (N, k), past the edge when cropped
+        xs = cols[:, None] * k + np.arange(k)[None, :]
+        inside = (ys < h)[:, :, None] & (xs < w)[:, None, :]
+        values = data[np.minimum(ys, h - 1)[:, :, None], np.minimum(xs, w - 1)[:, None, :]]
+        order = _vote_order(np.unique(values[inside]))
+        counts = np.stack([((values == v) & inside).sum(axis=(1, 2)) for v in order])
+        return order[np.argmax(counts, axis=0)]
+
+    def centre(self, row: int, col: int) -> tuple[float, float]:
+        """Raster data coordinates of the centre of tile (row, col) (of the whole tile)."""
+        return row * self.k + (self.k - 1) / 2, col * self.k + (self.k - 1) / 2
+
+    def tile_at(self, y: float, x: float) -> tuple[int, int] | None:
+        """(row, col) of the tile holding raster data coordinates (y, x); None outside."""
+        iy, ix = int(round(y)), int(round(x))
+        if 0 <= iy < self.shape[0] and 0 <= ix < self.shape[1]:
+            return iy // self.k, ix // self.k
+        return None
+
+    def placement(self, tile_size0: tuple[float, float],
+                  image_scale: tuple[float, float] = (1.0, 1.0),
+                  image_translate: tuple[float, float] = (0.0, 0.0),
+                  ) -> tuple[tuple[float, float], tuple[float, float]]:
+        """(scale, translate) of the raster over an image layer (k = 1: exactly
+        :meth:`TileGeometry.layer_placement`)."""
+        geometry = TileGeometry(self.grid_shape, tile_size0)
+        full = (self.grid_shape[0] * self.k, self.grid_shape[1] * self.k)
+        return geometry.map_placement(full, image_scale, image_translate)
+
+    def tile_transform(self, scale, translate) -> tuple[np.ndarray, np.ndarray]:
+        """The (scale, translate) a one-pixel-per-tile layer would have, from the raster's."""
+        s = np.asarray(scale, float)[-2:]
+        return s * self.k, np.asarray(translate, float)[-2:] + (self.k - 1) * s / 2
+
+
+def _last_pixels(fraction: float, k: int) -> int:
+    """Raster pixels (1..k) of a last tile of which ``fraction`` lies inside the image."""
+    return min(k, max(1, math.ceil(fraction * k - 1e-9)))
+
+
+def _vote_order(values: np.ndarray) -> np.ndarray:
+    """Label values in the order that wins ties: classes ascending, then 0 (not scored)."""
+    values = np.asarray(values)
+    return np.concatenate([np.sort(values[values != 0]), values[values == 0]])
+
+
 @dataclass(frozen=True)
 class TileGrid:
     """Where every tile of a slide lies and which tiles are scored.

@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import Her2Error
-from ..overlay import ATTENTION_SUFFIX, META_KEY, grid_placement, tile_heatmap_placement
+from ..overlay import ATTENTION_SUFFIX, META_KEY, tile_heatmap_placement
 from ..pipeline import SlideReport
+from ..tiling import TileRaster
 
 GRADCAM_SUFFIX = " Grad-CAM"
 
@@ -37,9 +38,11 @@ def show_attention(viewer, image, report: SlideReport):
     if attention is None:
         raise Her2Error(f"{report.slide.name}: the slide call {report.call.method!r} gives no "
                         "attention weights")
-    raster = attention_raster(report.results, attention)
-    placement = grid_placement(report.grid.tile_size0, tuple(image.scale[-2:]),
-                               tuple(image.translate[-2:]))
+    grid = report.grid
+    tiles = TileRaster.fit(grid.shape, grid.tile_size0, report.slide.dimensions)
+    raster = tiles.expand(attention_raster(report.results, attention))  # stops at the edge
+    placement = tiles.placement(grid.tile_size0, tuple(image.scale[-2:]),
+                                tuple(image.translate[-2:]))
     return _replace_image(viewer, image, f"{image.name}{ATTENTION_SUFFIX}", raster, placement,
                           colormap="turbo",
                           metadata={META_KEY: {"slide_model": report.call.method}})

@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
 
 from ..classes import LABEL_NAMES, LABEL_VALUES, NON_TUMOUR
 from ..errors import Her2Error
+from ..overlay import layer_raster, tile_labels
 from ..review import ReviewLog, ReviewQueue, rank_tiles
 
 if TYPE_CHECKING:
@@ -201,7 +202,7 @@ class ReviewControls(QWidget):
         if report is None or tiles is None:  # nothing scored, or its tile layer was closed
             return
         self.review_log = ReviewLog(reviewer=self.reviewer_edit.text().strip())
-        self._shown_labels = np.array(tiles.data, copy=True)
+        self._shown_labels = np.array(tile_labels(tiles), copy=True)
         if len(report.results) <= RANK_IN_UI_THREAD:
             self._show_queue(report, rank_tiles(report.results, report.call))
             return
@@ -224,13 +225,14 @@ class ReviewControls(QWidget):
         tiles = self.tiles_layer
         if tiles is None:
             return
-        centre = np.asarray(tiles.data_to_world((row, col)))[-2:]
-        tile_world = float(np.min(np.abs(np.asarray(tiles.scale)[-2:])))
+        raster = layer_raster(tiles)
+        centre = np.asarray(tiles.data_to_world(raster.centre(row, col)))[-2:]
+        tile_world = float(np.min(np.abs(np.asarray(tiles.scale)[-2:]))) * raster.k
         canvas = float(np.min(getattr(self.viewer.canvas, "size", (600, 600))))
         self.viewer.camera.center = tuple(centre)
         self.viewer.camera.zoom = canvas / (TILES_IN_VIEW * tile_world)
         self.viewer.layers.selection.active = tiles
-        value = int(tiles.data[row, col])
+        value = raster.value(tiles.data, row, col)
         if value:
             tiles.selected_label = value
 
@@ -239,11 +241,12 @@ class ReviewControls(QWidget):
         tiles = self.tiles_layer
         if tiles is None:
             return
-        if int(tiles.data[row, col]) == value:  # confirmed as it was
+        raster = layer_raster(tiles)
+        if raster.value(tiles.data, row, col) == value:  # confirmed as it was
             self.review_log.record(row, col, value, value, reviewer=self._reviewer())
             self._update_review_summary()
             return
-        tiles.data_setitem((np.array([row]), np.array([col])), value)
+        tiles.data_setitem(raster.block(row, col), value)
 
     def _reviewer(self) -> str:
         return self.reviewer_edit.text().strip()
@@ -253,7 +256,7 @@ class ReviewControls(QWidget):
         tiles = self.tiles_layer
         if tiles is None or self._shown_labels is None:
             return
-        data = np.asarray(tiles.data)
+        data = tile_labels(tiles)
         if data.shape != self._shown_labels.shape:
             return
         rows, cols = np.nonzero(data != self._shown_labels)
@@ -317,14 +320,16 @@ class ReviewControls(QWidget):
             self._fail(str(err))
             return 0
         saved = review_log_from(tiles, reviewer=self._reviewer())
+        raster = layer_raster(layer)
         data = np.array(layer.data, copy=True)
-        inside = [c for c in saved if c.row < data.shape[0] and c.col < data.shape[1]]
+        rows, cols = raster.grid_shape
+        inside = [c for c in saved if c.row < rows and c.col < cols]
         for c in inside:
-            data[c.row, c.col] = LABEL_VALUES[c.new]
+            raster.paint(data, [c.row], [c.col], LABEL_VALUES[c.new])
             self.review_log.record(c.row, c.col, c.original, c.new, reviewer=c.reviewer,
                                    time=c.time)
         layer.data = data
-        self._shown_labels = np.array(data, copy=True)
+        self._shown_labels = np.array(raster.per_tile(data), copy=True)
         self._apply_tile_edits()
         self.review_list.set_queue(self.review_list.queue, self.review_log)
         self.status.setText(f"Loaded review of {len(inside)} tiles from {Path(path).name}")
@@ -351,7 +356,7 @@ class ReviewControls(QWidget):
         edited = self.panel.last if self.review_log.n_changed else None
         options = PageOptions(n_reviewed=self.review_log.n_reviewed,
                               n_changed=self.review_log.n_changed,
-                              label_image=np.asarray(tiles.data), call=edited)
+                              label_image=tile_labels(tiles), call=edited)
         try:
             written = write_report_page(report, path, options)
         except Her2Error as err:

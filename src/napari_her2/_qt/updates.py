@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..overlay import layer_raster
 from ..results import TileResults
 
 
@@ -33,6 +34,12 @@ def batch_of(update: Any) -> TileResults:
     if batch is not None and hasattr(batch, "tile_labels"):
         return batch
     return results_slice(update.results, update.start, update.stop)
+
+
+def paint_tiles(layer: Any, batch: TileResults) -> None:
+    """Paint a batch's tile classes into the tile layer (k x k raster pixels per tile)."""
+    layer_raster(layer).paint(layer.data, batch.rows, batch.cols, batch.tile_labels())
+    layer.refresh()
 
 
 #: longest notification; napari cuts longer ones

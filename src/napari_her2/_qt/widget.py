@@ -23,14 +23,14 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import Her2Error, ScoringCancelled
-from ..overlay import META_KEY, tile_layer_kwargs, tile_layer_name
+from ..overlay import META_KEY, layer_raster, tile_labels, tile_layer_kwargs, tile_layer_name
 from ..pipeline import Prepared, SlideReport, make_call
 from ..scoring import call_from_rule, score_labels
 from .controls import ScoringControls
 from .explain import gradcam_job, show_attention, show_gradcam
 from .regions import RegionControls, TmaControls
 from .review import ReviewControls
-from .updates import batch_of, notification_text, results_upto
+from .updates import batch_of, notification_text, paint_tiles, results_upto
 
 if TYPE_CHECKING:
     import napari
@@ -195,10 +195,7 @@ class Her2ScoringWidget(ReviewControls, ScoringControls, RegionControls, TmaCont
             return
         if self.tiles_layer is None or self.prepared is None:
             return
-        batch = batch_of(item)
-        data = self.tiles_layer.data
-        data[batch.rows, batch.cols] = batch.tile_labels()
-        self.tiles_layer.refresh()
+        paint_tiles(self.tiles_layer, batch_of(item))
         self.progress.setValue(item.done)
         if time.monotonic() - self._last_panel > PANEL_INTERVAL_S or item.done == item.total:
             self._last_panel = time.monotonic()
@@ -230,9 +227,8 @@ class Her2ScoringWidget(ReviewControls, ScoringControls, RegionControls, TmaCont
         image = self.viewer.layers[self._running_layer_name]
         data, kwargs = tile_layer_kwargs(
             image.name, prep.grid.shape, prep.grid.tile_size0, tuple(image.scale[-2:]),
-            tuple(image.translate[-2:]),
+            tuple(image.translate[-2:]), image_shape0=tuple(prep.slide.dimensions),
             extra_meta={"slide": str(prep.slide.path), "model": prep.predictor.name,
-                        "image_shape0": list(prep.slide.dimensions),
                         "organ": prep.params.call.organ.value,
                         "specimen": prep.params.call.specimen.value},
         )
@@ -284,7 +280,7 @@ class Her2ScoringWidget(ReviewControls, ScoringControls, RegionControls, TmaCont
             return
         self._record_edits()
         c = self.prepared.params.call
-        call = call_from_rule(score_labels(np.asarray(self.tiles_layer.data),
+        call = call_from_rule(score_labels(tile_labels(self.tiles_layer),
                                            organ=c.organ.value, specimen=c.specimen.value))
         self.panel.show_call(call, {**self._context(), "edited": "by hand"})
 
@@ -350,7 +346,7 @@ class Her2ScoringWidget(ReviewControls, ScoringControls, RegionControls, TmaCont
                                                   "GeoJSON (*.geojson *.json)")
             if not path:
                 return None
-        fc = corrected_tiles_geojson(self.report.results, np.asarray(self.tiles_layer.data),
+        fc = corrected_tiles_geojson(self.report.results, tile_labels(self.tiles_layer),
                                      name=self.report.stem)
         try:
             written = write_geojson(Path(path), fc)
@@ -366,9 +362,7 @@ class Her2ScoringWidget(ReviewControls, ScoringControls, RegionControls, TmaCont
         if self.tiles_layer is None:
             return None
         pos = self.tiles_layer.world_to_data(self.viewer.cursor.position)
-        row, col = (int(round(v)) for v in pos[-2:])
-        rows, cols = self.tiles_layer.data.shape
-        return (row, col) if 0 <= row < rows and 0 <= col < cols else None
+        return layer_raster(self.tiles_layer).tile_at(*pos[-2:])
 
     def explain_tile(self, row: int | None = None, col: int | None = None):
         """Grad-CAM of a scored tile (default: under the cursor) as an Image layer on it."""

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..classes import ARTEFACT, CLASS_COLORS, LABEL_NAMES, NON_TUMOUR, UNREADABLE
 from ..results import TileResults
-from ..tiling import TileGeometry
+from ..tiling import TileGeometry, TileRaster
 from .atomic import write_json
 
 #: QuPath classification name of each canonical tile outcome
@@ -292,11 +292,15 @@ def layer_geojson(label_image: np.ndarray, metadata: dict[str, Any], results: Ti
     """FeatureCollection of a napari tile layer (its data, metadata, scale and translate).
 
     When the layer still shows exactly what the model said, the tiles carry the model's
-    probabilities and features; after a hand edit they carry the edited classes only.
+    probabilities and features; after a hand edit they carry the edited classes only. The
+    layer's raster may hold k x k pixels per tile (``subpixels`` in the metadata): each tile
+    then takes the most common value of its block, and ``scale`` / ``translate`` (the
+    layer's own) are turned into those of one pixel per tile.
     """
     info = metadata.get("napari_her2", {})
     name = Path(info.get("slide", "slide")).stem
-    labels = np.asarray(label_image)
+    raster = TileRaster.of(np.shape(label_image), int(info.get("subpixels", 1)))
+    labels = raster.per_tile(np.asarray(label_image))
     if results is not None and labels.shape == results.grid_shape and np.array_equal(
         labels, results.label_image()
     ):
@@ -305,9 +309,10 @@ def layer_geojson(label_image: np.ndarray, metadata: dict[str, Any], results: Ti
     image_scale = info.get("image_scale", (1.0, 1.0))
     image_translate = np.asarray(info.get("image_translate", (0.0, 0.0)), float)
     if scale is None:
-        scale = np.asarray(size0, float) * np.asarray(image_scale, float)
+        scale = np.asarray(size0, float) * np.asarray(image_scale, float) / raster.k
     if translate is None:
         translate = (np.asarray(scale, float) - np.asarray(image_scale, float)) / 2 + image_translate
+    scale, translate = raster.tile_transform(scale, translate)
     return labels_to_geojson(labels, scale, np.asarray(translate, float) - image_translate,
                              image_scale=image_scale, name=name,
                              image_shape0=info.get("image_shape0"))
