@@ -37,3 +37,22 @@ def test_bench_view_smoke(capsys, tmp_path):
     assert re.search(target, out, re.MULTILINE)
     assert "views: 7 " in out  # the home view and 6 steps
     assert list(tmp_path.glob("*.svs")), "the slide is kept in --workdir"
+
+
+def test_bench_read_smoke(capsys):
+    pytest.importorskip("openslide", reason="openslide is the baseline of bench_read")
+    bench_read = _bench_module("bench_read")
+
+    assert bench_read.main(["--quick"]) == 0
+
+    out = capsys.readouterr().out
+    jpeg = re.search(r"^synthetic 1024px JPEG +0 +1024x1024 +256x256 +([\d. ]+)$", out,
+                     re.MULTILINE)
+    assert jpeg, f"no rates for the JPEG slide in:\n{out}"
+    rates = [float(v) for v in jpeg.group(1).split()]
+    assert len(rates) == 9 and min(rates) > 0  # bare, ours, openslide and tiffslide rates
+    ratios = re.search(r"^synthetic 1024px JPEG +([\d.]+)x +([\d.]+)x +([\d.]+)x +([\d.]+)x",
+                       out, re.MULTILINE)
+    assert ratios, out
+    assert re.search(r"^synthetic 512px JPEG 2000 \(tiny\)", out, re.MULTILINE)
+    assert "targets: ours1/bare1 >= 0.8" in out
