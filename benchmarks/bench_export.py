@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,11 +43,11 @@ def synthetic_results(n_tiles: int, seed: int = 0) -> TileResults:
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiles", type=int, default=100_000)
     ap.add_argument("--out", default=None, help="folder for the file (default: a temp folder)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     results = synthetic_results(args.tiles)
     with tempfile.TemporaryDirectory(dir=args.out) as tmp:
         path = Path(tmp) / "tiles.geojson"
@@ -69,6 +70,8 @@ def main() -> None:
           f"ratio {export / TARGET_S:.2f} ({'PASS' if export < TARGET_S else 'FAIL'})")
     print(f"optional QuPath validation: {check:.2f} s")
 
+    return 0
+
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -97,11 +97,13 @@ def measure(mode: str, path: Path) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--side", type=int, default=100_000)
+    ap.add_argument("--side", type=int, default=100_000, help="slide side in px (>= 2048)")
     ap.add_argument("--folder", type=Path, default=Path("/tmp/napari-her2-bench"))
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    if args.side < 2048:
+        ap.error("--side must be at least 2048 px (the smallest pyramid level)")
     args.folder.mkdir(parents=True, exist_ok=True)
     path = args.folder / f"big-{args.side}.tif"
     if not path.exists():
@@ -119,7 +121,8 @@ def main() -> None:
     print(f"ratio score / baseline = {run['peak_kib'] / base['peak_kib']:.2f}; "
           f"ratio score / 2 GiB target = {run['peak_kib'] * 1024 / TARGET_BYTES:.2f} "
           "(target < 1)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -33,7 +33,7 @@ PAPER_PARAMS_M = {"repvgg-gct": (7.849, 7.049), "repvgg-se": (None, 7.316)}
 PAPER_ECM_M = (7.836, 7.036)  # Table 7, ECM without attention
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--arch", nargs="+", default=["repvgg-gct", "repvgg-se"])
     p.add_argument("--batch", type=int, default=32, help="tiles per forward pass")
@@ -42,7 +42,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--contiguous", action="store_true", help="NCHW instead of channels_last")
-    return p.parse_args()
+    return p.parse_args(argv)
 
 
 @torch.no_grad()
@@ -118,8 +118,8 @@ def bench(name: str, args: argparse.Namespace) -> None:
     print(f"  max |logit difference| {diff:.2e}  (max |logit| {float(ref.abs().max()):.2f})")
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     print("bench_reparam: RepVGG training form vs re-parameterized deploy form, CPU")
@@ -138,6 +138,8 @@ def main() -> None:
     for name in args.arch:
         bench(name, args)
 
+    return 0
+
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -4,13 +4,15 @@ Measures, in one run: ranking the queue (:func:`napari_her2.review.rank_tiles`),
 list view, and rescoring after one keyboard correction (the guideline rule over the edited
 label image), each against the 100 ms stall budget of the design brief; prints the ratios.
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/bench_review.py
+    QT_QPA_PLATFORM=offscreen .venv/bin/python benchmarks/bench_review.py [--tiles 100000]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
+import sys
 import time
 
 import numpy as np
@@ -40,7 +42,10 @@ def _best(fn, repeat: int = 5) -> float:
     return min(times)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tiles", type=int, default=N_TILES, help="tiles of the synthetic slide")
+    args = ap.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from qtpy.QtWidgets import QApplication
 
@@ -49,7 +54,7 @@ def main() -> None:
     from napari_her2.scoring import call_from_rule, call_slide, score_labels
 
     app = QApplication.instance() or QApplication([])
-    res = _results(N_TILES)
+    res = _results(args.tiles)
     call = call_slide(res)
     queue = rank_tiles(res, call)
     view = ReviewList()
@@ -57,17 +62,18 @@ def main() -> None:
     labels[0, 0] = 4
 
     steps = {
-        "rank 100k tiles": _best(lambda: rank_tiles(res, call)),
+        f"rank {args.tiles:,} tiles": _best(lambda: rank_tiles(res, call)),
         "fill list view": _best(lambda: view.set_queue(queue)),
         "rescore one edit": _best(lambda: call_from_rule(score_labels(labels)), repeat=3),
     }
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"{N_TILES} tiles, queue of {len(queue)}")
+          f"{args.tiles} tiles, queue of {len(queue)}")
     for name, seconds in steps.items():
         print(f"{name:>18}: {1000 * seconds:7.1f} ms  ratio to the 100 ms budget "
               f"{seconds / STALL_BUDGET_S:5.2f}")
     app.processEvents()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -23,6 +23,7 @@ import copy
 import os
 import platform
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -36,14 +37,14 @@ from her2_train.threads import default_threads, torch_threads
 from napari_her2.models import get_model
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--arch", default="her2-resnet")
     p.add_argument("--size", type=int, default=64, help="tile side in pixels")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=20, help="optimiser steps per timing")
     p.add_argument("--repeats", type=int, default=3)
-    return p.parse_args()
+    return p.parse_args(argv)
 
 
 def make_tiles(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -78,8 +79,8 @@ def time_bare(model, batches, recipe, threads: int) -> float:
         return time.perf_counter() - t0
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     recipe = preset("default", batch_size=args.batch)
     n = args.steps * args.batch
     tiles, labels = make_tiles(n, args.size)
@@ -110,6 +111,8 @@ def main() -> None:
           f"{rate['bare_all']:8.1f} tiles/s")
     print(f"  ratio full / bare: {rate['full'] / rate['bare']:.2f}x (target >= 0.8x)")
 
+    return 0
+
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

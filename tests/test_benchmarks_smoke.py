@@ -56,3 +56,155 @@ def test_bench_read_smoke(capsys):
     assert ratios, out
     assert re.search(r"^synthetic 512px JPEG 2000 \(tiny\)", out, re.MULTILINE)
     assert "targets: ours1/bare1 >= 0.8" in out
+
+
+def _figure(pattern: str, out: str) -> float:
+    """The number the first group of ``pattern`` captures in ``out`` (fails when absent)."""
+    found = re.search(pattern, out, re.MULTILINE)
+    assert found, f"no line matching {pattern!r} in:\n{out}"
+    return float(found.group(1))
+
+
+def test_bench_batch_smoke(capsys):
+    pytest.importorskip("dask.distributed", reason="bench_batch runs on a dask cluster")
+    bench_batch = _bench_module("bench_batch")
+
+    assert bench_batch.main(["--slides", "2", "--mosaic", "1", "--in-process"]) == 0
+
+    out = capsys.readouterr().out
+    assert "2 slides (1x1 mosaic), dab-membrane, workers in-process" in out
+    one = _figure(r"^1 worker : +(\d+\.\d\d) s +\d+\.\d\d slides/s$", out)
+    two = _figure(r"^2 workers: +(\d+\.\d\d) s +\d+\.\d\d slides/s$", out)
+    speedup = _figure(r"^speed-up 2 workers vs 1: (\d+\.\d\d)x \(ideal \dx\)$", out)
+    assert one > 0 and two > 0
+    assert speedup == pytest.approx(one / two, rel=0.1, abs=0.02)
+
+
+def test_bench_export_smoke(capsys, tmp_path):
+    bench_export = _bench_module("bench_export")
+
+    assert bench_export.main(["--tiles", "500", "--out", str(tmp_path)]) == 0
+
+    out = capsys.readouterr().out
+    assert re.search(r"^tiles: 500  file: \d+\.\d MB  validator problems: 0$", out, re.MULTILINE)
+    build = _figure(r"^build FeatureCollection: (\d+\.\d\d) s$", out)
+    total = _figure(r"^export total \(build \+ write\): (\d+\.\d\d) s  target 5 s", out)
+    ratio = _figure(r"  ratio (\d+\.\d\d) \((?:PASS|FAIL)\)$", out)
+    assert 0 <= build <= total
+    assert ratio == pytest.approx(total / bench_export.TARGET_S, abs=0.01)
+    assert not list(tmp_path.iterdir()), "the temporary export folder is removed"
+
+
+def test_bench_memory_smoke(capsys, tmp_path):
+    bench_memory = _bench_module("bench_memory")
+
+    assert bench_memory.main(["--side", "2048", "--folder", str(tmp_path)]) == 0
+
+    out = capsys.readouterr().out
+    assert (tmp_path / "big-2048.tif").is_file(), "the slide is built once in --folder"
+    tiles = _figure(r"^slide: 2048 x 2048 px, (\d+) tissue tiles scored in", out)
+    assert tiles > 0
+    assert re.search(r"scored in \d+\.\d s \(score (0|1\+|2\+|3\+)\)$", out, re.MULTILINE)
+    base = _figure(r"^baseline \(import \+ open\) peak RSS: (\d+\.\d\d) GiB$", out)
+    peak = _figure(r"^score_slide peak RSS: +(\d+\.\d\d) GiB$", out)
+    assert 0 < base <= peak < 2
+    ratio = _figure(r"ratio score / 2 GiB target = (\d+\.\d\d) \(target < 1\)$", out)
+    assert ratio == pytest.approx(peak / 2, abs=0.01)
+
+
+def test_bench_pipeline_smoke(capsys, monkeypatch):
+    bench_pipeline = _bench_module("bench_pipeline")
+    argv = ["--mosaic", "1", "--rounds", "1", "--usual-tiles", "4", "--batch", "8"]
+    monkeypatch.setattr(sys, "argv", ["bench_pipeline.py", *argv])  # main() reads sys.argv
+
+    bench_pipeline.main()
+
+    out = capsys.readouterr().out
+    tiles = _figure(r"^slide: bench-1x1-0\.5\.tif \d+x\d+ px; model dab-membrane; batch 8; "
+                    r"(\d+) tissue tiles", out)
+    assert tiles > 0
+    pure = _figure(r"^pure model +(\d+\.\d) tiles/s", out)
+    ours = _figure(r"^napari-her2 +(\d+\.\d) tiles/s", out)
+    ratio = _figure(r"^ratio napari-her2 / pure model += (\d+\.\d\d) .*target >= 0\.85", out)
+    assert pure > 0 and ours > 0
+    assert ratio == pytest.approx(ours / pure, rel=0.05, abs=0.01)  # one round: its ratio
+    try:
+        import openslide  # noqa: F401
+    except ImportError:
+        return  # the per-tile openslide script is the optional baseline
+    usual = _figure(r"^usual script +(\d+\.\d) tiles/s", out)
+    vs_usual = _figure(r"^ratio napari-her2 / usual script = (\d+\.\d\d)  \(target >= 3\)$", out)
+    assert vs_usual == pytest.approx(ours / usual, rel=0.05, abs=0.01)
+
+
+def test_bench_reparam_smoke(capsys):
+    bench_reparam = _bench_module("bench_reparam")
+
+    assert bench_reparam.main(["--arch", "repvgg-gct", "--batch", "2", "--size", "64",
+                               "--warmup", "1", "--repeats", "1"]) == 0
+
+    out = capsys.readouterr().out
+    assert re.search(r"^repvgg-gct  \(batch 2 x 3 x 64 x 64\)$", out, re.MULTILINE), out
+    train_m = _figure(r"params \(M\) +train +(\d+\.\d{3})", out)
+    deploy_m = _figure(r"params \(M\) +train +\d+\.\d{3} +deploy +(\d+\.\d{3})", out)
+    assert train_m == pytest.approx(7.849, abs=0.002)  # the paper's RepVGG-GCT
+    assert deploy_m < train_m
+    train_ms = _figure(r"time/batch +train +(\d+\.\d) ms", out)
+    deploy_ms = _figure(r"time/batch +train +\d+\.\d ms +deploy +(\d+\.\d) ms", out)
+    speed = _figure(r"speed ratio  deploy vs train: (\d+\.\d\d)x   \(target >= 1\.5x\)", out)
+    assert speed == pytest.approx(train_ms / deploy_ms, rel=0.05)
+    assert _figure(r"max \|logit difference\| (\d\.\d\de[-+]\d\d)", out) < 1e-3
+
+
+def test_bench_review_smoke(capsys, qapp):
+    # qapp: the test session's QApplication exists before the script would create its own
+    bench_review = _bench_module("bench_review")
+
+    assert bench_review.main(["--tiles", "2000"]) == 0
+
+    out = capsys.readouterr().out
+    queue = _figure(r"^machine: .*, 2000 tiles, queue of (\d+)$", out)
+    assert 0 < queue <= 2000
+    for step in ("rank 2,000 tiles", "fill list view", "rescore one edit"):
+        pattern = rf"^ *{re.escape(step)}: +(\d+\.\d) ms  ratio to the 100 ms budget +(\d+\.\d\d)$"
+        row = re.search(pattern, out, re.MULTILINE)
+        assert row, f"no row for {step!r} in:\n{out}"
+        ms, ratio = float(row.group(1)), float(row.group(2))
+        assert ratio == pytest.approx(ms / 100, abs=0.01)
+
+
+def test_bench_train_smoke(capsys):
+    pytest.importorskip("her2_train", reason="bench_train times the her2-train package's loop")
+    bench_train = _bench_module("bench_train")
+
+    assert bench_train.main(["--steps", "2", "--batch", "8", "--repeats", "1"]) == 0
+
+    out = capsys.readouterr().out
+    assert "her2-resnet, 64 px, batch 8, 2 steps x 1 repeats (median)" in out
+    full = _figure(r"her2-train loop \(sampling \+ augmentation \+ step\): +(\d+\.\d) tiles/s", out)
+    bare = _figure(r"bare forward\+backward\+step, same threads: +(\d+\.\d) tiles/s", out)
+    assert full > 0 and bare > 0
+    ratio = _figure(r"ratio full / bare: (\d+\.\d\d)x \(target >= 0\.8x\)$", out)
+    assert ratio == pytest.approx(full / bare, rel=0.05, abs=0.01)
+
+
+def test_bench_ui_smoke(capsys, qapp, viewer_widget):
+    # the script's own viewer is napari.Viewer(show=True); here pytest-qt's viewer (the
+    # widget tests' fixture, a small slide) is driven by the same measuring function
+    bench_ui = _bench_module("bench_ui")
+    _, widget = viewer_widget
+
+    figures = bench_ui.measure(widget, qapp, idle_s=0.3, settle_s=0.2, timeout_s=60)
+    bench_ui.print_figures(figures, "ihc-small.tif")
+
+    assert widget.report is not None and figures.tiles == len(widget.report.results) > 0
+    assert 0 < figures.first_overlay_s <= figures.total_s < 60
+    assert 0 < figures.click_s < figures.total_s
+    assert figures.idle_gap_s > 0 and figures.scoring_gap_s > 0
+    out = capsys.readouterr().out
+    assert re.search(rf"slide ihc-small\.tif; {figures.tiles} tiles scored in \d+\.\d s$", out,
+                     re.MULTILINE)
+    assert re.search(r"^first tile overlay after Score: \d+\.\d\d s \(target < 2 s\)$", out,
+                     re.MULTILINE)
+    assert re.search(r"^longest event-loop gap: idle \d+ ms, while scoring \d+ ms "
+                     r"\(target < 100 ms\); ratio scoring / idle = \d+\.\d\d$", out, re.MULTILINE)
