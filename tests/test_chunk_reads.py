@@ -125,3 +125,37 @@ def test_strict_reads_raise_on_a_broken_chunk(workers):
         level.read_region(0, 0, H, W, workers=workers)
     with pytest.raises(ChunkDecodeError):
         level.read_region(BROKEN[0] * CH, BROKEN[1] * CW, CH, CW)
+
+
+def test_a_scan_in_tile_order_leaves_nothing_cached_and_decodes_each_chunk_once():
+    """Chunks leave the cache once reads have used all their pixels: memory is reused."""
+    decodes: list = []
+    cache = ChunkCache()
+    level = make_level(cache, decodes)
+    for y in range(0, H, 20):  # 20 x 25 reads: never aligned with the 16 x 24 chunks
+        for x in range(0, W, 25):
+            np.testing.assert_array_equal(level.read_region(y, x, 20, 25, strict=False),
+                                          expected(y, x, 20, 25))
+    stored = [d for d in decodes if d not in (MISSING, BROKEN)]  # nothing to keep of those
+    assert sorted(stored) == sorted(set(stored))
+    assert cache._bytes == 0 and not cache._items  # every chunk was used up and dropped
+
+
+def test_thin_strips_are_read_in_bands(tmp_path):
+    """A TIFF of 8-row strips (as NDPI restart intervals) is read in 64-row bands: the same
+    pixels, the file's strip size reported, a 256 px tile costs a handful of chunk reads."""
+    import tifffile
+
+    from napari_her2.slide import open_slide
+
+    image = np.random.default_rng(1).integers(0, 255, (300, 200, 3), dtype=np.uint8)
+    path = tmp_path / "strips.tif"
+    tifffile.imwrite(path, image, photometric="rgb", compression="zlib", rowsperstrip=8,
+                     resolution=(2e4, 2e4), resolutionunit="CENTIMETER")
+    with open_slide(path) as slide:
+        assert slide.tile_size == (8, 200)
+        assert slide.readers[0].chunk == (64, 200)
+        np.testing.assert_array_equal(slide.read_region(0, 0, 0, 300, 200), image)
+        np.testing.assert_array_equal(slide.read_region(0, 250, 150, 64, 64)[:50, :50],
+                                      image[250:300, 150:200])
+        assert (slide.read_region(0, 250, 150, 64, 64)[50:] == FILL_VALUE).all()
