@@ -306,7 +306,15 @@ class ChunkedLevel:
         return arr
 
     def _paste_all(self, out, cells, origin, bounds, strict) -> None:
+        """Paste ``cells``; a chunk another thread is decoding right now is left for last, so
+        that two threads reading neighbouring regions decode instead of waiting."""
+        later = []
         for iy, ix in cells:
+            if self.cache is not None and self.cache.in_flight((self.key, iy, ix)):
+                later.append((iy, ix))
+            else:
+                self._paste(out, iy, ix, origin, bounds, strict)
+        for iy, ix in later:
             self._paste(out, iy, ix, origin, bounds, strict)
 
     def _paste(self, out, iy, ix, origin, bounds, strict) -> None:
