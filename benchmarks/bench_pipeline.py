@@ -6,7 +6,12 @@ Prints, measured in the same run on the same slide and model:
   usual script tiles/s of openslide read_region per tile + one forward per tile
 and the ratios pipeline / pure (target >= 0.85) and pipeline / usual (target >= 3).
 
-    python benchmarks/bench_pipeline.py [--slide PATH] [--model dab-membrane] [--batch 32]
+    python benchmarks/bench_pipeline.py [--slide PATH [--mpp UM]] [--model dab-membrane]
+        [--batch 32] [--workers N] [--slide-mpp UM] [--rounds 3]
+
+The pure model and the pipeline are timed back to back in each round and the ratio printed
+is the median of the rounds' ratios, so that load from other jobs that comes and goes during
+the run moves both sides of a ratio alike.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from napari_her2 import open_slide, score_slide
 from napari_her2._sample_data import ihc_mosaic
@@ -28,10 +35,12 @@ from napari_her2.pipeline import as_predictor, prepare
 from napari_her2.slide import write_pyramid_tiff
 
 
-def build_slide(folder: Path, rows: int, cols: int) -> Path:
-    path = folder / f"bench-{rows}x{cols}.tif"
+def build_slide(folder: Path, rows: int, cols: int, mpp: float = 0.5) -> Path:
+    """A synthetic IHC pyramid (2x levels) at ``mpp`` µm/px: at 0.5 the grid of a 0.5 µm/px
+    model reads level 0 as it is; at other resolutions every tile is resized."""
+    path = folder / f"bench-{rows}x{cols}-{mpp:g}.tif"
     if not path.exists():
-        write_pyramid_tiff(path, ihc_mosaic(rows=rows, cols=cols, gap=64), 0.5, tile=256)
+        write_pyramid_tiff(path, ihc_mosaic(rows=rows, cols=cols, gap=64), mpp, tile=256)
     return path
 
 
@@ -57,12 +66,12 @@ def random_checkpoint(arch: str, folder: Path) -> Path:
     return path
 
 
-def pure_model(predictor, tiles: np.ndarray, batch: int) -> float:
-    predictor.predict(tiles[:batch])  # warm-up
+def pure_model(predictor, tiles: np.ndarray, batch: int) -> tuple[int, float]:
+    """(tiles, seconds) of predictor.predict over tiles already in memory."""
     t0 = time.perf_counter()
     for s in range(0, len(tiles), batch):
         predictor.predict(tiles[s : s + batch])
-    return len(tiles) / (time.perf_counter() - t0)
+    return len(tiles), time.perf_counter() - t0
 
 
 def usual_script(path: Path, predictor, grid, slide, limit: int) -> float | None:
@@ -86,49 +95,98 @@ def usual_script(path: Path, predictor, grid, slide, limit: int) -> float | None
     return len(rows) / (time.perf_counter() - t0)
 
 
-def main() -> None:
+def with_cpu(run) -> tuple[float, float]:
+    """(tiles/s, CPU seconds of this process per tile) of ``run() -> (tiles, seconds)``."""
+    c0 = time.process_time()
+    n, seconds = run()
+    return n / seconds, (time.process_time() - c0) / n
+
+
+def timed_rounds(pure, pipeline, rounds: int) -> list[tuple[tuple[float, float], ...]]:
+    """((pure tiles/s, CPU s/tile), (pipeline tiles/s, CPU s/tile)) of ``rounds`` rounds,
+    the two measured back to back in each round: on a shared machine the load drifts, and a
+    ratio of two runs minutes apart measures the drift as much as the code. The CPU time
+    per tile moves less with other jobs than the wall-clock time does."""
+    return [(with_cpu(pure), with_cpu(pipeline)) for _ in range(rounds)]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--slide", type=Path)
+    ap.add_argument("--mpp", type=float, help="µm/px of --slide when its file gives none")
     ap.add_argument("--model", default="dab-membrane",
                     help="dab-membrane, a checkpoint, or an architecture "
                     f"({', '.join(TIMING_ARCHS)}) timed with random weights")
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--workers", type=int, default=None, help="reading threads (default: "
+                    "ScoringParams')")
     ap.add_argument("--mosaic", type=int, default=10, help="synthetic slide: n x n IHC pieces")
+    ap.add_argument("--slide-mpp", type=float, default=0.5,
+                    help="synthetic slide's µm/px (not 0.5: every tile is resized)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="pure model and pipeline timed back to back this many times")
     ap.add_argument("--usual-tiles", type=int, default=200, help="tiles timed for the usual script")
-    args = ap.parse_args()
+    return ap.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        path = args.slide or build_slide(Path(tmp), args.mosaic, args.mosaic)
+        path = args.slide or build_slide(Path(tmp), args.mosaic, args.mosaic, args.slide_mpp)
         model = args.model
         if model in TIMING_ARCHS:
             model = str(random_checkpoint(model, Path(tmp)))
         predictor = as_predictor(model, "cpu")
-        params = ScoringParams().with_overrides(batch_size=args.batch)
-        slide = open_slide(path)
+        overrides = {"batch_size": args.batch}
+        if args.workers is not None:
+            overrides["workers"] = args.workers
+        params = ScoringParams().with_overrides(**overrides)
+        slide = open_slide(path, mpp=args.mpp)
         prep = prepare(slide, predictor, params=params)  # the grid the model card decides
         grid, predictor = prep.grid, prep.predictor
         rows, cols = grid.tissue_tiles()
         tiles = np.stack([read_tile(slide, grid, int(r), int(c)) for r, c in zip(rows, cols)])
+        reports = []
 
-        pure = pure_model(predictor, tiles, args.batch)
-        t0 = time.perf_counter()
-        report = score_slide(path, predictor, params=params)
-        wall = time.perf_counter() - t0
-        ours = len(report.results) / wall
+        def pipeline() -> tuple[int, float]:
+            t0 = time.perf_counter()
+            reports.append(score_slide(path, predictor, mpp=args.mpp, params=params))
+            return len(reports[-1].results), time.perf_counter() - t0
+
+        predictor.predict(tiles[: args.batch])  # warm-up
+        rounds = timed_rounds(lambda: pure_model(predictor, tiles, args.batch), pipeline,
+                              args.rounds)
         usual = usual_script(path, predictor, grid, slide, args.usual_tiles)
+    report_figures(args, slide, predictor, grid, rounds, reports[-1], usual)
+    return 0
 
+
+def report_figures(args, slide, predictor, grid, rounds, report, usual) -> None:
     h, w = slide.dimensions
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}")
-    print(f"slide: {Path(path).name} {w}x{h} px; model {predictor.name}; batch {args.batch}; "
-          f"{len(report.results)} tissue tiles of {grid.tile_size}px at {grid.target_mpp} µm/px")
-    print(f"{'pure model':<14}{pure:10.1f} tiles/s")
-    print(f"{'napari-her2':<14}{ours:10.1f} tiles/s   (timings {report.timings.to_dict()})")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}, "
+          f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}")
+    print(f"slide: {Path(slide.path).name} {w}x{h} px; model {predictor.name}; batch {args.batch};"
+          f" {len(report.results)} tissue tiles of {grid.tile_size}px at {grid.target_mpp} µm/px"
+          f" (read {grid.read_size[1]}x{grid.read_size[0]} px at level {grid.level})")
+    for i, ((pure, pure_cpu), (ours, ours_cpu)) in enumerate(rounds):
+        print(f"round {i + 1}: pure model {pure:8.1f} tiles/s ({pure_cpu * 1e3:.2f} CPU ms/tile), "
+              f"napari-her2 {ours:8.1f} tiles/s ({ours_cpu * 1e3:.2f} CPU ms/tile), "
+              f"ratio {ours / pure:.2f}")
+    pure = float(np.median([p[0] for p, _ in rounds]))
+    ours = float(np.median([o[0] for _, o in rounds]))
+    ratio = float(np.median([o[0] / p[0] for p, o in rounds]))
+    cpu_ratio = float(np.median([p[1] / o[1] for p, o in rounds]))
+    print(f"{'pure model':<14}{pure:10.1f} tiles/s   (median of {len(rounds)} rounds)")
+    print(f"{'napari-her2':<14}{ours:10.1f} tiles/s   (last run's timings {report.timings.to_dict()})")
     if usual is not None:
         print(f"{'usual script':<14}{usual:10.1f} tiles/s   (openslide read_region + 1 tile/forward)")
-    print(f"ratio napari-her2 / pure model   = {ours / pure:.2f}  (target >= 0.85)")
+    print(f"ratio napari-her2 / pure model   = {ratio:.2f}  (median of the rounds' ratios; "
+          "target >= 0.85)")
+    print(f"CPU time per tile, pure / napari-her2 = {cpu_ratio:.2f}  (median; what the ratio "
+          "would be on idle cores that both keep busy)")
     if usual is not None:
         print(f"ratio napari-her2 / usual script = {ours / usual:.2f}  (target >= 3)")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

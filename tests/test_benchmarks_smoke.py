@@ -112,12 +112,11 @@ def test_bench_memory_smoke(capsys, tmp_path):
     assert ratio == pytest.approx(peak / 2, abs=0.01)
 
 
-def test_bench_pipeline_smoke(capsys, monkeypatch):
+def test_bench_pipeline_smoke(capsys):
     bench_pipeline = _bench_module("bench_pipeline")
-    argv = ["--mosaic", "1", "--rounds", "1", "--usual-tiles", "4", "--batch", "8"]
-    monkeypatch.setattr(sys, "argv", ["bench_pipeline.py", *argv])  # main() reads sys.argv
 
-    bench_pipeline.main()
+    assert bench_pipeline.main(["--mosaic", "1", "--rounds", "1", "--usual-tiles", "4",
+                                "--batch", "8"]) == 0
 
     out = capsys.readouterr().out
     tiles = _figure(r"^slide: bench-1x1-0\.5\.tif \d+x\d+ px; model dab-membrane; batch 8; "

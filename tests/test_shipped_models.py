@@ -8,6 +8,7 @@ from qtpy.QtCore import Qt
 
 from napari_her2.models import available_predictors, available_slide_models, read_card
 from napari_her2.models.catalog import PACKAGE_CHECKPOINTS
+from napari_her2.overlay import tile_labels
 
 SHIPPED_TILE, SHIPPED_MIL, SHIPPED_WHSPN = "her2-resnet-tma", "abmil-tma", "whspn-mlp-tma"
 
@@ -44,7 +45,7 @@ def test_fresh_install_shows_cnn_tiles_and_the_attention_heatmap(qtbot, make_nap
     qtbot.waitUntil(lambda: widget.worker is None, timeout=180_000)
     assert widget.report is not None, widget.status.text()
     assert widget.report.predictor.name == SHIPPED_TILE
-    tiles = viewer.layers[f"{image} HER2 tiles"].data
+    tiles = tile_labels(viewer.layers[f"{image} HER2 tiles"])  # one label per tile
     assert np.count_nonzero(tiles) == len(widget.report.results) > 0
     attention = viewer.layers[f"{image} attention"].data
     assert np.isfinite(attention).any()

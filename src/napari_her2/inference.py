@@ -30,6 +30,9 @@ from .tiling import TileGrid
 
 log = logging.getLogger(__name__)
 
+#: widest region (pixels at the grid level) read at once for a run of neighbouring tiles
+MAX_RUN_WIDTH = 8192
+
 
 @dataclass
 class Timings:
@@ -228,45 +231,111 @@ def _read_batches(slide, grid, rows, cols, starts, batch_size, workers, prefetch
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _read_batch(slide, grid, rows, cols) -> _Batch:
-    """Read one batch of tiles, in row-major order (wide chunks decode once via the cache)."""
+def _read_batch(slide: Slide, grid: TileGrid, rows: np.ndarray, cols: np.ndarray) -> _Batch:
+    """Read one batch of tiles into one preallocated uint8 array, then resize them together.
+
+    Tiles next to each other in a grid row are read as one region (a run): row-major order
+    keeps a batch's tiles mostly in a few runs, so each file chunk is pasted once per run
+    rather than once per tile. A run that hits a corrupt chunk is read again tile by tile,
+    so only the tiles on that chunk are marked unreadable."""
     t0 = time.perf_counter()
     n = len(rows)
-    tiles = np.empty((n, grid.tile_size, grid.tile_size, 3), np.uint8)
+    rh, rw = grid.read_size
+    regions = np.empty((n, rh, rw, 3), np.uint8)
     readable = np.ones(n, bool)
-    for i in range(n):
-        tile = read_tile(slide, grid, int(rows[i]), int(cols[i]))
-        if tile is None:
-            readable[i] = False
-            tiles[i] = 255
-        else:
-            tiles[i] = tile
+    for start, stop in tile_runs(rows, cols, max(1, MAX_RUN_WIDTH // rw)):
+        if not _read_run(slide, grid, rows, cols, start, stop, regions):
+            for i in range(start, stop):
+                readable[i] = _read_region_into(slide, grid, int(rows[i]), int(cols[i]),
+                                                regions[i])
+    regions[~readable] = 255
+    tiles = resize_batch(regions, grid.tile_size)
     return _Batch(rows, cols, tiles, readable, time.perf_counter() - t0)
+
+
+def tile_runs(rows: np.ndarray, cols: np.ndarray,
+              max_len: int | None = None) -> list[tuple[int, int]]:
+    """[start, stop) index ranges of tiles that follow each other in one grid row, each at
+    most ``max_len`` tiles long."""
+    if len(rows) == 0:
+        return []
+    r, c = np.asarray(rows), np.asarray(cols)
+    breaks = np.flatnonzero((np.diff(r) != 0) | (np.diff(c) != 1)) + 1
+    bounds = [0, *breaks.tolist(), len(r)]
+    step = max_len or len(r)
+    return [(s, min(s + step, stop)) for start, stop in zip(bounds[:-1], bounds[1:])
+            for s in range(start, stop, step)]
+
+
+def _read_run(slide: Slide, grid: TileGrid, rows: np.ndarray, cols: np.ndarray, start: int,
+              stop: int, out: np.ndarray) -> bool:
+    """Read tiles ``start:stop`` (one row, consecutive columns) as one region into ``out``;
+    False if a chunk of it is unreadable."""
+    rh, rw = grid.read_size
+    y, x = grid.level_origin(int(rows[start]), int(cols[start]))
+    k = stop - start
+    try:
+        band = slide.read_region(grid.level, y, x, rh, rw * k, strict=True)
+    except SlideReadError:
+        return False
+    out[start:stop] = band.reshape(rh, k, rw, 3).transpose(1, 0, 2, 3)
+    return True
+
+
+def _read_region_into(slide: Slide, grid: TileGrid, row: int, col: int,
+                      out: np.ndarray) -> bool:
+    """Read one tile's region (at the grid level, before resizing) into ``out``; False (and a
+    warning) if it is unreadable."""
+    y, x = grid.level_origin(row, col)
+    rh, rw = grid.read_size
+    try:
+        out[...] = slide.read_region(grid.level, y, x, rh, rw, strict=True)
+    except SlideReadError as err:
+        log.warning("tile (%d, %d) unreadable: %s", row, col, err)
+        return False
+    return True
 
 
 def read_tile(slide: Slide, grid: TileGrid, row: int, col: int) -> np.ndarray | None:
     """One tile at the grid's resolution, (tile_size, tile_size, 3); None if unreadable."""
-    y, x = grid.level_origin(row, col)
-    rh, rw = grid.read_size
-    try:
-        region = slide.read_region(grid.level, y, x, rh, rw, strict=True)
-    except SlideReadError as err:
-        log.warning("tile (%d, %d) unreadable: %s", row, col, err)
+    region = np.empty((*grid.read_size, 3), np.uint8)
+    if not _read_region_into(slide, grid, row, col, region):
         return None
     return resize_tile(region, grid.tile_size)
 
 
-def resize_tile(region: np.ndarray, size: int) -> np.ndarray:
-    """Resize an RGB region to size x size (area averaging down, bilinear up)."""
-    if region.shape[0] == size and region.shape[1] == size:
-        return region
+def resize_batch(regions: np.ndarray, size: int) -> np.ndarray:
+    """Resize uint8 RGB regions (N, h, w, 3) to (N, size, size, 3) in one interpolation.
+
+    Bilinear, with antialiasing (area-like averaging) when shrinking; the array is returned
+    as it is when it already has the size. The interpolation runs on uint8 in channels-last
+    layout (torch's fixed-point kernel, rounding to nearest); where this torch has no uint8
+    kernel it runs in float32 and rounds, which agrees to within one grey level."""
+    if regions.shape[1] == size and regions.shape[2] == size:
+        return regions
     import torch
     import torch.nn.functional as F
 
-    t = torch.from_numpy(np.ascontiguousarray(region)).permute(2, 0, 1)[None].float()
-    down = region.shape[0] > size
-    out = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=down)
-    return out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+    t = torch.from_numpy(np.ascontiguousarray(regions)).permute(0, 3, 1, 2)
+    shrink = regions.shape[1] > size or regions.shape[2] > size
+
+    def interpolate(x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                             antialias=shrink)
+
+    try:
+        out = interpolate(t)
+    except (RuntimeError, NotImplementedError):  # no uint8 kernel in this torch
+        out = interpolate(t.float()).round_().clamp_(0, 255).to(torch.uint8)
+    return np.ascontiguousarray(out.permute(0, 2, 3, 1).numpy())
+
+
+def resize_tile(region: np.ndarray, size: int) -> np.ndarray:
+    """Resize one RGB region to size x size: :func:`resize_batch` of a batch of one, so a
+    tile comes out the same whether it is resized alone or in a batch."""
+    if region.shape[0] == size and region.shape[1] == size:
+        return region
+    return resize_batch(np.ascontiguousarray(region)[None], size)[0]
 
 
 def run_scoring(gen: Generator[ScoringUpdate, None, TileResults]) -> TileResults:

@@ -1,0 +1,108 @@
+"""Tiles are read per batch into one array and resized in one interpolation, not tile by tile."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from napari_her2 import inference, open_slide
+from napari_her2._sample_data import ihc_mosaic
+from napari_her2.inference import read_tile, resize_batch, resize_tile, tile_runs
+from napari_her2.slide import write_pyramid_tiff
+from napari_her2.tiling import make_grid
+from napari_her2.tissue import detect_tissue
+
+
+def float_resize(region: np.ndarray, size: int) -> np.ndarray:
+    """The reference: float32 bilinear (antialiased when shrinking), rounded to uint8."""
+    t = torch.from_numpy(np.ascontiguousarray(region)).permute(2, 0, 1)[None].float()
+    out = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False,
+                        antialias=region.shape[0] > size)
+    return out[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+@pytest.fixture(scope="module")
+def resized_grid(tmp_path_factory):
+    """A 0.3 µm/px slide cut into 64 px tiles at 0.5 µm/px: every tile is read at 107 px and
+    resized."""
+    path = tmp_path_factory.mktemp("resize") / "m.tif"
+    write_pyramid_tiff(path, ihc_mosaic(rows=1, cols=2, gap=64), 0.3)
+    slide = open_slide(path)
+    grid = make_grid(slide, detect_tissue(slide), tile_size=64, target_mpp=0.5)
+    assert grid.read_size != (64, 64) and grid.n_tissue > 8
+    return slide, grid
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 5), side=st.integers(8, 48), size=st.integers(4, 40),
+       seed=st.integers(0, 2**16))
+def test_a_tile_resized_alone_or_in_a_batch_comes_out_the_same(n, side, size, seed):
+    rng = np.random.default_rng(seed)
+    regions = rng.integers(0, 256, (n, side, side, 3), dtype=np.uint8)
+    batch = resize_batch(regions, size)
+    assert batch.shape == (n, size, size, 3) and batch.dtype == np.uint8
+    for i in range(n):
+        np.testing.assert_array_equal(batch[i], resize_tile(regions[i], size))
+        diff = np.abs(batch[i].astype(int) - float_resize(regions[i], size))
+        assert diff.max() <= 1, "the batch resize must agree with float maths up to rounding"
+
+
+def test_resizing_is_skipped_when_the_read_size_is_the_tile_size():
+    regions = np.zeros((3, 16, 16, 3), np.uint8)
+    assert resize_batch(regions, 16) is regions
+
+
+def test_tile_runs_split_rows_gaps_and_long_runs():
+    rows = np.array([0, 0, 0, 0, 1, 1, 3])
+    cols = np.array([2, 3, 4, 6, 0, 1, 1])
+    assert tile_runs(rows, cols) == [(0, 3), (3, 4), (4, 6), (6, 7)]
+    assert tile_runs(rows, cols, max_len=2) == [(0, 2), (2, 3), (3, 4), (4, 6), (6, 7)]
+    assert tile_runs(rows[:0], cols[:0]) == []
+
+
+def count_interpolations(monkeypatch) -> list[tuple[int, ...]]:
+    """Record the input shape of every torch interpolation from now on."""
+    calls: list[tuple[int, ...]] = []
+    real = F.interpolate
+
+    def spy(x, *args, **kwargs):
+        calls.append(tuple(x.shape))
+        return real(x, *args, **kwargs)
+
+    monkeypatch.setattr(F, "interpolate", spy)
+    return calls
+
+
+def test_a_batch_is_resized_in_one_interpolation(resized_grid, monkeypatch):
+    slide, grid = resized_grid
+    rows, cols = grid.tissue_tiles()
+    calls = count_interpolations(monkeypatch)
+    batch = inference._read_batch(slide, grid, rows[:8], cols[:8])
+    assert batch.tiles.shape == (8, 64, 64, 3) and batch.tiles.dtype == np.uint8
+    assert calls == [(8, 3, *grid.read_size)], "tiles must not be resized one by one"
+
+
+def test_no_interpolation_when_tiles_are_read_at_their_size(tmp_path, monkeypatch):
+    path = tmp_path / "m.tif"
+    write_pyramid_tiff(path, ihc_mosaic(rows=1, cols=1, gap=64), 0.5)
+    slide = open_slide(path)
+    grid = make_grid(slide, detect_tissue(slide), tile_size=64, target_mpp=0.5)
+    rows, cols = grid.tissue_tiles()
+    calls = count_interpolations(monkeypatch)
+    batch = inference._read_batch(slide, grid, rows[:6], cols[:6])
+    assert grid.read_size == (64, 64) and batch.readable.all()
+    assert calls == []
+
+
+def test_batch_read_gives_the_tiles_read_one_by_one(resized_grid):
+    slide, grid = resized_grid
+    rows, cols = grid.tissue_tiles()
+    batch = inference._read_batch(slide, grid, rows, cols)
+    assert batch.readable.all()
+    assert len(tile_runs(rows, cols)) < len(rows), "the test needs neighbouring tiles"
+    for i in range(len(rows)):
+        np.testing.assert_array_equal(batch.tiles[i], read_tile(slide, grid, rows[i], cols[i]))
