@@ -7,7 +7,7 @@ Prints, measured in the same run on the same slide and model:
 and the ratios pipeline / pure (target >= 0.85) and pipeline / usual (target >= 3).
 
     python benchmarks/bench_pipeline.py [--slide PATH [--mpp UM]] [--model dab-membrane]
-        [--batch 32] [--workers N] [--slide-mpp UM] [--rounds 3]
+        [--batch 32] [--workers N] [--slide-mpp UM] [--rounds 3] [--device cuda]
 
 The pure model and the pipeline are timed back to back in each round and the ratio printed
 is the median of the rounds' ratios, so that load from other jobs that comes and goes during
@@ -126,6 +126,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--rounds", type=int, default=3,
                     help="pure model and pipeline timed back to back this many times")
     ap.add_argument("--usual-tiles", type=int, default=200, help="tiles timed for the usual script")
+    ap.add_argument("--device", default="cpu",
+                    help="where the model runs: cpu, cuda, mps (the pure model runs there too)")
     return ap.parse_args(argv)
 
 
@@ -136,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         model = args.model
         if model in TIMING_ARCHS:
             model = str(random_checkpoint(model, Path(tmp)))
-        predictor = as_predictor(model, "cpu")
-        overrides = {"batch_size": args.batch}
+        predictor = as_predictor(model, args.device)
+        overrides = {"batch_size": args.batch, "device": args.device}
         if args.workers is not None:
             overrides["workers"] = args.workers
         params = ScoringParams().with_overrides(**overrides)
