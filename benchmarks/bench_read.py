@@ -458,7 +458,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.size, args.repeat, args.no_shared = 1024, 1, True
-    logging.getLogger("napari_her2").setLevel(logging.ERROR)  # e.g. boxes.tiff's 72 dpi note
+    quiet = logging.getLogger("napari_her2")  # e.g. boxes.tiff's 72 dpi note
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        run(args)
+    finally:
+        quiet.setLevel(level)
+    return 0
+
+
+def run(args) -> None:
     print(describe_machine())
     print(f"read: level {args.level}, {args.tile} px tiles; megapixels/s, best of {args.repeat}; "
           "(tiny): under 1 Mpx, overhead-bound")
@@ -476,7 +486,6 @@ def main(argv: list[str] | None = None) -> int:
               + f" (NDPI level/os >= {NDPI_LEVEL_TARGET}, random/os >= {NDPI_RANDOM_TARGET}); "
               f"random/os: {RANDOM_READS} reads of {args.tile} px at random places, 1 thread")
         print_table(rows, RATIO_COLUMNS)
-    return 0
 
 
 if __name__ == "__main__":
