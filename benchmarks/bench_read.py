@@ -122,16 +122,6 @@ def bare_decode(path: Path, level: int, tile: int, threads: int) -> float:
             os.close(fd)
 
 
-def ours_read_region(path: Path, level: int, tile: int, threads: int) -> float:
-    slide = open_ours(path)
-    tiles = tiles_of(slide.levels[level].shape[:2], tile)
-    t0 = time.perf_counter()
-    run_pool(lambda t: slide.read_region(level, *t, strict=False), tiles, threads)
-    elapsed = time.perf_counter() - t0
-    slide.close()
-    return elapsed
-
-
 def ours_level(path: Path, level: int, tile: int, threads: int) -> float:
     slide = open_ours(path)
     h, w = slide.levels[level].shape[:2]
@@ -155,9 +145,10 @@ def random_regions(shape: tuple[int, int], tile: int) -> list[tuple[int, int, in
     return [(int(y), int(x), min(tile, h), min(tile, w)) for y, x in zip(ys, xs)]
 
 
-def ours_random(path: Path, level: int, tile: int, threads: int) -> float:
+def ours_regions(path: Path, level: int, tile: int, threads: int, where=tiles_of) -> float:
+    """``Slide.read_region`` over the regions ``where(level shape, tile)`` gives."""
     slide = open_ours(path)
-    regions = random_regions(slide.levels[level].shape[:2], tile)
+    regions = where(slide.levels[level].shape[:2], tile)
     t0 = time.perf_counter()
     run_pool(lambda t: slide.read_region(level, *t, strict=False), regions, threads)
     elapsed = time.perf_counter() - t0
@@ -165,7 +156,8 @@ def ours_random(path: Path, level: int, tile: int, threads: int) -> float:
     return elapsed
 
 
-def openslide_random(path: Path, level: int, tile: int, threads: int) -> float:
+def openslide_regions(path: Path, level: int, tile: int, threads: int, where=tiles_of) -> float:
+    """``OpenSlide.read_region`` over the regions ``where(level shape, tile)`` gives."""
     import openslide
 
     osr = openslide.OpenSlide(str(path))
@@ -176,12 +168,20 @@ def openslide_random(path: Path, level: int, tile: int, threads: int) -> float:
         y, x, th, tw = t
         np.asarray(osr.read_region((int(x * ds), int(y * ds)), level, (tw, th)))
 
-    regions = random_regions((h, w), tile)
+    regions = where((h, w), tile)
     t0 = time.perf_counter()
     run_pool(read, regions, threads)
     elapsed = time.perf_counter() - t0
     osr.close()
     return elapsed
+
+
+def ours_random(path: Path, level: int, tile: int, threads: int) -> float:
+    return ours_regions(path, level, tile, threads, random_regions)
+
+
+def openslide_random(path: Path, level: int, tile: int, threads: int) -> float:
+    return openslide_regions(path, level, tile, threads, random_regions)
 
 
 def _touch(block: np.ndarray) -> np.ndarray:
@@ -201,25 +201,6 @@ def ours_dask(path: Path, level: int, tile: int, threads: int) -> float:
     compute_blocks(slide.levels[level], threads)
     elapsed = time.perf_counter() - t0
     slide.close()
-    return elapsed
-
-
-def openslide_read_region(path: Path, level: int, tile: int, threads: int) -> float:
-    import openslide
-
-    osr = openslide.OpenSlide(str(path))
-    w, h = osr.level_dimensions[level]
-    ds = osr.level_downsamples[level]
-
-    def read(t: tuple[int, int, int, int]) -> None:
-        y, x, th, tw = t
-        np.asarray(osr.read_region((int(x * ds), int(y * ds)), level, (tw, th)))
-
-    tiles = tiles_of((h, w), tile)
-    t0 = time.perf_counter()
-    run_pool(read, tiles, threads)
-    elapsed = time.perf_counter() - t0
-    osr.close()
     return elapsed
 
 
@@ -308,13 +289,13 @@ def measure(target: Target, level: int, tile: int, repeat: int) -> dict | None:
     if target.path.is_file() and file_tile is not None:
         row["bare 1"] = rate(bare_decode, target.path, 1)
         row["bare 2"] = rate(bare_decode, target.path, THREADS)
-    row["ours 1"] = rate(ours_read_region, target.path, 1)
-    row["ours 2"] = rate(ours_read_region, target.path, THREADS)
+    row["ours 1"] = rate(ours_regions, target.path, 1)
+    row["ours 2"] = rate(ours_regions, target.path, THREADS)
     row["ours level"] = rate(ours_level, target.path, THREADS)
     row["ours dask"] = rate(ours_dask, target.path, THREADS)
     if target.openslide_path is not None:
-        row["openslide 1"] = rate(openslide_read_region, target.openslide_path, 1)
-        row["openslide 2"] = rate(openslide_read_region, target.openslide_path, THREADS)
+        row["openslide 1"] = rate(openslide_regions, target.openslide_path, 1)
+        row["openslide 2"] = rate(openslide_regions, target.openslide_path, THREADS)
         n = RANDOM_READS * min(tile, h) * min(tile, w) / 1e6
         row["random/os"] = (best_of(repeat, lambda: openslide_random(
             target.openslide_path, level, tile, 1)) / n) / (best_of(repeat, lambda: ours_random(
