@@ -40,6 +40,9 @@ def test_png_opens_with_identical_pixels_and_user_mpp(tmp_path, make_ihc):
         assert slide.dimensions == (600, 900)
         np.testing.assert_array_equal(slide.read_region(0, 0, 0, 600, 900), rgb)
         np.testing.assert_array_equal(np.asarray(slide.levels[0][10:20, 30:40]), rgb[10:20, 30:40])
+        whole = slide.read_region(0, 0, 0, 600, 900)  # one chunk: the fast path
+        whole[:] = 0  # the caller's copy: the slide's pixels do not change
+        np.testing.assert_array_equal(slide.read_region(0, 0, 0, 600, 900), rgb)
 
 
 def test_png_without_resolution_warns_and_has_no_mpp(tmp_path, make_ihc):

@@ -302,7 +302,7 @@ class ChunkedLevel:
         if arr is None:
             return np.full((h, w, 3), FILL_VALUE, np.uint8)
         if arr.shape != (h, w, 3) or not arr.flags.writeable or not arr.flags.c_contiguous:
-            return np.ascontiguousarray(arr[:h, :w, :3])
+            return np.array(arr[:h, :w, :3], order="C")  # a copy the caller owns
         return arr
 
     def _paste_all(self, out, cells, origin, bounds, strict) -> None:

@@ -73,7 +73,10 @@ def _pyramid(rgb: np.ndarray) -> list[np.ndarray]:
 
 
 def _in_memory_level(arr: np.ndarray, key: str) -> ChunkedLevel:
-    """A decoded image served as chunks (views, no decode): region reads cost what they cover."""
+    """A decoded image served as chunks (views, no decode): region reads cost what they cover.
+
+    The image is made read-only: a read gets a copy, never a view it could change."""
+    arr.flags.writeable = False
 
     def chunk(iy: int, ix: int) -> np.ndarray:
         return arr[iy * _BLOCK : (iy + 1) * _BLOCK, ix * _BLOCK : (ix + 1) * _BLOCK]
