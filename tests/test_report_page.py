@@ -31,7 +31,8 @@ def test_report_text_has_every_field(report):
     lines = report_lines(report, PageOptions(n_reviewed=7, n_changed=2, date="2026-11-03"))
     text = "\n".join(lines)
     assert lines[0] == report.call.headline()
-    for needle in ("Confidence:", "Called by: asco-cap-breast-2023", "95% interval",
+    for needle in ("Confidence:", "Called by: asco-cap-breast-2023",
+                   "95% range when tile classes are resampled",
                    "7 tiles reviewed, 2 changed", "Model: dab-membrane", "sha256",
                    "Training data:", "Intended use:", "Parameters: tile", "organ breast",
                    "2026-11-03", "napari-her2 "):

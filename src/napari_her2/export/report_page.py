@@ -78,7 +78,7 @@ def _fraction_lines(call: Any) -> list[str]:
         if frac is None:
             continue
         lo, hi = ev.class_fraction_intervals.get(s, (frac, frac))
-        lines.append(f"  {s:>2}: {100 * frac:5.1f}%  (95% interval {100 * lo:.1f}-{100 * hi:.1f}%)")
+        lines.append(f"  {s:>2}: {100 * frac:5.1f}%  (range {100 * lo:.1f}-{100 * hi:.1f}%)")
     return lines
 
 
@@ -95,7 +95,11 @@ def _call_lines(call: Any) -> list[str]:
         lines.append("Slide model: " + ", ".join(f"P({k}) {v:.2f}" for k, v in ev.probs.items()))
     lines.append(f"Tiles: {ev.n_tumour_tiles} tumour of {ev.n_tiles} scored, "
                  f"{ev.n_unreadable} unreadable")
-    return lines + ["Tumour tiles by class:"] + _fraction_lines(call)
+    # the fractions count each tile's called class (as the rule does); the 95% range is that
+    # of the fraction when every tile's class is drawn from its probabilities (or, after hand
+    # edits, when the tiles are resampled), so a called 0% can have a range above it
+    return lines + ["Tumour tiles by class, as called (95% range when tile classes are "
+                    "resampled):"] + _fraction_lines(call)
 
 
 def report_lines(report: Any, options: PageOptions | None = None) -> list[str]:

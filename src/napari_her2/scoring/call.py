@@ -38,8 +38,12 @@ class NoCallReason(str, enum.Enum):
 class Evidence:
     """What a call rests on.
 
-    class_fractions / class_fraction_intervals: tumour-tile fractions per class "0".."3+"
-    and their 95% intervals (from the guideline rule's Monte-Carlo sampling).
+    class_fractions / class_fraction_intervals: tumour-tile fractions per class "0".."3+",
+    counting each tile's called (arg-max) class as the rule does, and the 95% range of each
+    fraction when every tile's class is drawn from its probabilities (the guideline rule's
+    Monte-Carlo sampling; a bootstrap over tiles after hand edits). The range describes how
+    the fraction moves with the tiles' uncertainty, so it need not contain the called value
+    (tiles all 60% 2+ / 40% 3+: 3+ is 0% as called, about 40% when sampled).
     n_tiles / n_tumour_tiles / n_unreadable: tiles scored, tumour tiles, unreadable tiles.
     her2_low: the 2023 0-vs-1+ comment for a call of 0 or 1+ (None otherwise).
     probs / prob_intervals: a slide model's class probabilities (MIL: with 95% intervals).
