@@ -162,4 +162,13 @@ def test_tma_mode_shows_cores_with_ids_and_scores(qtbot, make_napari_viewer, tmp
     a1 = report.tma.core("A1")
     centre = cores.data_to_world(cores.data[0].mean(axis=0))
     np.testing.assert_allclose(centre, np.array(a1.centre[::-1]) * MPP, atol=1)
+    # Export writes the cores (CSV and QuPath GeoJSON), not a tile overlay
+    assert widget.export_button.isEnabled()
+    monkeypatch.setattr("qtpy.QtWidgets.QFileDialog.getExistingDirectory",
+                        lambda *a, **k: str(tmp_path / "out"))
+    qtbot.mouseClick(widget.export_button, Qt.MouseButton.LeftButton)
+    rows = (tmp_path / "out" / "tma_cores.csv").read_text().splitlines()
+    assert len(rows) == 1 + len(report.tma.cores)
+    fc = json.loads((tmp_path / "out" / "tma_cores.geojson").read_text())
+    assert {f["properties"]["name"] for f in fc["features"]} >= {"A1", "A3"}
     widget._stop_worker()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -148,6 +149,8 @@ class TmaControls:
     _show_cancelled: Callable[[], None]
     _on_errored: Callable[[BaseException], None]
     _on_finished: Callable[[], None]
+    export_button: Any
+    export_geojson: Callable[..., Any]
 
     def _build_tma(self) -> None:
         from magicgui.widgets import CheckBox, LineEdit
@@ -222,9 +225,42 @@ class TmaControls:
             self._show_cancelled()
             return
         self.tma_report = report
+        self.export_button.setEnabled(True)
         scored = [s for s in report.scores if s.call.score]
         self.status.setText(f"Done: {len(scored)} of {len(report.tma.present)} cores scored "
                             f"({len(report.tma.cores) - len(report.tma.present)} missing)")
+
+    def export_clicked(self) -> None:
+        """Export what was scored last: the cores after a TMA run, else the tile overlay."""
+        if self.tma_report is not None:
+            self.export_tma()
+        else:
+            self.export_geojson()
+
+    def export_tma(self, folder: str | Path | None = None) -> dict[str, Path] | None:
+        """Write ``<stem>_cores.csv`` and ``<stem>_cores.geojson`` (QuPath) of the last TMA
+        run into ``folder`` (asks for one, starting in the slide's folder, when none is given)."""
+        from qtpy.QtWidgets import QFileDialog
+
+        from ..tma import write_tma_outputs
+
+        report = self.tma_report
+        if report is None:
+            self._fail("nothing to export: score the TMA cores first")
+            return None
+        if folder is None:
+            folder = QFileDialog.getExistingDirectory(self, "Export TMA cores to",
+                                                      str(report.slide_path.parent))
+            if not folder:
+                return None
+        try:
+            written = write_tma_outputs(report, folder)
+        except Her2Error as err:
+            self._fail(str(err))
+            return None
+        self.status.setText(f"Wrote {written['csv'].name} and {written['geojson'].name} to "
+                            f"{Path(folder)}")
+        return written
 
 
 def _tma_job(source, model, mpp, params, shape, cancel, done: threading.Event):

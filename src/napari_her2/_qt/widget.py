@@ -75,7 +75,7 @@ class Her2ScoringWidget(ReviewControls, ScoringControls, RegionControls, TmaCont
         self.score_button.clicked.connect(self.start_scoring)
         self.cancel_button.clicked.connect(self.cancel)
         self.load_button.clicked.connect(self._choose_checkpoint)
-        self.export_button.clicked.connect(lambda: self.export_geojson())
+        self.export_button.clicked.connect(self.export_clicked)
         self.gradcam_button.clicked.connect(lambda: self.explain_tile())
         self.layer_combo.changed.connect(self._on_layer_changed)
         self.viewer.layers.events.inserted.connect(self.refresh_layers)
@@ -97,7 +97,7 @@ class Her2ScoringWidget(ReviewControls, ScoringControls, RegionControls, TmaCont
             self.start_tma(layer, source, mpp, params)
             return
         self._stop_worker()
-        self.report, self.prepared = None, None
+        self.report, self.prepared, self.tma_report = None, None, None
         self.reset_review()
         self.panel.clear()
         self.progress.setRange(0, 1)
@@ -181,7 +181,8 @@ class Her2ScoringWidget(ReviewControls, ScoringControls, RegionControls, TmaCont
     def _set_running(self, running: bool) -> None:
         self.score_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
-        self.export_button.setEnabled(not running and self.report is not None)
+        self.export_button.setEnabled(
+            not running and (self.report is not None or self.tma_report is not None))
         self.save_review_button.setEnabled(not running and self.report is not None)
         self.save_report_button.setEnabled(not running and self.report is not None)
         self.gradcam_button.setEnabled(
