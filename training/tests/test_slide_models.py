@@ -11,6 +11,7 @@ from napari_her2.models import load_checkpoint
 from her2_train.commands import DataArgs, train_mil, train_tiles, train_whspn
 from her2_train.config import TileTrainConfig, preset
 from her2_train.data import TileSpec
+from her2_train.errors import TrainError
 from her2_train.image_level import ImageFeatures, TileModel, load_features
 from her2_train.labels import discover
 from her2_train.mil import MILConfig, mc_predict
@@ -48,6 +49,10 @@ def test_mil_learns_and_resumes(feats, tmp_path):
     assert np.mean(losses[-3:]) < np.mean(losses[:3])
     state = tmp_path / "c" / "last.pt"
     fit_mil(feats, MIL, state, progress=False, stop_after=5)
+    with pytest.raises(TrainError, match="other MIL settings"):  # not resumed under new ones
+        fit_mil(feats, MILConfig(**{**MIL.to_dict(), "lr": 5e-4}), state, progress=False)
+    with pytest.raises(TrainError, match="other MIL settings"):  # nor on other features
+        fit_mil(feats[:-1], MIL, state, progress=False)
     resumed = fit_mil(feats, MIL, state, progress=False)
     a, b = whole.state_dict(), resumed.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)

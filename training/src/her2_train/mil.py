@@ -10,6 +10,8 @@ slide is predicted by Monte-Carlo bag sampling: the mean of the bag probabilitie
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ from napari_her2.models import ModelCard, get_model, save_checkpoint
 from torch import nn
 from tqdm.auto import tqdm
 
+from .errors import TrainError
 from .image_level import ImageFeatures, TileModel, cross_validate, predict_all
 from .labels import CLASSES
 from .state import load_state, save_state
@@ -80,9 +83,20 @@ def _epoch(model: nn.Module, opt: torch.optim.Optimizer, feats: list[ImageFeatur
     return float(np.mean(losses))
 
 
+def state_key(feats: list[ImageFeatures], cfg: MILConfig) -> str:
+    """What a MIL state file was written for: the settings, and every image's name, label
+    and embeddings (a digest); a state of another key is not resumed."""
+    digest = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode())
+    for f in feats:
+        digest.update(f"{f.image.path.name}:{f.image.label}:{f.embeddings.shape}".encode())
+        digest.update(np.ascontiguousarray(f.embeddings, np.float32).tobytes())
+    return digest.hexdigest()
+
+
 def train_mil(feats: list[ImageFeatures], cfg: MILConfig, state: Path | None = None,
               progress: bool = True, stop_after: int | None = None) -> nn.Module:
-    """Train an ``abmil`` on bags resampled every epoch; resumable from ``state``."""
+    """Train an ``abmil`` on bags resampled every epoch; resumable from ``state`` when it
+    was written for the same settings and features (:func:`state_key`), refused otherwise."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     model = get_model("abmil", num_classes=len(CLASSES),
@@ -90,8 +104,12 @@ def train_mil(feats: list[ImageFeatures], cfg: MILConfig, state: Path | None = N
                       attn_dim=cfg.attn_dim, dropout=cfg.dropout)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     epoch, history = 0, []
+    key = state_key(feats, cfg)
     if state is not None and state.is_file():
         s = load_state(state)
+        if s.get("key", "") != key:
+            raise TrainError(f"{state}: written by other MIL settings or features; use a new "
+                             "--out folder (or delete states/) to start afresh")
         model.load_state_dict(s["model"])
         opt.load_state_dict(s["opt"])
         gen.set_state(s["gen"])
@@ -111,7 +129,7 @@ def train_mil(feats: list[ImageFeatures], cfg: MILConfig, state: Path | None = N
         if state is not None:
             save_state(state, {"model": model.state_dict(), "opt": opt.state_dict(),
                                "gen": gen.get_state(), "rng": torch.get_rng_state(),
-                               "epoch": epoch, "history": history})
+                               "epoch": epoch, "history": history, "key": key})
     bar.close()
     model.history = history
     return model.eval()
