@@ -11,15 +11,12 @@ Positions of the grid without a core are listed as missing cores.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import logging
 import math
 import os
 import string
 import threading
-import uuid
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +25,6 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from .classes import CLASS_COLORS
 from .errors import Her2Error
 from .params import ScoringParams
 from .regions import Polygon, Region, RegionError, circle_polygon
@@ -330,11 +326,6 @@ class TmaReport:
         return out
 
 
-CSV_FIELDS = ("core", "row", "column", "centre_x_um", "centre_y_um", "diameter_um",
-              "tissue_fraction", "missing", "n_tiles", "score", "category", "confidence",
-              "no_call_reason")
-
-
 def iter_score_tma(slide_or_path: Slide | str | os.PathLike, model: str | None = None, *,
                    mpp: float | None = None, params: ScoringParams | None = None,
                    shape: tuple[int, int] | None = None, cancel: threading.Event | None = None,
@@ -430,43 +421,3 @@ def score_tma(slide_or_path: Slide | str | os.PathLike, model: str | None = None
             next(steps)
         except StopIteration as stop:
             return stop.value
-
-
-# ---------------------------------------------------------------------- outputs
-def cores_geojson(report: TmaReport) -> dict[str, Any]:
-    """QuPath FeatureCollection: one annotation per core outline (level-0 px), named by its
-    id, classed by its score, with its measurements."""
-    from .export import ID_NAMESPACE, QUPATH_NAMES
-
-    features = []
-    for s, row in zip(report.scores, report.rows(), strict=True):
-        ring = circle_polygon(*s.core.centre, s.core.diameter / 2).round(2).tolist()
-        name = QUPATH_NAMES.get(s.call.score or "", "No call")
-        colour = list(CLASS_COLORS.get(s.call.score or "", (128, 128, 128)))
-        props: dict[str, Any] = {
-            "objectType": "annotation", "name": s.core.id, "isLocked": False,
-            "classification": {"name": "Missing core" if s.core.missing else name,
-                               "color": colour},
-            "measurements": {k: float(row[k]) for k in ("row", "column", "centre_x_um",
-                             "centre_y_um", "diameter_um", "tissue_fraction", "n_tiles")},
-        }
-        if s.call.confidence is not None:
-            props["measurements"]["confidence"] = float(s.call.confidence)
-        fid = str(uuid.uuid5(ID_NAMESPACE, f"{report.stem}/core/{s.core.id}"))
-        features.append({"type": "Feature", "id": fid, "properties": props,
-                         "geometry": {"type": "Polygon", "coordinates": [ring + ring[:1]]}})
-    return {"type": "FeatureCollection", "features": features}
-
-
-def write_tma_outputs(report: TmaReport, out_dir: str | os.PathLike) -> dict[str, Path]:
-    """``<stem>_cores.csv`` and ``<stem>_cores.geojson`` in ``out_dir`` (atomic writes)."""
-    from .export import ensure_out_dir, write_geojson, write_text
-
-    out = ensure_out_dir(out_dir)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
-    writer.writeheader()
-    writer.writerows(report.rows())
-    return {"csv": write_text(out / f"{report.stem}_cores.csv", buf.getvalue()),
-            "geojson": write_geojson(out / f"{report.stem}_cores.geojson",
-                                     cores_geojson(report))}

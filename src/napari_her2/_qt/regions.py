@@ -242,7 +242,7 @@ class TmaControls:
         run into ``folder`` (asks for one, starting in the slide's folder, when none is given)."""
         from qtpy.QtWidgets import QFileDialog
 
-        from ..tma import write_tma_outputs
+        from ..export.tma import write_tma_outputs
 
         report = self.tma_report
         if report is None:

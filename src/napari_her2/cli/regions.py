@@ -20,7 +20,8 @@ def grid_shape(text: str) -> tuple[int, int]:
 
 
 def _cmd_tma(args: argparse.Namespace) -> int:
-    from ..tma import score_tma, write_tma_outputs
+    from ..export.tma import write_tma_outputs
+    from ..tma import score_tma
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
