@@ -281,9 +281,10 @@ def lazy_shapes(shape: tuple[int, int]) -> list[tuple[int, int]]:
 def add_lazy_levels(slide: Slide) -> None:
     """Give a single-level slide its lower levels, built on demand.
 
-    Each lower level is a :class:`ChunkedLevel` whose 512 px chunks are 2x reductions of the
-    level above, read through the slide's chunk cache: a tile of a low level costs the
-    region it covers, decoded once, in bounded memory. Without a chunk reader (a slide made
+    Each lower level is a :class:`ChunkedLevel` whose chunks (512 px, or whole-width bands
+    over a file of whole-width strips: :func:`halved_level`) are 2x reductions of the level
+    above, read through the slide's chunk cache: a tile of a low level costs about the
+    region it covers, each chunk decoded once, in bounded memory. Without a chunk reader (a slide made
     of dask arrays) the levels are built with dask instead.
     """
     shapes = lazy_shapes(slide.levels[0].shape[:2])
