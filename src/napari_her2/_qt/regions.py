@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 from magicgui.widgets import ComboBox
 
-from ..errors import Her2Error, ScoringCancelled
+from ..errors import Her2Error
 from ..regions import Region, is_exclusion, merge_regions, region_from_shapes
+from .updates import until_cancelled
 
 WHOLE_SLIDE = ("Whole slide", None)
 #: feature columns that name a shape's class
@@ -268,10 +269,5 @@ def _tma_job(source, model, mpp, params, shape, cancel, done: threading.Event):
     (None if cancelled)."""
     from ..tma import iter_score_tma
 
-    try:
-        return (yield from iter_score_tma(source, model, mpp=mpp, params=params, shape=shape,
-                                          cancel=cancel))
-    except ScoringCancelled:
-        return None
-    finally:
-        done.set()
+    return (yield from until_cancelled(iter_score_tma(
+        source, model, mpp=mpp, params=params, shape=shape, cancel=cancel), done))

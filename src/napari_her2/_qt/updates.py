@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Generator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from ..errors import ScoringCancelled
 from ..overlay import layer_raster
 from ..results import TileResults
 
@@ -59,3 +62,19 @@ def notification_text(message: str) -> str:
     if len(text) > room:
         text = text[:room - 1] + "…"
     return text + name
+
+
+Y = TypeVar("Y")
+R = TypeVar("R")
+
+
+def until_cancelled(steps: Generator[Y, None, R],
+                    done: threading.Event) -> Generator[Y, None, R | None]:
+    """A worker's generator: the steps of a scoring generator, then its result (None if it
+    was cancelled); ``done`` is set however it ends."""
+    try:
+        return (yield from steps)
+    except ScoringCancelled:
+        return None
+    finally:
+        done.set()

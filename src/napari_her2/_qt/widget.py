@@ -30,7 +30,13 @@ from .controls import ScoringControls
 from .explain import gradcam_job, show_attention, show_gradcam
 from .regions import RegionControls, TmaControls
 from .review import ReviewControls
-from .updates import batch_of, notification_text, paint_tiles, results_upto
+from .updates import (
+    batch_of,
+    notification_text,
+    paint_tiles,
+    results_upto,
+    until_cancelled,
+)
 
 if TYPE_CHECKING:
     import napari
@@ -396,11 +402,6 @@ def _scoring_job(path, model, mpp, params, region, cancel, done: threading.Event
     """The worker's generator: scoring steps, ending with the report (None if cancelled)."""
     from ..pipeline import iter_score_slide
 
-    try:
-        return (yield from iter_score_slide(path, model, mpp=mpp, params=params, cancel=cancel,
-                                            region=region))
-    except ScoringCancelled:
-        return None
-    finally:
-        done.set()
+    return (yield from until_cancelled(iter_score_slide(
+        path, model, mpp=mpp, params=params, cancel=cancel, region=region), done))
 
