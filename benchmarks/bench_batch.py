@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from napari_her2._sample_data import ihc_mosaic
-from napari_her2.batch import score_cohort
+from napari_her2.cohort.batch import score_cohort
 from napari_her2.params import ScoringParams
 from napari_her2.slide import write_pyramid_tiff
 

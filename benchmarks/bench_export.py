@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from napari_her2.export import tiles_to_geojson, validate_qupath_geojson, write_geojson
-from napari_her2.results import TileResults
-from napari_her2.stain import CLASSES, FEATURE_NAMES
+from napari_her2.ihc.membrane import CLASSES, FEATURE_NAMES
+from napari_her2.tiles.results import TileResults
 
 TARGET_S = 5.0
 

@@ -29,9 +29,9 @@ import torch
 
 from napari_her2 import open_slide, score_slide
 from napari_her2._sample_data import ihc_mosaic
-from napari_her2.inference import read_tile
 from napari_her2.params import ScoringParams
-from napari_her2.pipeline import as_predictor, prepare
+from napari_her2.run.inference import read_tile
+from napari_her2.run.pipeline import as_predictor, prepare
 from napari_her2.slide import write_pyramid_tiff
 
 

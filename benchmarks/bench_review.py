@@ -1,6 +1,6 @@
 """Review queue on a 100,000-tile slide: how long the UI thread is busy per step.
 
-Measures, in one run: ranking the queue (:func:`napari_her2.review.rank_tiles`), filling the
+Measures, in one run: ranking the queue (:func:`napari_her2.scoring.review.rank_tiles`), filling the
 list view, and rescoring after one keyboard correction (the guideline rule over the edited
 label image), each against the 100 ms stall budget of the design brief; prints the ratios.
 
@@ -22,7 +22,7 @@ N_TILES = 100_000
 
 
 def _results(n: int):
-    from napari_her2.results import TileResults
+    from napari_her2.tiles.results import TileResults
 
     side = int(np.ceil(np.sqrt(n)))
     rng = np.random.default_rng(0)
@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     from qtpy.QtWidgets import QApplication
 
     from napari_her2._qt.review import ReviewList
-    from napari_her2.review import rank_tiles
     from napari_her2.scoring import call_from_rule, call_slide, score_labels
+    from napari_her2.scoring.review import rank_tiles
 
     app = QApplication.instance() or QApplication([])
     res = _results(args.tiles)

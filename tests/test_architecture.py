@@ -34,7 +34,7 @@ def test_import_contracts_hold():
 
 
 #: modules that may import napari: the napari entry points, the widget, layer placement, CLI
-NAPARI_FACES = {"_qt", "_reader", "_writer", "_sample_data", "overlay", "cli"}
+NAPARI_FACES = {"_qt", "_reader", "_writer", "_sample_data", "cli"}
 
 
 def test_every_module_is_under_the_qt_and_napari_contracts():

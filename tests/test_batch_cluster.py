@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from napari_her2 import batch
 from napari_her2._sample_data import ihc_mosaic
 from napari_her2.cli import main
+from napari_her2.cohort import batch
 from napari_her2.params import ScoringParams
 from napari_her2.slide import write_pyramid_tiff
 

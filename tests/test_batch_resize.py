@@ -9,12 +9,13 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from napari_her2 import inference, open_slide
+from napari_her2 import open_slide
 from napari_her2._sample_data import ihc_mosaic
-from napari_her2.inference import read_tile, resize_batch, resize_tile, tile_runs
+from napari_her2.ihc.tissue import detect_tissue
+from napari_her2.run import inference
+from napari_her2.run.inference import read_tile, resize_batch, resize_tile, tile_runs
 from napari_her2.slide import write_pyramid_tiff
-from napari_her2.tiling import make_grid
-from napari_her2.tissue import detect_tissue
+from napari_her2.tiles.grid import make_grid
 
 
 def float_resize(region: np.ndarray, size: int) -> np.ndarray:

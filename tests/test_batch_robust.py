@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from napari_her2 import batch
 from napari_her2._sample_data import ihc_mosaic
 from napari_her2.cli import main
+from napari_her2.cohort import batch
 from napari_her2.export.atomic import (
     MAX_STEM_BYTES,
     atomic_write,
@@ -67,7 +67,7 @@ def test_any_exception_in_one_slide_becomes_an_error_row(monkeypatch, slide, tmp
     def broken(*args, **kwargs):
         raise ZeroDivisionError("float division by zero\nsecond line")
 
-    monkeypatch.setattr("napari_her2.pipeline.score_slide", broken)
+    monkeypatch.setattr("napari_her2.run.pipeline.score_slide", broken)
     row = batch.score_one(str(slide), str(tmp_path), PARAMS)
     assert row["status"] == "error"
     assert row["error"] == f"{slide}: ZeroDivisionError: float division by zero"
@@ -81,7 +81,7 @@ def test_a_slide_past_its_time_limit_is_reported_and_asked_to_stop(monkeypatch, 
         cancel.wait(30)
         raise RuntimeError("cancelled")
 
-    monkeypatch.setattr("napari_her2.pipeline.score_slide", slow)
+    monkeypatch.setattr("napari_her2.run.pipeline.score_slide", slow)
     t0 = time.perf_counter()
     row = batch.score_one(str(slide), str(tmp_path), PARAMS, timeout=0.5)
     assert time.perf_counter() - t0 < 5

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_her2.stain import DabMembraneParams, classify, measure
+from napari_her2.ihc.membrane import DabMembraneParams, classify, measure
 
 FROZEN = Path(__file__).parent / "data" / "dab_features_frozen.npz"
 ATOL = 2e-4

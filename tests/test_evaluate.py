@@ -12,8 +12,7 @@ import pytest
 
 from napari_her2 import __version__
 from napari_her2._sample_data import ihc_mosaic
-from napari_her2.errors import Her2Error, ModelNotFoundError
-from napari_her2.evaluate import (
+from napari_her2.cohort.evaluate import (
     CSV_FIELDS,
     LabelledImage,
     evaluate_folder,
@@ -21,6 +20,7 @@ from napari_her2.evaluate import (
     load_labelled_folder,
     summary_line,
 )
+from napari_her2.errors import Her2Error, ModelNotFoundError
 from napari_her2.params import ScoringParams
 
 #: small, fast scoring (64 px tiles at 1 µm/px): a 640 px image at 0.5 µm/px is 25 tiles

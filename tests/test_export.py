@@ -27,7 +27,7 @@ from napari_her2.export import (
     write_tiles_csv,
 )
 from napari_her2.export import atomic as export_atomic
-from napari_her2.results import TileResults
+from napari_her2.tiles.results import TileResults
 
 GOLDEN = Path(__file__).parent / "data" / "golden_tiles.geojson"
 CLASSES = ("0", "1+", "2+", "3+", "non-tumour")

@@ -15,8 +15,8 @@ from napari_her2.export import (
     validate_qupath_geojson,
 )
 from napari_her2.export.review import review_log_from
-from napari_her2.results import TileResults
-from napari_her2.review import ReviewLog
+from napari_her2.scoring.review import ReviewLog
+from napari_her2.tiles.results import TileResults
 
 
 @pytest.fixture

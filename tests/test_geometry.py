@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from napari_her2.tiling import TileGeometry
+from napari_her2.tiles.grid import TileGeometry
 
 sizes = st.floats(1.0, 600.0)
 scales = st.floats(0.05, 4.0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_her2.heatmap import attention_raster, scale_percentile, smooth, tile_raster
-from napari_her2.results import TileResults
+from napari_her2.tiles.heatmap import attention_raster, scale_percentile, smooth, tile_raster
+from napari_her2.tiles.results import TileResults
 
 
 def make_results(rows, cols, grid=(4, 5)) -> TileResults:

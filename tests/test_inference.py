@@ -11,11 +11,11 @@ import tifffile
 from napari_her2 import open_slide
 from napari_her2._sample_data import ihc_mosaic
 from napari_her2.errors import ScoringCancelled
-from napari_her2.inference import iter_scoring, read_tile, resize_tile, run_scoring
+from napari_her2.ihc.tissue import detect_tissue
 from napari_her2.predict import Prediction
+from napari_her2.run.inference import iter_scoring, read_tile, resize_tile, run_scoring
 from napari_her2.slide import write_pyramid_tiff
-from napari_her2.tiling import make_grid
-from napari_her2.tissue import detect_tissue
+from napari_her2.tiles.grid import make_grid
 
 
 class MeanBrownPredictor:
@@ -147,7 +147,7 @@ def test_corrupt_tile_is_marked_unreadable_and_scoring_goes_on(tmp_path):
 
 
 def test_embeddings_are_kept_in_tile_order_with_gaps_for_unreadable_batches():
-    from napari_her2.results import TileResults
+    from napari_her2.tiles.results import TileResults
 
     res = TileResults(classes=("0", "1+"), feature_names=(), grid_shape=(4, 4),
                       origin0=(0.0, 0.0), tile_size0=(8.0, 8.0))

@@ -51,11 +51,11 @@ def test_read_only_tiles_are_taken_without_a_warning(tiles):
 def test_the_pipeline_hands_the_model_uint8_tiles(tmp_path):
     from napari_her2 import open_slide
     from napari_her2._sample_data import ihc_mosaic
-    from napari_her2.inference import iter_scoring, run_scoring
+    from napari_her2.ihc.tissue import detect_tissue
     from napari_her2.predict import Prediction
+    from napari_her2.run.inference import iter_scoring, run_scoring
     from napari_her2.slide import write_pyramid_tiff
-    from napari_her2.tiling import make_grid
-    from napari_her2.tissue import detect_tissue
+    from napari_her2.tiles.grid import make_grid
 
     seen: list[np.dtype] = []
 

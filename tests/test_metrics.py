@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from napari_her2.errors import Her2Error, OutputError
-from napari_her2.metrics import (
+from napari_her2.cohort.metrics import (
     CI_FIGURES,
     LabelError,
     agreement,
@@ -20,6 +19,7 @@ from napari_her2.metrics import (
     normalise_score,
     plot_confusion,
 )
+from napari_her2.errors import Her2Error, OutputError
 
 # Five images, classes as indices 0..3 (0, 1+, 2+, 3+):
 #   labels [0, 1, 2, 3, 3], calls [0, 2, 2, 3, 1]

@@ -10,7 +10,7 @@ import pytest
 from napari_her2 import score_slide
 from napari_her2.cli import main
 from napari_her2.errors import MissingMppError
-from napari_her2.pipeline import no_call_for_error
+from napari_her2.run.pipeline import no_call_for_error
 from napari_her2.scoring import NoCallReason
 from napari_her2.slide import write_pyramid_tiff
 

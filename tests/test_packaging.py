@@ -58,8 +58,8 @@ def test_core_modules_import_without_qt():
         "        if name.split('.')[0] in ('PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'qtpy'):\n"
         "            raise ImportError('Qt blocked')\n"
         "sys.meta_path.insert(0, Block())\n"
-        "import napari_her2, napari_her2.cli, napari_her2.pipeline, napari_her2.batch\n"
-        "import napari_her2.models, napari_her2.export, napari_her2.stain\n"
+        "import napari_her2, napari_her2.cli, napari_her2.run.pipeline, napari_her2.cohort.batch\n"
+        "import napari_her2.models, napari_her2.export, napari_her2.ihc.scorer\n"
         "print('ok')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -49,8 +49,8 @@ def test_batch_scores_with_every_setting_of_score(tmp_path):
     """A batch task gets the whole ScoringParams (tissue settings included) and writes the
     same report as ``score`` would."""
     from napari_her2._sample_data import ihc_mosaic
-    from napari_her2.batch import score_one
-    from napari_her2.pipeline import score_slide
+    from napari_her2.cohort.batch import score_one
+    from napari_her2.run.pipeline import score_slide
     from napari_her2.slide import write_pyramid_tiff
 
     slide = write_pyramid_tiff(tmp_path / "s.tif", ihc_mosaic(rows=1, cols=2, gap=64), 0.5)

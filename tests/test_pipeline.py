@@ -20,7 +20,7 @@ from napari_her2.classes import HER2_SCORES
 from napari_her2.errors import Her2Error, MissingMppError, OutputError, ScoringCancelled
 from napari_her2.export import tile_id, validate_qupath_geojson
 from napari_her2.params import ScoringParams
-from napari_her2.pipeline import write_outputs
+from napari_her2.run.pipeline import write_outputs
 from napari_her2.slide import write_pyramid_tiff
 
 GOLDEN = Path(__file__).parent / "data" / "golden_report.json"
@@ -266,12 +266,44 @@ def golden_slide(tmp_path_factory) -> Path:
                               compression="zlib")
 
 
-def test_golden_report(golden_slide):
+@pytest.fixture(scope="module")
+def golden_report(golden_slide):
+    return score_slide(golden_slide, **GOLDEN_PARAMS).to_dict()
+
+
+def test_golden_report(golden_report):
     golden = json.loads(GOLDEN.read_text())
-    got = golden_fields(score_slide(golden_slide, **GOLDEN_PARAMS).to_dict())
+    got = golden_fields(golden_report)
+    # fractions are counts over 120 tiles, written rounded to 6 decimals: 1e-6 is the rounding
     for key in ("class_fractions",):
         assert got.pop(key) == pytest.approx(golden.pop(key), abs=1e-6), key
     assert got == golden
+
+
+def test_stain_vectors_are_reported_rounded_beside_the_identity(golden_report):
+    vectors = golden_report["model"]["stain_vectors"]
+    assert vectors["source"] in ("slide", "default")
+    for name in ("haematoxylin", "dab"):
+        assert len(vectors[name]) == 3
+        assert all(round(x, 3) == x for x in vectors[name]), "three decimals, no float noise"
+
+
+def test_the_last_bits_of_the_stain_estimate_change_neither_hash_nor_report(
+        golden_slide, golden_report, monkeypatch):
+    """Another BLAS build or CPU gives a stain SVD that differs in its last bits: the model
+    hash and the report must not see it."""
+    import napari_her2.ihc.scorer as scorer_module
+
+    estimate = scorer_module.estimate_stain_matrix
+
+    def nudged(rgb):
+        hem, dab = estimate(rgb)
+        return tuple(np.asarray(v, float) + 1e-9 for v in (hem, dab))
+
+    monkeypatch.setattr(scorer_module, "estimate_stain_matrix", nudged)
+    again = score_slide(golden_slide, **GOLDEN_PARAMS).to_dict()
+    assert again["model"] == golden_report["model"]
+    assert golden_fields(again) == golden_fields(golden_report)
 
 
 # --------------------------------------------------------------------------- real slides

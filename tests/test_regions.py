@@ -14,16 +14,16 @@ from hypothesis import strategies as st
 
 from napari_her2._sample_data import ihc_mosaic
 from napari_her2.cli import main
-from napari_her2.pipeline import prepare, score_slide
-from napari_her2.regions import (
+from napari_her2.run.pipeline import prepare, score_slide
+from napari_her2.slide import write_pyramid_tiff
+from napari_her2.tiles.grid import TileGrid
+from napari_her2.tiles.regions import (
     Region,
     RegionError,
     geojson_region,
     read_geojson_region,
     region_from_shapes,
 )
-from napari_her2.slide import write_pyramid_tiff
-from napari_her2.tiling import TileGrid
 
 MPP = 0.5
 FAST = {"tile_size": 64, "target_mpp": 0.5}  # 64 level-0 px per tile on a 0.5 µm/px scan
@@ -256,8 +256,8 @@ def test_geojson_and_shapes_agree():
 
 # ---------------------------------------------------------------------- batch
 def test_batch_slide_uses_its_roi_from_roi_dir_or_beside(slide, roi_file, tmp_path):
-    from napari_her2.batch import score_one
-    from napari_her2.regions import roi_path_for
+    from napari_her2.cohort.batch import score_one
+    from napari_her2.tiles.regions import roi_path_for
 
     assert roi_path_for(slide, roi_file.parent) == roi_file
     assert roi_path_for(slide) is None  # nothing beside the slide: the whole slide

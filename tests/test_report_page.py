@@ -14,7 +14,7 @@ from napari_her2.export.report_page import (
     report_lines,
     write_report_page,
 )
-from napari_her2.pipeline import score_slide
+from napari_her2.run.pipeline import score_slide
 from napari_her2.slide import write_pyramid_tiff
 
 

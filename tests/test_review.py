@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 
 from napari_her2.classes import LABEL_VALUES
-from napari_her2.results import TileResults
-from napari_her2.review import (
+from napari_her2.scoring import call_slide
+from napari_her2.scoring.review import (
     ReviewLog,
     ReviewParams,
     apply_corrections,
     decisive_boundaries,
     rank_tiles,
 )
-from napari_her2.scoring import call_slide
+from napari_her2.tiles.results import TileResults
 
 CLASSES = ("0", "1+", "2+", "3+")
 

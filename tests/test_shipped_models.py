@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 
+from napari_her2._qt.layers import tile_labels
 from napari_her2.models import available_predictors, available_slide_models, read_card
 from napari_her2.models.catalog import PACKAGE_CHECKPOINTS
-from napari_her2.overlay import tile_labels
 
 SHIPPED_TILE, SHIPPED_MIL, SHIPPED_WHSPN = "her2-resnet-tma", "abmil-tma", "whspn-mlp-tma"
 

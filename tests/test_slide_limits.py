@@ -15,11 +15,11 @@ import tifffile
 from crafted_tiffs import claimed_size_tiff, huge_tile_tiff
 from napari_her2.cli import main
 from napari_her2.errors import SlideReadError
+from napari_her2.ihc.tissue import TissueMask, TissueParams, bounded_level, detect_tissue
 from napari_her2.slide import Mpp, Slide, open_slide
 from napari_her2.slide._chunks import ChunkDecodeError, FileHandle, chunk_span_problem
 from napari_her2.slide._model import SLIDE_LIMITS, SlideLimitError, lazy_pyramid
-from napari_her2.tiling import make_grid
-from napari_her2.tissue import TissueMask, TissueParams, bounded_level, detect_tissue
+from napari_her2.tiles.grid import make_grid
 
 NDPI = "test3-DAPI-2-387.ndpi"
 MCU_STARTS = 65426

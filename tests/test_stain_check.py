@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_her2._sample_data import ihc_mosaic
-from napari_her2.stain_check import check_stain
+from napari_her2.ihc.stain_check import check_stain
 
 
 def test_dab_ihc_passes():

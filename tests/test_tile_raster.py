@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from napari_her2._qt.layers import META_KEY, SUBPIXELS_KEY, layer_raster, tile_layer_kwargs
 from napari_her2.export import layer_geojson
-from napari_her2.overlay import META_KEY, SUBPIXELS_KEY, layer_raster, tile_layer_kwargs
-from napari_her2.tiling import EDGE_TOLERANCE, MAX_RASTER_CELLS, TileGeometry, TileRaster
+from napari_her2.tiles.grid import EDGE_TOLERANCE, MAX_RASTER_CELLS, TileGeometry, TileRaster
 
 
 def grid_of(image_shape0: tuple[int, int], tile: float) -> tuple[int, int]:
@@ -53,12 +53,12 @@ def test_the_raster_ends_at_the_slide_edge(h, w, tile):
 
 def test_a_huge_grid_falls_back_to_fewer_pixels_per_tile(caplog):
     grid = (3000, 3001)  # 9 M tiles: 4 M cells allow one pixel per tile only
-    with caplog.at_level(logging.INFO, logger="napari_her2.tiling"):
+    with caplog.at_level(logging.INFO, logger="napari_her2.tiles.grid"):
         raster = TileRaster.fit(grid, (256.0, 256.0), (3000 * 256 - 5, 3001 * 256 - 5))
     assert raster.k == 1 and raster.shape == grid
     assert "pixels per tile" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="napari_her2.tiling"):
+    with caplog.at_level(logging.INFO, logger="napari_her2.tiles.grid"):
         # 13 px of the last tile inside: 1/16 needs k = 9, 1 M tiles allow 2
         raster = TileRaster.fit((1000, 1000), (256.0, 256.0), (999 * 256 + 13, 999 * 256 + 13))
     assert raster.k == 2 and raster.shape == (1999, 1999) and "allow 2 (not 9)" in caplog.text

@@ -7,9 +7,9 @@ import pytest
 
 from napari_her2 import MissingMppError, open_slide
 from napari_her2._sample_data import ihc_mosaic
+from napari_her2.ihc.tissue import TissueMask, TissueParams, detect_tissue, tissue_mask_from_rgb
 from napari_her2.slide import write_pyramid_tiff
-from napari_her2.tiling import make_grid
-from napari_her2.tissue import TissueMask, TissueParams, detect_tissue, tissue_mask_from_rgb
+from napari_her2.tiles.grid import make_grid
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def test_scoring_needs_mpp(tmp_path, mosaic):
 
 @pytest.mark.parametrize("edges", [[0, 10, 20, 30, 40, 50], [0, 7, 7, 20, 45, 55, 60], [3, 9, 12]])
 def test_band_sums_match_slicing(edges):
-    from napari_her2.tiling import _band_sums
+    from napari_her2.tiles.grid import _band_sums
 
     a = (np.random.default_rng(0).random((50, 40)) > 0.5).astype(np.uint8)
     edges = np.array(edges)

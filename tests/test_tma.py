@@ -22,9 +22,10 @@ from napari_her2.cli import main
 from napari_her2.export import validate_qupath_geojson
 from napari_her2.export.tma import write_tma_outputs
 from napari_her2.params import ScoringParams
-from napari_her2.pipeline import score_slide
+from napari_her2.run.pipeline import score_slide
 from napari_her2.slide import write_pyramid_tiff
-from napari_her2.tma import core_id, fit_grid, parse_grid, score_tma
+from napari_her2.tma import core_id, parse_grid, score_tma
+from napari_her2.tma.dearray import fit_grid
 
 DOWNSCALE = 6
 MPP = 0.25 * DOWNSCALE  # the source's estimate (0.25 µm/px), downscaled

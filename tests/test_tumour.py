@@ -5,14 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_her2.stain import (
-    CLASSES,
-    DEFAULT_DAB,
-    DEFAULT_HAEMATOXYLIN,
-    DabMembraneScorer,
-    stain_matrix,
-)
-from napari_her2.tumour import TumourParams, epithelial_nuclei, tumour_mask
+from napari_her2.ihc.deconvolution import DEFAULT_DAB, DEFAULT_HAEMATOXYLIN, stain_matrix
+from napari_her2.ihc.membrane import CLASSES
+from napari_her2.ihc.scorer import DabMembraneScorer
+from napari_her2.ihc.tumour import TumourParams, epithelial_nuclei, tumour_mask
 
 MPP = 0.5
 
@@ -44,7 +40,7 @@ SMALL = discs(radius_um=1.5, period_um=9)  # dense small round nuclei (3 um, und
     ids=["epithelium", "stroma", "small-nuclei", "blank"],
 )
 def test_tumour_is_found_from_nuclear_morphology(mask, is_tumour):
-    from napari_her2.stain import deconvolve
+    from napari_her2.ihc.deconvolution import deconvolve
 
     h, _ = deconvolve(render(mask)[None])
     tumour, _ = tumour_mask(h, np.zeros_like(h, bool), TumourParams(), MPP)

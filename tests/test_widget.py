@@ -8,9 +8,9 @@ import threading
 import numpy as np
 from qtpy.QtCore import Qt
 
+from napari_her2._qt.layers import layer_raster, tile_labels
 from napari_her2._qt.widget import Her2ScoringWidget
 from napari_her2._sample_data import ihc_mosaic
-from napari_her2.overlay import layer_raster, tile_labels
 from napari_her2.slide import write_pyramid_tiff
 
 WAIT_MS = 60_000

@@ -8,9 +8,9 @@ import json
 import numpy as np
 from qtpy.QtCore import Qt
 
+from napari_her2._qt.layers import layer_raster, tile_labels
 from napari_her2.classes import LABEL_NAMES, LABEL_VALUES
 from napari_her2.export import QUPATH_NAMES
-from napari_her2.overlay import layer_raster, tile_labels
 
 WAIT_MS = 60_000
 

@@ -10,8 +10,8 @@ from napari_her2.slide import write_pyramid_tiff
 
 
 def test_scoring_reuses_the_layers_slide(qtbot, make_napari_viewer, tmp_path, monkeypatch):
-    from napari_her2 import pipeline
     from napari_her2._qt.widget import Her2ScoringWidget
+    from napari_her2.run import pipeline
 
     path = write_pyramid_tiff(tmp_path / "s.tif", ihc_mosaic(rows=1, cols=2, gap=64), 0.5)
     viewer = make_napari_viewer()

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from napari_her2 import score_slide
+from napari_her2._qt.layers import tile_layer_kwargs
 from napari_her2._sample_data import ihc_mosaic
 from napari_her2.classes import LABEL_NAMES, LABEL_VALUES
 from napari_her2.export import QUPATH_NAMES, tile_id, validate_qupath_geojson
 from napari_her2.export import layer_geojson as tiles_geojson
-from napari_her2.overlay import tile_layer_kwargs
 from napari_her2.slide import write_pyramid_tiff
 
 STEM = "writer-slide"

@@ -21,14 +21,14 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .params import ScoringParams
-    from .pipeline import SlideReport, score_slide
+    from .run.pipeline import SlideReport, score_slide
     from .slide import Slide, open_slide
 
 #: public name -> module that defines it (imported on first access)
 _LAZY = {
     "ScoringParams": ".params",
-    "SlideReport": ".pipeline",
-    "score_slide": ".pipeline",
+    "SlideReport": ".run.pipeline",
+    "score_slide": ".run.pipeline",
     "Slide": ".slide",
     "open_slide": ".slide",
 }

@@ -52,7 +52,7 @@ def get_region_reader(path: str | list[str]) -> Callable | None:
 def read_region_layers(path: str | list[str], mpp: float | None = None) -> list[tuple]:
     """A QuPath GeoJSON region as a Shapes layer in the microns of the slide beside it
     (``<stem>.*``; else ``mpp`` or $NAPARI_HER2_MPP; else pixels), or [] after notifying."""
-    from .regions import read_geojson_region, region_layer_kwargs
+    from .tiles.regions import read_geojson_region, region_layer_kwargs
 
     region_path = Path(path[0] if isinstance(path, list) else path)
     try:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import Her2Error
-from .tissue import TissueParams
+from .ihc.tissue import TissueParams
 
 if sys.version_info >= (3, 11):
     import tomllib

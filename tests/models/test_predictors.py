@@ -141,7 +141,7 @@ def test_describe_models(tiny_ckpt, models_folder):
 
 
 def test_dab_membrane_is_loaded_lazily_from_stain(monkeypatch, models_folder):
-    """load_predictor('dab-membrane') builds napari_her2.stain.DabMembraneScorer()."""
+    """load_predictor('dab-membrane') builds napari_her2.ihc.scorer.DabMembraneScorer()."""
     import sys
     import types
 
@@ -149,9 +149,9 @@ def test_dab_membrane_is_loaded_lazily_from_stain(monkeypatch, models_folder):
         def describe(self) -> dict:
             return {"name": "dab-membrane", "thresholds": [0.2, 0.4, 0.6]}
 
-    fake = types.ModuleType("napari_her2.stain")
+    fake = types.ModuleType("napari_her2.ihc.scorer")
     fake.DabMembraneScorer = FakeScorer
-    monkeypatch.setitem(sys.modules, "napari_her2.stain", fake)
+    monkeypatch.setitem(sys.modules, "napari_her2.ihc.scorer", fake)
     assert isinstance(load_predictor("dab-membrane"), FakeScorer)
     first = available_predictors()[0]
     assert first.name == "dab-membrane" and first.card["thresholds"] == [0.2, 0.4, 0.6]

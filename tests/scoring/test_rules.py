@@ -9,7 +9,6 @@ import pytest
 from scipy.stats import binom
 
 from napari_her2.classes import LABEL_VALUES
-from napari_her2.results import TileResults
 from napari_her2.scoring.rules import (
     RuleParams,
     SlideScore,
@@ -18,6 +17,7 @@ from napari_her2.scoring.rules import (
     score_labels,
     score_tiles,
 )
+from napari_her2.tiles.results import TileResults
 
 CLASSES = ("0", "1+", "2+", "3+", "non-tumour")
 

@@ -10,7 +10,6 @@ import torch
 
 from napari_her2.errors import CheckpointError, Her2Error, ModelNotFoundError
 from napari_her2.models import ModelCard, fit_whspn_svm, get_model, save_checkpoint
-from napari_her2.results import TileResults
 from napari_her2.scoring import score_tiles
 from napari_her2.scoring.slide_models import (
     SlideModel,
@@ -18,6 +17,7 @@ from napari_her2.scoring.slide_models import (
     load_slide_model,
     tumour_fractions,
 )
+from napari_her2.tiles.results import TileResults
 
 HER2 = ("0", "1+", "2+", "3+")
 TILE_CLASSES = (*HER2, "normal")

@@ -75,9 +75,9 @@ def test_tiles_take_the_class_of_their_region(tmp_path):
 
 def test_run_reads_equal_single_tile_reads(tmp_path):
     from napari_her2 import open_slide
-    from napari_her2.inference import read_tile
-    from napari_her2.tiling import make_grid
-    from napari_her2.tissue import detect_tissue
+    from napari_her2.ihc.tissue import detect_tissue
+    from napari_her2.run.inference import read_tile
+    from napari_her2.tiles.grid import make_grid
 
     from her2_train.data import _cut
 
@@ -97,7 +97,7 @@ def test_a_review_saved_in_napari_labels_the_tiles(tmp_path):
     corrected HER2 classes label the tiles under them, non-tumour tiles are left out."""
     from napari_her2 import score_slide
     from napari_her2.export import review_path, save_review
-    from napari_her2.review import ReviewLog
+    from napari_her2.scoring.review import ReviewLog
 
     image = write_tiff(tmp_path / "data" / "case.tif", np.concatenate(
         [ihc_image(2, 0), ihc_image(2, 1)], axis=1))

@@ -22,8 +22,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..overlay import META_KEY
 from ..params import LIMITS, Organ, ScoringParams, Specimen
+from .layers import META_KEY
 from .score_panel import ScorePanel
 
 if TYPE_CHECKING:

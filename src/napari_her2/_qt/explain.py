@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import Her2Error
-from ..overlay import ATTENTION_SUFFIX, META_KEY, tile_heatmap_placement
-from ..pipeline import SlideReport
-from ..tiling import TileRaster
+from ..run.pipeline import SlideReport
+from ..tiles.grid import TileRaster
+from .layers import ATTENTION_SUFFIX, META_KEY, tile_heatmap_placement
 
 GRADCAM_SUFFIX = " Grad-CAM"
 
@@ -32,7 +32,7 @@ def _replace_image(viewer, image, name: str, data: np.ndarray, placement, **kwar
 
 def show_attention(viewer, image, report: SlideReport):
     """The slide model's attention heatmap as ``<image> attention``."""
-    from ..heatmap import attention_raster
+    from ..tiles.heatmap import attention_raster
 
     attention = report.call.evidence.attention
     if attention is None:
@@ -59,8 +59,8 @@ def show_gradcam(viewer, image, report: SlideReport, row: int, col: int, heat: n
 
 def gradcam_job(report: SlideReport, row: int, col: int) -> np.ndarray:
     """Grad-CAM map of one scored tile (runs in a worker thread)."""
-    from ..inference import read_tile
     from ..models import TorchTilePredictor, grad_cam
+    from ..run.inference import read_tile
 
     tile = read_tile(report.slide, report.grid, row, col)
     if tile is None:

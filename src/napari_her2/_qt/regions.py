@@ -2,7 +2,7 @@
 **TMA** mode (find the cores, score each, show them as a labelled Shapes layer).
 
 A mixin of :class:`~napari_her2._qt.widget.Her2ScoringWidget` (it uses the widget's
-``viewer`` and ``form``). Shapes are turned into a :class:`~napari_her2.regions.Region` in
+``viewer`` and ``form``). Shapes are turned into a :class:`~napari_her2.tiles.regions.Region` in
 the slide's level-0 pixels through the layers' own transforms; a shape whose feature
 ``class`` / ``name``, or text, is ``Ignore*`` / ``Exclude*`` is subtracted, and so is every
 shape of another Shapes layer whose name starts with Ignore or Exclude.
@@ -19,7 +19,7 @@ import numpy as np
 from magicgui.widgets import ComboBox
 
 from ..errors import Her2Error
-from ..regions import Region, is_exclusion, merge_regions, region_from_shapes
+from ..tiles.regions import Region, is_exclusion, merge_regions, region_from_shapes
 from .updates import until_cancelled
 
 WHOLE_SLIDE = ("Whole slide", None)

@@ -1,6 +1,6 @@
 """The review queue: the tiles that matter most for the call, stepped through by keyboard.
 
-:class:`ReviewList` shows a :class:`~napari_her2.review.ReviewQueue` (class, probability,
+:class:`ReviewList` shows a :class:`~napari_her2.scoring.review.ReviewQueue` (class, probability,
 reason per row). Up / Down move through it; 0, 1, 2, 3 and N set the current tile's class
 (N: non-tumour) and move on. :class:`ReviewControls` connects it to the scoring widget: choosing
 a row centres and zooms the viewer on the tile, a class change goes through the tile layer
@@ -32,14 +32,14 @@ from qtpy.QtWidgets import (
 
 from ..classes import LABEL_NAMES, LABEL_VALUES, NON_TUMOUR
 from ..errors import Her2Error
-from ..overlay import layer_raster, tile_labels
-from ..review import ReviewLog, ReviewQueue, rank_tiles
+from ..scoring.review import ReviewLog, ReviewQueue, rank_tiles
+from .layers import layer_raster, tile_labels
 
 if TYPE_CHECKING:
     import napari
     from napari.layers import Labels
 
-    from ..pipeline import SlideReport
+    from ..run.pipeline import SlideReport
     from .score_panel import ScorePanel
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import ScoringCancelled
-from ..overlay import layer_raster
-from ..results import TileResults
+from ..tiles.results import TileResults
+from .layers import layer_raster
 
 
 def results_slice(results: TileResults, start: int, stop: int) -> TileResults:

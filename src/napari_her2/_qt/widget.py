@@ -23,11 +23,11 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import Her2Error, ScoringCancelled
-from ..overlay import META_KEY, layer_raster, tile_labels, tile_layer_kwargs, tile_layer_name
-from ..pipeline import Prepared, SlideReport, make_call
+from ..run.pipeline import Prepared, SlideReport, make_call
 from ..scoring import call_from_rule, score_labels
 from .controls import ScoringControls
 from .explain import gradcam_job, show_attention, show_gradcam
+from .layers import META_KEY, layer_raster, tile_labels, tile_layer_kwargs, tile_layer_name
 from .regions import RegionControls, TmaControls
 from .review import ReviewControls
 from .updates import (
@@ -400,7 +400,7 @@ class Her2ScoringWidget(ReviewControls, ScoringControls, RegionControls, TmaCont
 
 def _scoring_job(path, model, mpp, params, region, cancel, done: threading.Event):
     """The worker's generator: scoring steps, ending with the report (None if cancelled)."""
-    from ..pipeline import iter_score_slide
+    from ..run.pipeline import iter_score_slide
 
     return (yield from until_cancelled(iter_score_slide(
         path, model, mpp=mpp, params=params, cancel=cancel, region=region), done))

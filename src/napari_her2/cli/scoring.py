@@ -8,7 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from ..batch import DEFAULT_TIMEOUT_S
+from ..cohort.batch import DEFAULT_TIMEOUT_S
 from ._common import EXIT_ERROR, EXIT_OK, add_scoring_options, params_from_args, seconds
 
 
@@ -21,7 +21,7 @@ def _add_score_outputs(p: argparse.ArgumentParser) -> None:
 def _cmd_score(args: argparse.Namespace) -> int:
     from ..export import write_outputs
     from ..export.atomic import safe_stem, sweep_stale_temps
-    from ..pipeline import score_slide
+    from ..run.pipeline import score_slide
 
     params = params_from_args(args)
     sweep_stale_temps(args.out)
@@ -45,7 +45,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
-    from ..batch import expand_paths, score_cohort
+    from ..cohort.batch import expand_paths, score_cohort
 
     paths = expand_paths(args.paths)
     if not paths:
@@ -116,7 +116,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..evaluate import evaluate_folder, summary_line
+    from ..cohort.evaluate import evaluate_folder, summary_line
 
     def show(done: int, total: int, result) -> None:
         call = result.call if result.call is not None else f"no call ({result.no_call_reason})"

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from ..classes import ARTEFACT, CLASS_COLORS, LABEL_NAMES, NON_TUMOUR, UNREADABLE
-from ..results import TileResults
-from ..tiling import TileGeometry, TileRaster
+from ..tiles.grid import TileGeometry, TileRaster
+from ..tiles.results import TileResults
 from .atomic import write_json
 
 #: QuPath classification name of each canonical tile outcome

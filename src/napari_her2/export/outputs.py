@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..results import TileResults
+from ..tiles.results import TileResults
 from .atomic import ensure_out_dir, write_report_json
 from .geojson import tiles_to_geojson, write_geojson
 from .tables import write_tiles_csv

@@ -7,7 +7,7 @@ changed, the model card summary, the parameters, the software version, the date,
 "not for diagnosis" when the model says so. :func:`report_lines` is the page's text, so
 tests and other formats can use it without drawing.
 
-The report is duck-typed on :class:`napari_her2.pipeline.SlideReport` (``slide``,
+The report is duck-typed on :class:`napari_her2.run.pipeline.SlideReport` (``slide``,
 ``predictor``, ``params``, ``tissue``, ``grid``, ``results``, ``call``): export code does not
 import the pipeline.
 """
@@ -151,7 +151,7 @@ def _draw_images(fig: Any, report: Any, opt: PageOptions) -> None:
     attention = (opt.call or report.call).evidence.attention
     panels = [("Slide", None), ("Tile classes", _label_rgba(np.asarray(labels)))]
     if attention is not None:
-        from ..heatmap import attention_raster
+        from ..tiles.heatmap import attention_raster
 
         panels.append(("Attention", attention_raster(report.results, attention)))
     thumb = _thumbnail(report)

@@ -19,8 +19,8 @@ import numpy as np
 
 from ..classes import LABEL_VALUES
 from ..errors import Her2Error
-from ..results import TileResults
-from ..review import Correction, ReviewLog
+from ..scoring.review import Correction, ReviewLog
+from ..tiles.results import TileResults
 from .geojson import QUPATH_NAMES, _classification, _polygon, tile_id, write_geojson
 
 REVIEW_SUFFIX = ".review.geojson"

@@ -8,7 +8,7 @@ import math
 import os
 from pathlib import Path
 
-from ..results import TileResults
+from ..tiles.results import TileResults
 from .atomic import write_text
 
 

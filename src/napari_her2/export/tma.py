@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..classes import CLASS_COLORS
-from ..regions import circle_polygon
+from ..tiles.regions import circle_polygon
 from .atomic import ensure_out_dir, write_text
 from .geojson import ID_NAMESPACE, QUPATH_NAMES, write_geojson
 

@@ -90,7 +90,7 @@ def find_checkpoint(name: str, folder: str | Path | None = None) -> Path | None:
 
 def _weight_free_card() -> dict[str, Any]:
     try:
-        from ..stain import DabMembraneScorer
+        from ..ihc.scorer import DabMembraneScorer
     except ImportError as err:
         logger.warning("the %s scorer is unavailable: %s", WEIGHT_FREE, err)
         return {"name": WEIGHT_FREE}

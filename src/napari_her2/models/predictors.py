@@ -212,7 +212,7 @@ def load_predictor(
     name, and :class:`CheckpointError` for a checkpoint that is unsafe or does not match.
     """
     if str(name_or_path) == WEIGHT_FREE:
-        from ..stain import DabMembraneScorer
+        from ..ihc.scorer import DabMembraneScorer
 
         return DabMembraneScorer()
     path = resolve_checkpoint(name_or_path, models_dir, also=(WEIGHT_FREE,))

@@ -6,7 +6,7 @@ slide-level model makes a :class:`SlideCall`.
 
 from __future__ import annotations
 
-from ..results import TileResults
+from ..tiles.results import TileResults
 from .call import (
     CATEGORY_TEXT,
     Evidence,

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..classes import HER2_SCORES, LABEL_NAMES, LABEL_VALUES, UNREADABLE, canonical_class
-from ..results import TileResults
+from ..tiles.results import TileResults
 
 logger = logging.getLogger(__name__)
 

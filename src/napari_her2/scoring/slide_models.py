@@ -2,7 +2,7 @@
 
 Two of the three interchangeable ways from tiles to a slide score need a trained model; the
 third, the guideline rule, lives in :mod:`napari_her2.scoring.rules`. Both start from the same
-:class:`~napari_her2.results.TileResults` and give a :class:`SlideModelResult`:
+:class:`~napari_her2.tiles.results.TileResults` and give a :class:`SlideModelResult`:
 
 * WHSPN (registry kind ``"slide"``): the 0 / 1+ / 2+ / 3+ fractions of the tumour tiles,
   counted exactly as the guideline rule counts them (arg-max class of every readable tile;
@@ -37,7 +37,7 @@ from ..models.checkpoint import load_checkpoint, read_card
 from ..models.predictors import resolve_checkpoint, resolve_device
 from ..models.registry import model_spec
 from ..models.whspn import WHSPNSVM
-from ..results import TileResults
+from ..tiles.results import TileResults
 from .call import SlideCall, call_from_model
 from .rules import CATEGORIES, SlideScore, tumour_fractions
 

@@ -1,10 +1,10 @@
 """Tiles of labelled images, cut through napari-her2's tissue and tiling code, cached.
 
 Each image is opened with :func:`napari_her2.open_slide` (lazy: never a whole slide in
-memory), its tissue found with :func:`napari_her2.tissue.detect_tissue`, gridded with
-:func:`napari_her2.tiling.make_grid` at the model's tile size and µm/px, and its tissue tiles
+memory), its tissue found with :func:`napari_her2.ihc.tissue.detect_tissue`, gridded with
+:func:`napari_her2.tiles.grid.make_grid` at the model's tile size and µm/px, and its tissue tiles
 read a row run at a time (one region read for up to ``RUN_WIDTH`` neighbouring tiles, resized
-as :func:`napari_her2.inference.read_tile` resizes them). The uint8 tiles of one image
+as :func:`napari_her2.run.inference.read_tile` resizes them). The uint8 tiles of one image
 are cached as ``<cache>/<sha256[:16]>_<size>px_<mpp>um_<min_tissue>_<max_tiles>.npz``.
 """
 
@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 from napari_her2 import open_slide
 from napari_her2.errors import Her2Error
-from napari_her2.inference import read_tile, resize_tile
-from napari_her2.tiling import make_grid
-from napari_her2.tissue import detect_tissue
+from napari_her2.ihc.tissue import detect_tissue
+from napari_her2.run.inference import read_tile, resize_tile
+from napari_her2.tiles.grid import make_grid
 
 from .errors import DatasetError
 from .geojson import label_points, read_regions, tile_centres

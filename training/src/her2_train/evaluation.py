@@ -3,7 +3,7 @@
 :func:`evaluate` returns a JSON-able dict: ``n``, ``accuracy``, ``macro_f1``, ``kappa``
 (Cohen) and ``qwk`` (quadratic-weighted kappa, the classes being ordinal), computed with
 scikit-learn for cross-validation summaries, and ``agreement``, the full report of
-:func:`napari_her2.metrics.agreement` (per-class precision/recall/specificity/F1, macro AUC,
+:func:`napari_her2.cohort.metrics.agreement` (per-class precision/recall/specificity/F1, macro AUC,
 4- and 3-class confusion, no-call rate, bootstrap CIs).
 """
 
@@ -47,9 +47,9 @@ def agreement_report(y_true: np.ndarray, y_pred: np.ndarray, probs: np.ndarray |
                      seed: int = 0) -> dict[str, Any] | None:
     """napari-her2's agreement report on class names (None when it is not installed)."""
     try:
-        from napari_her2.metrics import agreement
+        from napari_her2.cohort.metrics import agreement
     except ImportError:
-        log.warning("napari_her2.metrics is not available: the full agreement report is left out")
+        log.warning("napari_her2.cohort.metrics is not available: the full agreement report is left out")
         return None
     names = np.asarray(CLASSES, dtype=object)
     return agreement(list(names[np.asarray(y_true, int)]), list(names[np.asarray(y_pred, int)]),

@@ -40,7 +40,7 @@ def plot_confusions(result: dict[str, Any], path: Path) -> Path | None:
     report = result.get("agreement")
     if report is None:
         return None
-    from napari_her2.metrics import plot_confusion
+    from napari_her2.cohort.metrics import plot_confusion
 
     plot_confusion(report, path)
     return path

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .stain import deconvolve
+from .deconvolution import deconvolve
 
 #: hue range (degrees) accepted as DAB brown: orange-brown to yellow-brown, neither red (a red
 #: chromogen or fluorophore, < 10°) nor yellow-green

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 from matplotlib.path import Path as MplPath
 
-from .errors import Her2Error
-from .tiling import TileGrid
-from .tissue import TissueMask
+from ..errors import Her2Error
+from ..ihc.tissue import TissueMask
+from .grid import TileGrid
 
 log = logging.getLogger(__name__)
 

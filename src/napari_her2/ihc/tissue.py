@@ -24,10 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..slide import Slide
+from ..slide._model import SLIDE_LIMITS, SlideLimitError
+from ..threads import decode_workers
 from .deconvolution import OD_LUT
-from .slide import Slide
-from .slide._model import SLIDE_LIMITS, SlideLimitError
-from .threads import decode_workers
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Result layers placed exactly on a slide's image layer (napari data, no Qt).
 
-The tile layer holds ``k`` x ``k`` pixels per tile (a :class:`~napari_her2.tiling.TileRaster`;
+The tile layer holds ``k`` x ``k`` pixels per tile (a :class:`~napari_her2.tiles.grid.TileRaster`;
 k is stored in the layer metadata under ``META_KEY["subpixels"]``). k = 1 (one pixel per
 tile) when the slide is a whole number of tiles; otherwise the last row and column of tiles
 are partial and the raster, cropped at the slide edge, needs k > 1 so that their squares
@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from .classes import LABEL_NAMES, label_colormap
-from .tiling import TileGeometry, TileRaster
+from ..classes import LABEL_NAMES, label_colormap
+from ..tiles.grid import TileGeometry, TileRaster
 
 TILES_SUFFIX = " HER2 tiles"
 ATTENTION_SUFFIX = " attention"

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import Her2Error, MissingMppError, ScoringCancelled, SlideReadError
+from ..errors import Her2Error, MissingMppError, ScoringCancelled, SlideReadError
+from ..params import ParamError, ScoringParams
+from ..predict import TilePredictor
 from .metrics import LabelError, agreement, format_summary, normalise_score, plot_confusion
-from .params import ParamError, ScoringParams
-from .predict import TilePredictor
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ def _result_of_report(image: LabelledImage, file: str, report: dict[str, Any]) -
 
 def _error_reason(err: Her2Error) -> str:
     """The no-call reason of an image that could not be scored (missing µm/px, unreadable)."""
-    from .pipeline import no_call_for_error
+    from ..run.pipeline import no_call_for_error
 
     if isinstance(err, MissingMppError | SlideReadError):
         call = no_call_for_error(err)
@@ -247,7 +247,7 @@ def score_image(image: LabelledImage, predictor: Any, params: ScoringParams, *, 
     """Score one image; an unreadable image or one without µm/px (or any other
     :class:`Her2Error` of that image) is a no-call with its reason. Errors of the settings
     (:class:`ParamError`) and cancelling are raised."""
-    from .pipeline import score_slide
+    from ..run.pipeline import score_slide
 
     try:
         report = score_slide(image.path, predictor, mpp=mpp, params=params)
@@ -295,8 +295,8 @@ def evaluate_folder(
     bad settings or an unknown model raise :class:`Her2Error`; an image that cannot be scored
     is a no-call with its reason.
     """
-    from .export import ensure_out_dir
-    from .pipeline import as_predictor
+    from ..export import ensure_out_dir
+    from ..run.pipeline import as_predictor
 
     root = Path(folder)
     images = load_labelled_folder(root, labels_csv)
@@ -319,7 +319,7 @@ def evaluate_folder(
 
 def _settings(root: Path, labels_csv: Any, mpp: float | None, predictor: Any,
               params: ScoringParams) -> dict[str, Any]:
-    from ._version import __version__
+    from .._version import __version__
 
     return {
         "folder": str(root),
@@ -344,7 +344,7 @@ def results_csv_text(results: Iterable[ImageResult]) -> str:
 
 def _write_outputs(out: Path, results: list[ImageResult], figures: dict[str, Any],
                    settings: dict[str, Any]) -> dict[str, Path]:
-    from .export import write_report_json, write_text
+    from ..export import write_report_json, write_text
 
     summary = {"agreement": figures, **settings,
                "images": [dataclasses.asdict(r) for r in results]}

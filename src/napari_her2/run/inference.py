@@ -21,12 +21,12 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .errors import ScoringCancelled, SlideReadError
-from .predict import TilePredictor
-from .results import TileResults
-from .slide import Slide
-from .threads import sync_mode
-from .tiling import TileGrid
+from ..errors import ScoringCancelled, SlideReadError
+from ..predict import TilePredictor
+from ..slide import Slide
+from ..threads import sync_mode
+from ..tiles.grid import TileGrid
+from ..tiles.results import TileResults
 
 log = logging.getLogger(__name__)
 

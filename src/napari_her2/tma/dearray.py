@@ -1,37 +1,27 @@
-"""Tissue microarrays: find the cores on a low-resolution tissue mask, fit them to a
-(slightly rotated) grid, name them by position as QuPath does (rows A, B, …; columns 1, 2,
-…), and score each core as its own region.
+"""Dearraying a tissue microarray: find the cores on a low-resolution tissue mask, fit them
+to a (slightly rotated) grid and name them by position as QuPath does (rows A, B, …;
+columns 1, 2, …).
 
-Dearraying: tissue mask -> connected components (fragments of one core are joined by a
-closing) -> centres -> grid angle from the nearest-neighbour vectors (folded to ±45°,
-averaged on the circle) -> centres rotated upright -> rows and columns by gaps in the
-rotated y and x (a missing row or column shows as a double gap) -> an id per position.
-Positions of the grid without a core are listed as missing cores.
+Tissue mask -> connected components (fragments of one core are joined by a closing) ->
+centres -> grid angle from the nearest-neighbour vectors (folded to ±45°, averaged on the
+circle) -> centres rotated upright -> rows and columns by gaps in the rotated y and x (a
+missing row or column shows as a double gap) -> an id per position. Positions of the grid
+without a core are listed as missing cores.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
-import os
 import string
-import threading
-from collections.abc import Generator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
 
-from .errors import Her2Error
-from .params import ScoringParams
-from .regions import Polygon, Region, RegionError, circle_polygon
-from .results import TileResults
-from .scoring import NoCallReason, SlideCall, no_call
-from .slide import Slide
-from .tissue import TissueMask, tissue_mask_from_rgb
+from ..errors import Her2Error
+from ..ihc.tissue import TissueMask
+from ..tiles.regions import Polygon, Region, circle_polygon
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +32,6 @@ MIN_CORE_FRACTION = 0.2
 #: optical density above the glass's (its 90th-percentile colour) that marks a core's pixel
 CORE_OD = 0.01
 GLASS_PERCENTILE = 90
-#: a core's own tissue mask is computed over its disc and this fraction of its radius more
-CROP_MARGIN = 0.25
 #: closing radius that joins the fragments of one core, as a fraction of the core pitch
 JOIN_FRACTION = 0.05
 
@@ -280,144 +268,3 @@ def _core_stats(labels: np.ndarray, labs: list[int], tissue: TissueMask
     inside = np.hypot(x - cx, y - cy) <= radius
     on_tissue = tissue.mask[ys[inside], xs[inside]].sum()
     return (cx, cy), 2 * radius, float(min(1.0, on_tissue / disc))
-
-
-# ---------------------------------------------------------------------- scoring
-@dataclass(frozen=True)
-class CoreScore:
-    """A core's call and the tiles behind it (None for a missing core)."""
-
-    core: Core
-    call: SlideCall
-    results: TileResults | None = None
-
-
-@dataclass
-class TmaReport:
-    """Every core of a TMA slide with its call; ``mpp`` (x, y) µm per level-0 px."""
-
-    slide_path: Path
-    tma: TmaGrid
-    scores: list[CoreScore]
-    mpp: tuple[float, float]
-    model: str
-
-    @property
-    def stem(self) -> str:
-        p = self.slide_path
-        return p.stem if p.is_file() else p.name
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One CSV row per grid position (missing cores included)."""
-        mx, my = self.mpp
-        out = []
-        for s in self.scores:
-            c, call = s.core, s.call
-            out.append({
-                "core": c.id, "row": c.row + 1, "column": c.col + 1,
-                "centre_x_um": round(c.centre[0] * mx, 1), "centre_y_um": round(c.centre[1] * my, 1),
-                "diameter_um": round(c.diameter * math.sqrt(mx * my), 1),
-                "tissue_fraction": round(c.tissue_fraction, 3), "missing": c.missing,
-                "n_tiles": 0 if s.results is None else len(s.results),
-                "score": call.score or "", "category": call.category or "",
-                "confidence": "" if call.confidence is None else round(call.confidence, 3),
-                "no_call_reason": "" if call.no_call is None else call.no_call.value,
-            })
-        return out
-
-
-def iter_score_tma(slide_or_path: Slide | str | os.PathLike, model: str | None = None, *,
-                   mpp: float | None = None, params: ScoringParams | None = None,
-                   shape: tuple[int, int] | None = None, cancel: threading.Event | None = None,
-                   ) -> Generator[TmaGrid | CoreScore, None, TmaReport]:
-    """Dearray a TMA slide and score each core as its own region: yields the
-    :class:`TmaGrid`, then a :class:`CoreScore` per position; returns the :class:`TmaReport`.
-
-    Each core gets what a slide of that core alone would: the stain adaptation and the stain
-    check look at the core's pixels only, and its call is made from its tiles only."""
-    from .inference import iter_scoring, run_scoring
-    from .pipeline import (
-        adapt_to_slide,
-        as_predictor,
-        as_slide,
-        fit_geometry,
-        load_slide_model,
-        make_call,
-        stain_of,
-    )
-    from .tiling import make_grid
-    from .tissue import detect_tissue
-
-    params = params or ScoringParams()
-    slide = as_slide(slide_or_path, mpp)
-    mpp0 = slide.require_mpp()
-    base = as_predictor(model or params.model.name, params.model.device.value)
-    base, tile_size, target_mpp = fit_geometry(base, params.grid)
-    slide_model = load_slide_model(params)
-    tissue = detect_tissue(slide, params.tissue)
-    try:
-        tma = find_cores(tissue, shape)
-    except TmaError as err:
-        raise TmaError(f"{slide.path}: {err}") from None
-    yield tma
-    scores = []
-    for core in tma.cores:
-        if core.missing:
-            score = CoreScore(core, no_call(NoCallReason.NO_TISSUE, "no core at this position"))
-        else:
-            region = core.region()
-            own = core_tissue(tissue, core, params)
-            seen = region.crop_tissue(own)
-            core = dataclasses.replace(core, tissue_fraction=_disc_fraction(seen, core))
-            grid = make_grid(slide, own, tile_size=tile_size, target_mpp=target_mpp,
-                             min_tissue=params.grid.min_tissue)
-            try:
-                core_grid = region.restrict(grid)
-            except RegionError as err:
-                score = CoreScore(core, no_call(NoCallReason.NO_TISSUE, str(err)))
-            else:
-                predictor = adapt_to_slide(base, params, seen)
-                results = run_scoring(iter_scoring(
-                    slide, predictor, core_grid, batch_size=params.model.batch_size,
-                    workers=params.model.workers, cancel=cancel))
-                call = make_call(results, params, core_grid, stain_of(slide, seen), slide_model)
-                score = CoreScore(core, call, results)
-        scores.append(score)
-        yield score
-    return TmaReport(slide.path, tma, scores, (mpp0.x, mpp0.y), base.name)
-
-
-def core_tissue(tissue: TissueMask, core: Core, params: ScoringParams) -> TissueMask:
-    """The tissue mask of one core computed from its own pixels (a pale core next to strongly
-    stained ones is seen as it would be alone), zero elsewhere."""
-    if tissue.thumbnail is None:
-        return tissue
-    dy, dx = tissue.downsample
-    r = core.diameter / 2 * (1 + CROP_MARGIN)
-    (cx, cy), (h, w) = core.centre, tissue.mask.shape
-    r0, r1 = max(0, int((cy - r) / dy)), min(h, int(math.ceil((cy + r) / dy)))
-    c0, c1 = max(0, int((cx - r) / dx)), min(w, int(math.ceil((cx + r) / dx)))
-    mask = np.zeros_like(tissue.mask)
-    if r1 > r0 and c1 > c0:
-        mpp = float(np.sqrt(tissue.mpp[0] * tissue.mpp[1]))
-        mask[r0:r1, c0:c1] = tissue_mask_from_rgb(tissue.thumbnail[r0:r1, c0:c1], mpp,
-                                                  params.tissue)
-    return dataclasses.replace(tissue, mask=mask)
-
-
-def _disc_fraction(seen: TissueMask, core: Core) -> float:
-    """Tissue over the core's disc (``seen``: the mask cut to the core)."""
-    disc = math.pi * (core.diameter / 2) ** 2 / (seen.downsample[0] * seen.downsample[1])
-    return float(min(1.0, seen.mask.sum() / max(disc, 1e-9)))
-
-
-def score_tma(slide_or_path: Slide | str | os.PathLike, model: str | None = None, *,
-              mpp: float | None = None, params: ScoringParams | None = None,
-              shape: tuple[int, int] | None = None) -> TmaReport:
-    """Dearray and score a TMA slide (see :func:`iter_score_tma`)."""
-    steps = iter_score_tma(slide_or_path, model, mpp=mpp, params=params, shape=shape)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            return stop.value

@@ -2,7 +2,7 @@
 
 Optical density (OD = -log10(I / 255)) per channel, its split into haematoxylin and DAB with
 a stain matrix, and a per-slide estimate of the two stain vectors (Macenko et al. 2009). Used
-by the ``dab-membrane`` scorer (:mod:`napari_her2.membrane`) and the stain check.
+by the ``dab-membrane`` scorer (:mod:`napari_her2.ihc.membrane`) and the stain check.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .classes import LABEL_VALUES, UNREADABLE, canonical_class, label_values_for
-from .tiling import TileGeometry
+from ..classes import LABEL_VALUES, UNREADABLE, canonical_class, label_values_for
+from .grid import TileGeometry
 
 
 @dataclass

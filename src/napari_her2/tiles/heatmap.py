@@ -1,8 +1,8 @@
 """Per-tile values (attention, probabilities) as a raster napari draws over the slide.
 
 A heatmap has one value per tile, like the tile label layer
-(:meth:`napari_her2.results.TileResults.label_image`); the widget draws it through the same
-:class:`napari_her2.tiling.TileRaster` (k x k pixels per tile, cropped at the slide edge) with
+(:meth:`napari_her2.tiles.results.TileResults.label_image`); the widget draws it through the same
+:class:`napari_her2.tiles.grid.TileRaster` (k x k pixels per tile, cropped at the slide edge) with
 the same scale and translate. Steps:
 
 1. :func:`tile_raster`: values into the (rows, cols) tile grid, NaN where no tile is;

@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import Her2Error
-from .params import ScoringParams
+from ..errors import Her2Error
+from ..params import ScoringParams
 
 log = logging.getLogger(__name__)
 
@@ -142,10 +142,10 @@ def _score_and_write(path: str, out_dir: str, params: dict[str, Any], mpp: float
                      roi_dir: str | None = None) -> dict[str, Any]:
     import dask
 
-    from .export import write_outputs
-    from .export.atomic import safe_stem
-    from .pipeline import score_slide
-    from .regions import roi_path_for
+    from ..export import write_outputs
+    from ..export.atomic import safe_stem
+    from ..run.pipeline import score_slide
+    from ..tiles.regions import roi_path_for
 
     # inside a dask worker, the slide's own dask arrays compute in local threads (their
     # graphs read from open files and are not meant to travel to the cluster)
@@ -187,8 +187,8 @@ def score_cohort(
     The rows are always written to ``out_dir/batch_summary.csv``, also when the cluster
     fails part-way (slides without a result then get an error row saying so).
     """
-    from .export import ensure_out_dir, write_text
-    from .export.atomic import sweep_stale_temps
+    from ..export import ensure_out_dir, write_text
+    from ..export.atomic import sweep_stale_temps
 
     out = ensure_out_dir(out_dir)
     sweep_stale_temps(out)
@@ -337,7 +337,7 @@ def output_stems(paths: Sequence[str | os.PathLike]) -> list[str]:
     (``slide-svs``, ``slide-ndpi``), else the parent folder (``slide-a``), else both; what
     still clashes gets a hash of the path. Long stems are cut (with a hash) to stay valid.
     """
-    from .export.atomic import safe_stem
+    from ..export.atomic import safe_stem
 
     ps = [Path(p) for p in paths]
     stems = [safe_stem(_base_stem(p)) for p in ps]
@@ -379,7 +379,7 @@ def _dedupe(stems: list[str], paths: list[Path]) -> list[str]:
 
 def expand_paths(items: Sequence[str]) -> list[Path]:
     """Slide paths from files, DICOM folders and folders of slides (one level deep)."""
-    from .slide import is_dicom_folder, is_slide_path
+    from ..slide import is_dicom_folder, is_slide_path
 
     out: list[Path] = []
     for item in items:

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .classes import HER2_SCORES, LABEL_NAMES, LABEL_VALUES, canonical_class, label_values_for
-from .results import TileResults
-from .scoring import SlideCall
+from ..classes import HER2_SCORES, LABEL_NAMES, LABEL_VALUES, canonical_class, label_values_for
+from ..tiles.results import TileResults
+from .call import SlideCall
 
 #: reason codes of a queued tile, in the order of ``ReviewQueue.reason`` values
 REASONS: tuple[str, ...] = ("0/1+ boundary", "1+/2+ boundary", "2+/3+ boundary", "uncertain",

@@ -1,10 +1,9 @@
 """The weight-free ``dab-membrane`` tile scorer: the predictor and its model card.
 
 :class:`DabMembraneScorer` implements ``TilePredictor`` with the measurements and classes of
-:mod:`napari_her2.membrane` on top of the colour deconvolution of
-:mod:`napari_her2.deconvolution`; it adapts to a slide (stain vectors, organ, µm/px) and
-shares a batch between threads. The names of those two modules are importable from here
-too, where the rest of the package and its users have always found them.
+:mod:`napari_her2.ihc.membrane` on top of the colour deconvolution of
+:mod:`napari_her2.ihc.deconvolution`; it adapts to a slide (stain vectors, organ, µm/px) and
+shares a batch between threads.
 """
 
 from __future__ import annotations
@@ -18,45 +17,24 @@ from typing import Any
 
 import numpy as np
 
+from ..predict import Prediction
 from .deconvolution import (
     DEFAULT_DAB,
     DEFAULT_HAEMATOXYLIN,
-    Vector3,
     angle_deg,
     deconvolve,
     estimate_stain_matrix,
-    optical_density,
     stain_matrix,
 )
 from .membrane import (
     CLASSES,
     FEATURE_NAMES,
-    ORGANS,
     DabMembraneParams,
     classify,
     measure,
-    ridge_strength,
 )
-from .predict import Prediction
 
-__all__ = [
-    "CLASSES",
-    "DEFAULT_DAB",
-    "DEFAULT_HAEMATOXYLIN",
-    "FEATURE_NAMES",
-    "LIMITS",
-    "ORGANS",
-    "DabMembraneParams",
-    "DabMembraneScorer",
-    "Vector3",
-    "classify",
-    "deconvolve",
-    "estimate_stain_matrix",
-    "measure",
-    "optical_density",
-    "ridge_strength",
-    "stain_matrix",
-]
+__all__ = ["LIMITS", "DabMembraneScorer"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +74,19 @@ class DabMembraneScorer:
 
     @property
     def sha256(self) -> str:
-        """Hash of the parameters: the scorer has no weights, its thresholds are its model."""
-        return hashlib.sha256(self.params.to_json().encode()).hexdigest()
+        """Hash of the fixed parameters: the scorer has no weights, its thresholds are its
+        model. The stain vectors estimated from a slide are not part of it (see
+        :meth:`DabMembraneParams.identity_json`); :meth:`slide_estimates` reports them."""
+        return hashlib.sha256(self.params.identity_json().encode()).hexdigest()
+
+    def slide_estimates(self) -> dict[str, Any]:
+        """What this scorer took from the slide, rounded: the stain vectors, and whether
+        they are the defaults or were estimated."""
+        p = self.params
+        default = (np.allclose(p.haematoxylin, DEFAULT_HAEMATOXYLIN)
+                   and np.allclose(p.dab, DEFAULT_DAB))
+        return {"stain_vectors": {**p.stain_vectors(),
+                                  "source": "default" if default else "slide"}}
 
     def predict(self, tiles: np.ndarray) -> Prediction:
         """Score uint8 tiles (N, H, W, 3)."""
@@ -177,7 +166,7 @@ class DabMembraneScorer:
             "target_mpp": self.target_mpp,
             "feature_names": list(self.feature_names),
             "sha256": self.sha256,
-            "thresholds": asdict(self.params),
+            "thresholds": {**asdict(self.params), **self.params.stain_vectors()},
             "method": (
                 "H-DAB colour deconvolution; membranes = DAB Hessian ridges binned weak/"
                 "moderate/strong by DAB OD; completeness = stained tumour area enclosed by "

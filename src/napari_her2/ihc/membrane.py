@@ -63,6 +63,12 @@ CLASSES: tuple[str, ...] = ("0", "1+", "2+", "3+", "non-tumour")
 ORGANS: tuple[str, ...] = ("breast", "gastric")
 
 
+#: the parameters estimated per slide (left out of the scorer's identity) and the decimals
+#: they are reported with
+STAIN_FIELDS = ("haematoxylin", "dab")
+STAIN_DECIMALS = 3
+
+
 @dataclass(frozen=True)
 class DabMembraneParams:
     """Every threshold of the ``dab-membrane`` scorer, with its default and its unit.
@@ -151,8 +157,22 @@ class DabMembraneParams:
         return square_microns / self.mpp**2
 
     def to_json(self) -> str:
-        """Canonical JSON of the parameters (sorted keys, so it hashes stably)."""
+        """Canonical JSON of the parameters (sorted keys), stain vectors included."""
         return json.dumps(asdict(self), sort_keys=True)
+
+    def identity_json(self) -> str:
+        """Canonical JSON of the fixed parameters: what a lab validates, and what names the
+        scorer in a report. The stain vectors are left out: a slide's are estimated from its
+        pixels (an SVD whose last bits change with the BLAS build and the CPU), and they are
+        reported beside the identity instead, rounded to :data:`STAIN_DECIMALS`."""
+        fixed = {k: v for k, v in asdict(self).items() if k not in STAIN_FIELDS}
+        return json.dumps(fixed, sort_keys=True)
+
+    def stain_vectors(self) -> dict[str, list[float]]:
+        """The haematoxylin and DAB OD vectors in use, rounded to what they mean (three
+        decimals of a unit vector: about 0.06°, far finer than two slides' stains differ)."""
+        return {k: [round(float(x), STAIN_DECIMALS) for x in getattr(self, k)]
+                for k in STAIN_FIELDS}
 
 
 # --------------------------------------------------------------------------- measurements

@@ -22,18 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._version import __version__
-from .errors import MissingMppError, SlideReadError
+from .._version import __version__
+from ..errors import MissingMppError, SlideReadError
+from ..ihc.stain_check import StainCheck, check_stain
+from ..ihc.tissue import TissueMask, detect_tissue
+from ..params import GridParams, ParamError, ScoringParams
+from ..predict import TilePredictor
+from ..scoring import NoCallReason, SlideCall, SlideModel, call_slide, no_call
+from ..slide import Slide, open_slide
+from ..tiles.grid import TileGrid, make_grid
+from ..tiles.regions import Region, as_region
+from ..tiles.results import TileResults
 from .inference import ScoringUpdate, Timings, iter_scoring
-from .params import GridParams, ParamError, ScoringParams
-from .predict import TilePredictor
-from .regions import Region, as_region
-from .results import TileResults
-from .scoring import NoCallReason, SlideCall, SlideModel, call_slide, no_call
-from .slide import Slide, open_slide
-from .stain_check import StainCheck, check_stain
-from .tiling import TileGrid, make_grid
-from .tissue import TissueMask, detect_tissue
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class SlideReport:
     def stem(self) -> str:
         """Output file stem: the file name without suffix (a DICOM folder's name), cut with
         a hash when too long for a file name."""
-        from .export import safe_stem
+        from ..export import safe_stem
 
         p = self.slide.path
         return safe_stem(p.stem if p.is_file() else p.name)
@@ -84,6 +84,7 @@ class SlideReport:
                 "name": self.predictor.name,
                 "sha256": self.predictor.sha256,
                 "classes": list(self.predictor.classes),
+                **slide_estimates(self.predictor),
             },
             "params": self.params.to_dict(),
             "mpp": {"x": mpp.x, "y": mpp.y, "source": self.slide.mpp_source},
@@ -104,6 +105,13 @@ class SlideReport:
         }
 
 
+def slide_estimates(predictor: TilePredictor) -> dict[str, Any]:
+    """What a predictor estimated from this slide (the dab-membrane scorer's stain vectors),
+    reported beside its identity; nothing for a predictor that estimates nothing."""
+    estimates = getattr(predictor, "slide_estimates", None)
+    return estimates() if callable(estimates) else {}
+
+
 def as_slide(slide_or_path: Slide | str | os.PathLike, mpp: float | None = None) -> Slide:
     """A Slide from a Slide or a path; ``mpp`` overrides the file's resolution."""
     if isinstance(slide_or_path, Slide):
@@ -115,7 +123,7 @@ def as_predictor(model: str | os.PathLike | TilePredictor, device: str = "auto")
     """A ready predictor from a registry name, a checkpoint path or a predictor."""
     if isinstance(model, TilePredictor):
         return model
-    from .models import load_predictor
+    from ..models import load_predictor
 
     return load_predictor(str(model), device=device)
 
@@ -168,7 +176,7 @@ def load_slide_model(params: ScoringParams) -> SlideModel | None:
     fails at once), or None for the guideline rule."""
     if not params.call.slide_model:
         return None
-    from .scoring import load_slide_model as load
+    from ..scoring import load_slide_model as load
 
     return load(params.call.slide_model, device="cpu")
 
@@ -208,7 +216,7 @@ def prepare(slide_or_path: Slide | str | os.PathLike,
             region: Region | str | os.PathLike | None = None) -> Prepared:
     """Open, load, find tissue and lay the grid: everything before the first tile.
 
-    ``region`` (a :class:`~napari_her2.regions.Region` or a QuPath GeoJSON path): only tiles
+    ``region`` (a :class:`~napari_her2.tiles.regions.Region` or a QuPath GeoJSON path): only tiles
     whose centre lies in it are scored, and the stain adaptation and check look at it only."""
     params = params or ScoringParams()
     slide = as_slide(slide_or_path, mpp)
@@ -311,6 +319,6 @@ def no_call_for_error(err: Exception) -> SlideCall:
 def write_outputs(report: SlideReport, out_dir: str | os.PathLike, *,
                   csv: bool = False) -> dict[str, Path]:
     """Write the slide's GeoJSON, JSON report (and CSV) through :mod:`napari_her2.export`."""
-    from .export import write_outputs as write
+    from ..export import write_outputs as write
 
     return write(out_dir, report.stem, report.to_dict(), report.results, csv=csv)

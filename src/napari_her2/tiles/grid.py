@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .slide import Slide
-from .slide._model import SLIDE_LIMITS, SlideLimitError
-from .tissue import TissueMask
+from ..ihc.tissue import TissueMask
+from ..slide import Slide
+from ..slide._model import SLIDE_LIMITS, SlideLimitError
 
 log = logging.getLogger(__name__)
 

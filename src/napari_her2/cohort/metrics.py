@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from .classes import HER2_SCORES
-from .errors import Her2Error, OutputError
+from ..classes import HER2_SCORES
+from ..errors import Her2Error, OutputError
 
 CLASSES: tuple[str, ...] = HER2_SCORES
 CATEGORIES: tuple[str, ...] = ("negative", "equivocal", "positive")
