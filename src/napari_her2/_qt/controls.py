@@ -1,8 +1,7 @@
-"""The scoring widget's controls: magicgui widgets built from the parameter definitions.
+"""The scoring form and the run bar: magicgui widgets built from the parameter definitions.
 
 Limits, choices and labels come from :mod:`napari_her2.params` (``LIMITS`` and the enums), so
-the form, the CLI and ``--config`` files can never disagree. A base of
-:class:`~napari_her2._qt.widget.Her2ScoringWidget` (it uses the widget's ``viewer``).
+the form, the CLI and ``--config`` files can never disagree.
 """
 
 from __future__ import annotations
@@ -22,9 +21,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..errors import Her2Error
 from ..params import LIMITS, Organ, ScoringParams, Specimen
 from .layers import META_KEY
-from .score_panel import ScorePanel
 
 if TYPE_CHECKING:
     import napari
@@ -47,14 +46,12 @@ def _spin(name: str, kind: type = SpinBox, label: str | None = None, **kw: Any) 
                 step=lim.step or 1, **kw)
 
 
-class ScoringControls(QWidget):
-    """Input widgets of the HER2 scoring widget and what they mean."""
+class FormPanel(QWidget):
+    """What to score and how: image layer, models, tile geometry, organ, the slide's µm/px."""
 
-    # set by the widget this is a base of
-    viewer: napari.Viewer
-
-    # ------------------------------------------------------------------ construction
-    def _build(self) -> None:
+    def __init__(self, viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
         self.layer_combo = ComboBox(name="image_layer", label="Image layer", choices=[])
         self.model_combo = ComboBox(name="model", label="Model", choices=[])
         self.slide_model_combo = ComboBox(name="slide_call", label="Slide call",
@@ -71,44 +68,28 @@ class ScoringControls(QWidget):
         self.mpp_spin = _spin("slide_mpp", FloatSpinBox, label="Slide µm/px (0 = from file)",
                               value=0.0)
         self.mpp_info = Label(name="mpp_info", value="")
-        self.form = Container(widgets=[
+        self.fields = Container(widgets=[
             self.layer_combo, self.model_combo, self.slide_model_combo, self.tile_spin,
             self.mag_combo, self.organ_combo, self.specimen_combo, self.mpp_spin, self.mpp_info,
         ])
         self.load_button = QPushButton("Load checkpoint…")
-        self.score_button = QPushButton("Score")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        self.panel = ScorePanel(self)
-        self.export_button = QPushButton("Export GeoJSON…")
-        self.export_button.setEnabled(False)
-        self.gradcam_button = QPushButton("Grad-CAM of tile under cursor")
-        self.gradcam_button.setEnabled(False)
-        self.gradcam_button.setToolTip("Explain the deep model's call on the tile under the "
-                                       "mouse (CNN checkpoints only)")
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.score_button)
-        buttons.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
-        # the form keeps its natural height; the review list below absorbs a short dock
-        self.form.native.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
-        layout.addWidget(self.form.native)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.fields.native)
         layout.addWidget(self.load_button)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
-        layout.addWidget(self.panel)
-        layout.addWidget(self.export_button)
-        layout.addWidget(self.gradcam_button)
-        layout.addStretch(1)
+        # the form keeps its natural height; the review list below absorbs a short dock
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+        self.load_button.clicked.connect(self._choose_checkpoint)
+        self.layer_combo.changed.connect(self._on_layer_changed)
+        viewer.layers.events.inserted.connect(self.refresh_layers)
+        viewer.layers.events.removed.connect(self.refresh_layers)
+        self.refresh_layers()
+        self.refresh_models()
+        self.refresh_slide_models()
 
     # ------------------------------------------------------------------ choices
     def refresh_layers(self, event: Any = None) -> None:
+        """List the viewer's RGB image layers, keeping the chosen one if it is still there."""
         from napari.layers import Image
 
         current = self.layer_combo.value
@@ -157,7 +138,9 @@ class ScoringControls(QWidget):
         if path:
             self.add_checkpoint(path)
 
-    def image_layer(self):
+    # ------------------------------------------------------------------ what was chosen
+    def image_layer(self) -> Any:
+        """The chosen image layer (None when there is none)."""
         name = self.layer_combo.value
         return self.viewer.layers[name] if name in self.viewer.layers else None
 
@@ -174,6 +157,25 @@ class ScoringControls(QWidget):
         else:
             self.mpp_info.value = "The file gives no µm/px: enter the scan resolution above."
 
+    def slide_source(self, layer: Any) -> tuple[Any, float | None]:
+        """The open Slide the layer was made from (else its path) and the user's µm/px; a
+        typed µm/px rescales the layer. Raises Her2Error when the layer cannot be scored."""
+        if layer is None:
+            raise Her2Error("choose an image layer to score")
+        info = layer.metadata.get(META_KEY, {})
+        if not info.get("path"):
+            raise Her2Error(f"layer {layer.name!r} was not opened from a slide file by napari-her2")
+        user_mpp = self.mpp_spin.value or None
+        if user_mpp is None and not info.get("mpp"):
+            raise Her2Error(f"{Path(info['path']).name}: the file gives no microns per pixel; "
+                            "enter 'Slide µm/px'")
+        if user_mpp is not None:
+            layer.scale = (user_mpp, user_mpp)
+            layer.units = ("um", "um")
+            info["mpp"], info["mpp_source"] = [user_mpp, user_mpp], "user"
+            self.viewer.reset_view()
+        return info.get("slide") or info["path"], user_mpp
+
     def params(self) -> ScoringParams:
         """The form as :class:`ScoringParams` (0 / "model default" = the model card's)."""
         return ScoringParams().with_overrides(
@@ -184,6 +186,37 @@ class ScoringControls(QWidget):
             specimen=self.specimen_combo.value,
             slide_model=self.slide_model_combo.value,
         )
+
+
+class RunPanel(QWidget):
+    """Score and Cancel, the progress bar and the status line."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.score_button = QPushButton("Score")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.reset_progress(1)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.score_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+
+    def set_running(self, running: bool) -> None:
+        self.score_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+
+    def reset_progress(self, steps: int) -> None:
+        """Start the progress bar again at 0 of ``steps`` (at least 1)."""
+        self.progress.setRange(0, max(steps, 1))
+        self.progress.setValue(0)
 
 
 def _pairs(combo: ComboBox) -> list[tuple[str, Any]]:

@@ -1,19 +1,28 @@
 """Explanation overlays: the MIL attention heatmap and Grad-CAM of one tile.
 
-Both are Image layers placed exactly over the slide's image layer (see ``overlay``); showing
-one again replaces the previous layer of the same name.
+Both are Image layers placed exactly over the slide's image layer; showing one again replaces
+the previous layer of the same name. :class:`ExplainPanel` holds the Grad-CAM button and shows
+the attention heatmap of each finished report that has one.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import QPushButton, QVBoxLayout, QWidget
 
 from ..errors import Her2Error
 from ..run.pipeline import SlideReport
 from ..tiles.grid import TileRaster
-from .layers import ATTENTION_SUFFIX, META_KEY, tile_heatmap_placement
+from .jobs import error_text
+from .layers import ATTENTION_SUFFIX, META_KEY, layer_raster, tile_heatmap_placement
+
+if TYPE_CHECKING:
+    import napari
+
+    from .slide_scoring import SlideScoring
 
 GRADCAM_SUFFIX = " Grad-CAM"
 
@@ -70,3 +79,71 @@ def gradcam_job(report: SlideReport, row: int, col: int) -> np.ndarray:
         raise Her2Error(f"{report.slide.name}: Grad-CAM needs a CNN checkpoint, not "
                         f"{predictor.name!r}")
     return grad_cam(predictor.model, tile, card=predictor.card)
+
+
+class ExplainPanel(QWidget):
+    """Grad-CAM of the tile under the cursor, and the attention heatmap of a finished report."""
+
+    #: a line for the status bar
+    message = Signal(str)
+    #: what went wrong, for the status bar and a notification
+    failed = Signal(str)
+
+    def __init__(self, viewer: napari.Viewer, scoring: SlideScoring,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.scoring = scoring
+        self.gradcam_button = QPushButton("Grad-CAM of tile under cursor")
+        self.gradcam_button.setEnabled(False)
+        self.gradcam_button.setToolTip("Explain the deep model's call on the tile under the "
+                                       "mouse (CNN checkpoints only)")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.gradcam_button)
+        self.gradcam_button.clicked.connect(lambda: self.explain_tile())
+
+    def set_running(self, running: bool) -> None:
+        """Grad-CAM needs a report of a CNN checkpoint and no job running."""
+        report = self.scoring.report
+        self.gradcam_button.setEnabled(
+            not running and report is not None and hasattr(report.predictor, "model"))
+
+    def show_report_attention(self, report: SlideReport) -> None:
+        """Show the slide model's attention heatmap, when the call has one."""
+        if report.call.evidence.attention is not None:
+            show_attention(self.viewer, self.viewer.layers[self.scoring.image_name], report)
+
+    def tile_under_cursor(self) -> tuple[int, int] | None:
+        """(row, col) of the tile under the mouse, or None outside the grid."""
+        tiles = self.scoring.tiles_layer
+        if tiles is None:
+            return None
+        pos = tiles.world_to_data(self.viewer.cursor.position)
+        return layer_raster(tiles).tile_at(*pos[-2:])
+
+    def explain_tile(self, row: int | None = None, col: int | None = None):
+        """Grad-CAM of a scored tile (default: under the cursor) as an Image layer on it."""
+        from napari.qt.threading import create_worker
+
+        report = self.scoring.report
+        if report is None or not hasattr(report.predictor, "model"):
+            self.failed.emit("Grad-CAM needs a slide scored with a CNN checkpoint")
+            return None
+        where = (row, col) if row is not None and col is not None else self.tile_under_cursor()
+        if where is None:
+            self.failed.emit("move the mouse over a tile of the tile layer first")
+            return None
+        worker = create_worker(gradcam_job, report, *where, _start_thread=False)
+        worker.returned.connect(lambda result: self._show_gradcam(*where, result))
+        worker.errored.connect(lambda err: self.failed.emit(error_text(err)))
+        worker.start()
+        return worker
+
+    def _show_gradcam(self, row: int, col: int, heat: np.ndarray) -> None:
+        report = self.scoring.report
+        if report is None:  # a new run started meanwhile
+            return
+        image = self.viewer.layers[self.scoring.image_name]
+        show_gradcam(self.viewer, image, report, row, col, heat)
+        self.message.emit(f"Grad-CAM of tile ({row}, {col})")

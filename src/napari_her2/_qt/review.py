@@ -2,16 +2,16 @@
 
 :class:`ReviewList` shows a :class:`~napari_her2.scoring.review.ReviewQueue` (class, probability,
 reason per row). Up / Down move through it; 0, 1, 2, 3 and N set the current tile's class
-(N: non-tumour) and move on. :class:`ReviewControls` connects it to the scoring widget: choosing
-a row centres and zooms the viewer on the tile, a class change goes through the tile layer
-(so napari's undo and the hand-edit rescoring see it) and is recorded with the original class,
-the time and the reviewer; "Save review…" writes ``<stem>.review.geojson`` beside the slide.
+(N: non-tumour) and move on. :class:`ReviewPanel` holds the list, the reviewer, the corrections
+and the save buttons: choosing a row centres and zooms the viewer on the tile, a class change
+goes through the tile layer (so napari's undo and the hand-edit rescoring see it) and is
+recorded with the original class, the time and the reviewer; "Save review…" writes
+``<stem>.review.geojson`` beside the slide.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,10 +37,9 @@ from .layers import layer_raster, tile_labels
 
 if TYPE_CHECKING:
     import napari
-    from napari.layers import Labels
 
     from ..run.pipeline import SlideReport
-    from .score_panel import ScorePanel
+    from .slide_scoring import SlideScoring
 
 log = logging.getLogger(__name__)
 
@@ -153,19 +152,19 @@ class _blocked:
         self.obj.blockSignals(self.old)
 
 
-class ReviewControls(QWidget):
-    """Review queue, corrections and saved reviews of :class:`Her2ScoringWidget`."""
+class ReviewPanel(QWidget):
+    """Review queue, corrections and saved reviews and reports of the scored slide."""
 
-    # set or defined by the widget this is a base of
-    viewer: napari.Viewer
-    report: SlideReport | None
-    tiles_layer: Labels | None
-    status: QLabel
-    panel: ScorePanel
-    _fail: Callable[[str], None]
-    _apply_tile_edits: Callable[[], None]
+    #: a line for the status bar
+    message = Signal(str)
+    #: what went wrong, for the status bar and a notification
+    failed = Signal(str)
 
-    def _build_review(self, layout: QVBoxLayout) -> None:
+    def __init__(self, viewer: napari.Viewer, scoring: SlideScoring,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.scoring = scoring
         self.review_log = ReviewLog()
         self._shown_labels: np.ndarray | None = None
         self.review_list = ReviewList(self)
@@ -178,6 +177,8 @@ class ReviewControls(QWidget):
         row = QHBoxLayout()
         row.addWidget(self.save_review_button)
         row.addWidget(self.save_report_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(QLabel("Review queue"))
         layout.addWidget(self.reviewer_edit)
         layout.addWidget(self.review_list)
@@ -187,21 +188,27 @@ class ReviewControls(QWidget):
         self.save_review_button.clicked.connect(lambda: self.save_review())
         self.save_report_button.clicked.connect(lambda: self.save_report())
 
+    def set_running(self, running: bool) -> None:
+        """Saving needs a finished report and no job running."""
+        ready = not running and self.scoring.report is not None
+        self.save_review_button.setEnabled(ready)
+        self.save_report_button.setEnabled(ready)
+
     # ------------------------------------------------------------------ queue
-    def reset_review(self) -> None:
+    def reset(self) -> None:
         """A new run: no queue, no corrections."""
         self.review_log = ReviewLog()
         self._shown_labels = None
         self.review_list.set_queue(None)
 
-    def start_review(self) -> None:
+    def start(self, report: SlideReport) -> None:
         """Rank the finished report's tiles and show the queue (offers a saved review)."""
         from napari.qt.threading import create_worker
 
-        report, tiles = self.report, self.tiles_layer
-        if report is None or tiles is None:  # nothing scored, or its tile layer was closed
+        tiles = self.scoring.tiles_layer
+        if tiles is None:  # its tile layer was closed
             return
-        self.review_log = ReviewLog(reviewer=self.reviewer_edit.text().strip())
+        self.review_log = ReviewLog(reviewer=self._reviewer())
         self._shown_labels = np.array(tile_labels(tiles), copy=True)
         if len(report.results) <= RANK_IN_UI_THREAD:
             self._show_queue(report, rank_tiles(report.results, report.call))
@@ -212,7 +219,7 @@ class ReviewControls(QWidget):
         worker.start()
 
     def _show_queue(self, report: SlideReport, queue: ReviewQueue) -> None:
-        if report is not self.report:  # a newer run started meanwhile
+        if report is not self.scoring.report:  # a newer run started meanwhile
             return
         try:
             self.review_list.set_queue(queue, self.review_log)
@@ -222,7 +229,7 @@ class ReviewControls(QWidget):
 
     def go_to_tile(self, row: int, col: int) -> None:
         """Centre and zoom the viewer on tile (row, col) and select its class on the layer."""
-        tiles = self.tiles_layer
+        tiles = self.scoring.tiles_layer
         if tiles is None:
             return
         raster = layer_raster(tiles)
@@ -238,22 +245,22 @@ class ReviewControls(QWidget):
 
     def set_tile_class(self, row: int, col: int, value: int) -> None:
         """Set a tile's class through the layer (undo works; the panel rescores)."""
-        tiles = self.tiles_layer
+        tiles = self.scoring.tiles_layer
         if tiles is None:
             return
         raster = layer_raster(tiles)
         if raster.value(tiles.data, row, col) == value:  # confirmed as it was
             self.review_log.record(row, col, value, value, reviewer=self._reviewer())
-            self._update_review_summary()
+            self._update_summary()
             return
         tiles.data_setitem(raster.block(row, col), value)
 
     def _reviewer(self) -> str:
         return self.reviewer_edit.text().strip()
 
-    def _record_edits(self) -> None:
+    def record_edits(self) -> None:
         """Record every tile whose class differs from what the layer showed before."""
-        tiles = self.tiles_layer
+        tiles = self.scoring.tiles_layer
         if tiles is None or self._shown_labels is None:
             return
         data = tile_labels(tiles)
@@ -265,20 +272,20 @@ class ReviewControls(QWidget):
             if old and new:  # 0 is "not scored": nothing to learn from
                 self.review_log.record(r, c, old, new, reviewer=self._reviewer())
         self._shown_labels = np.array(data, copy=True)
-        self._update_review_summary()
+        self._update_summary()
 
-    def _update_review_summary(self) -> None:
+    def _update_summary(self) -> None:
         rl = self.review_log
-        self.status.setText(f"Reviewed {rl.n_reviewed} tiles, changed {rl.n_changed}")
+        self.message.emit(f"Reviewed {rl.n_reviewed} tiles, changed {rl.n_changed}")
 
     # ------------------------------------------------------------------ saved reviews
     def save_review(self, path: str | Path | None = None) -> Path | None:
         """Write the corrections as ``<stem>.review.geojson`` (asks where when no path)."""
         from ..export.review import review_path, save_review
 
-        report = self.report
+        report = self.scoring.report
         if report is None:
-            self._fail("nothing to save: score a slide first")
+            self.failed.emit("nothing to save: score a slide first")
             return None
         if path is None:
             default = str(review_path(report.slide.path))
@@ -289,9 +296,9 @@ class ReviewControls(QWidget):
         try:
             written = save_review(path, self.review_log, report.results, name=report.stem)
         except Her2Error as err:
-            self._fail(str(err))
+            self.failed.emit(str(err))
             return None
-        self.status.setText(f"Saved review of {self.review_log.n_reviewed} tiles: {written.name}")
+        self.message.emit(f"Saved review of {self.review_log.n_reviewed} tiles: {written.name}")
         return written
 
     def _offer_saved_review(self, report: SlideReport) -> None:
@@ -310,14 +317,14 @@ class ReviewControls(QWidget):
         """Apply a saved review to the tile layer; returns the number of tiles it holds."""
         from ..export.review import read_review, review_log_from
 
-        layer = self.tiles_layer
+        layer = self.scoring.tiles_layer
         if layer is None:
-            self._fail("no tile layer to load the review into: score a slide first")
+            self.failed.emit("no tile layer to load the review into: score a slide first")
             return 0
         try:
             tiles = read_review(path)
         except Her2Error as err:
-            self._fail(str(err))
+            self.failed.emit(str(err))
             return 0
         saved = review_log_from(tiles, reviewer=self._reviewer())
         raster = layer_raster(layer)
@@ -330,22 +337,19 @@ class ReviewControls(QWidget):
                                    time=c.time)
         layer.data = data
         self._shown_labels = np.array(raster.per_tile(data), copy=True)
-        self._apply_tile_edits()
+        self.scoring.apply_tile_edits()
         self.review_list.set_queue(self.review_list.queue, self.review_log)
-        self.status.setText(f"Loaded review of {len(inside)} tiles from {Path(path).name}")
+        self.message.emit(f"Loaded review of {len(inside)} tiles from {Path(path).name}")
         return len(inside)
-
-    def _review_counts(self) -> dict[str, Any]:
-        return {"reviewed": self.review_log.n_reviewed, "changed": self.review_log.n_changed}
 
     # ------------------------------------------------------------------ report
     def save_report(self, path: str | Path | None = None) -> tuple[Path, Path] | None:
         """Write the one-page report (PNG and PDF) with the call as corrected so far."""
         from ..export.report_page import PageOptions, write_report_page
 
-        report, tiles = self.report, self.tiles_layer
+        report, tiles = self.scoring.report, self.scoring.tiles_layer
         if report is None or tiles is None:
-            self._fail("nothing to report: score a slide first")
+            self.failed.emit("nothing to report: score a slide first")
             return None
         if path is None:
             default = str(Path(report.slide.path).parent / f"{report.stem}.report.png")
@@ -353,14 +357,14 @@ class ReviewControls(QWidget):
                                                   "PNG and PDF report (*.png)")
             if not path:
                 return None
-        edited = self.panel.last if self.review_log.n_changed else None
+        edited = self.scoring.call if self.review_log.n_changed else None
         options = PageOptions(n_reviewed=self.review_log.n_reviewed,
                               n_changed=self.review_log.n_changed,
                               label_image=tile_labels(tiles), call=edited)
         try:
             written = write_report_page(report, path, options)
         except Her2Error as err:
-            self._fail(str(err))
+            self.failed.emit(str(err))
             return None
-        self.status.setText(f"Saved report: {written[0].name} and {written[1].name}")
+        self.message.emit(f"Saved report: {written[0].name} and {written[1].name}")
         return written
