@@ -65,9 +65,11 @@ def test_attention_raster():
     results = make_results([0, 0, 1, 2, 3], [0, 1, 1, 3, 4])
     raster = attention_raster(results, np.array([0.1, 5.0, np.nan, 1.0, 0.5]))
     assert raster.dtype == np.float32 and raster.shape == (4, 5)
-    assert raster.min() == 0 and raster.max() == 1 and raster[0, 1] == 1
-    assert raster[1, 1] == 0  # never sampled / unreadable
-    assert raster[2, 0] == 0  # no tile
+    assert np.nanmin(raster) == 0 and np.nanmax(raster) == 1 and raster[0, 1] == 1
+    assert raster[0, 0] == 0, "the lowest attention is a value, drawn as scored"
+    assert np.isnan(raster[1, 1])  # never sampled / unreadable: transparent
+    assert np.isnan(raster[2, 0])  # no tile (glass): transparent
+    assert np.isfinite(raster).sum() == 4
     assert 0 < raster[2, 3] < 1
     blurred = attention_raster(results, np.array([0.1, 5.0, np.nan, 1.0, 0.5]), sigma_tiles=1.0)
-    assert blurred.min() >= 0 and blurred.max() <= 1 and blurred[2, 0] == 0
+    assert np.nanmin(blurred) >= 0 and np.nanmax(blurred) <= 1 and np.isnan(blurred[2, 0])

@@ -87,6 +87,8 @@ def _call_lines(call: Any) -> list[str]:
     lines = [call.headline()]
     if call.confidence is not None:
         lines.append(f"Confidence: {100 * call.confidence:.0f}%")
+    if call.validation is not None:
+        lines.append(f"Model validation: {call.validation.text()}")
     lines.append(f"Called by: {call.method or 'n/a'}")
     if ev.her2_low is not None:
         lines.append(f"0 vs 1+: {ev.her2_low.subcategory}; P(>=1+) "

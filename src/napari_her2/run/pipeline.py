@@ -26,6 +26,7 @@ from .._version import __version__
 from ..errors import MissingMppError, SlideReadError
 from ..ihc.stain_check import StainCheck, check_stain
 from ..ihc.tissue import TissueMask, detect_tissue
+from ..models.validation import Validation, validation_of
 from ..params import GridParams, ParamError, ScoringParams
 from ..predict import TilePredictor
 from ..scoring import NoCallReason, SlideCall, SlideModel, call_slide, no_call
@@ -171,6 +172,71 @@ def stain_of(slide: Slide, tissue: TissueMask) -> StainCheck | None:
     return check
 
 
+def with_paired_tile_model(params: ScoringParams) -> ScoringParams:
+    """``params`` with the tile model the slide model was trained over, when a slide model is
+    chosen, its card names its tile model, and the tile model was left at the weight-free
+    default. A CheckpointError (one line) when that tile model is not installed: raised
+    before anything is scored."""
+    from ..models import read_card
+    from ..models.catalog import WEIGHT_FREE
+    from ..models.pairing import paired_tile_model, tile_model_of
+
+    slide_model = params.call.slide_model
+    if not slide_model or params.model.name != WEIGHT_FREE:
+        return params
+    card = read_card(Path(slide_model))
+    if tile_model_of(card) is None:  # trained over no named tile model: the rule's fractions
+        return params
+    tile = paired_tile_model(card, slide_model)
+    log.info("slide model %s: scoring tiles with its tile model %s", slide_model, tile)
+    return params.with_overrides(model_name=str(tile))
+
+
+def check_pairing(predictor: TilePredictor, slide_model: SlideModel | None) -> None:
+    """Refuse, before any tile is read, a slide model used with another tile model than the
+    one it was trained over (or a MIL model with a tile model that gives no embeddings)."""
+    from ..errors import CheckpointError
+    from ..models.pairing import tile_model_of
+
+    if slide_model is None:
+        return
+    ref = tile_model_of(slide_model.card)
+    if ref is not None and not ref.matches(predictor.sha256):
+        raise CheckpointError(
+            f"{slide_model.name}: this slide model was trained over tile model {ref}; the "
+            f"chosen tile model {predictor.name} (sha256 {predictor.sha256[:16]}) is another")
+    if slide_model.kind == "mil" and not hasattr(predictor, "model"):
+        raise CheckpointError(f"{slide_model.name}: MIL scoring needs tile embeddings, and "
+                              f"{predictor.name} gives none; choose a CNN tile model")
+
+
+@dataclass(frozen=True)
+class Models:
+    """The tile predictor and slide model a run uses, loaded and checked before any tile,
+    with the tile geometry the predictor asks for and the params that name them."""
+
+    params: ScoringParams
+    predictor: TilePredictor
+    tile_size: int
+    target_mpp: float
+    slide_model: SlideModel | None
+
+
+def load_models(model: str | os.PathLike | TilePredictor | None,
+                params: ScoringParams) -> Models:
+    """Load the tile model (``model``, else the params' own, else the one the slide model was
+    trained over) and the slide model, fit the geometry and check that the two belong
+    together: every refusal comes before the first tile is read."""
+    if model is None:
+        params = with_paired_tile_model(params)
+    predictor = as_predictor(model if model is not None else params.model.name,
+                             params.model.device.value)
+    predictor, tile_size, target_mpp = fit_geometry(predictor, params.grid)
+    slide_model = load_slide_model(params)
+    check_pairing(predictor, slide_model)
+    return Models(params, predictor, tile_size, target_mpp, slide_model)
+
+
 def load_slide_model(params: ScoringParams) -> SlideModel | None:
     """The slide-level checkpoint of ``params`` (loaded before any tile, so that a bad one
     fails at once), or None for the guideline rule."""
@@ -183,8 +249,10 @@ def load_slide_model(params: ScoringParams) -> SlideModel | None:
 
 def make_call(results: TileResults, params: ScoringParams, grid: TileGrid,
               stain: StainCheck | None = None, slide_model: SlideModel | None = None, *,
-              partial: bool = False) -> SlideCall:
-    """The slide call of (possibly partial) results, or a no-call with its reason."""
+              partial: bool = False, predictor: TilePredictor | None = None) -> SlideCall:
+    """The slide call of (possibly partial) results, or a no-call with its reason; with the
+    validation of the learned model behind it (the slide model, else a learned
+    ``predictor``)."""
     c = params.call
     if grid.n_tissue == 0:
         return no_call(NoCallReason.NO_TISSUE, "the tissue mask found no tile with enough tissue")
@@ -193,7 +261,15 @@ def make_call(results: TileResults, params: ScoringParams, grid: TileGrid,
                       bag_size=c.bag_size)
     if stain is not None and stain.warning:
         call = call.without_score(NoCallReason.STAIN_CHECK, stain.warning)
-    return call.as_partial(partial)
+    return call.as_partial(partial).with_validation(learned_validation(predictor, slide_model))
+
+
+def learned_validation(predictor: TilePredictor | None,
+                       slide_model: SlideModel | None) -> Validation | None:
+    """The validation of the learned model that makes the call: the slide model when there
+    is one, else a tile model with a card; None for the weight-free scorer."""
+    card = slide_model.card if slide_model is not None else getattr(predictor, "card", None)
+    return None if card is None else validation_of(card)
 
 
 @dataclass
@@ -221,10 +297,9 @@ def prepare(slide_or_path: Slide | str | os.PathLike,
     params = params or ScoringParams()
     slide = as_slide(slide_or_path, mpp)
     slide.require_mpp()
-    predictor = as_predictor(model if model is not None else params.model.name,
-                             params.model.device.value)
-    predictor, tile_size, target_mpp = fit_geometry(predictor, params.grid)
-    slide_model = load_slide_model(params)
+    models = load_models(model, params)
+    params, predictor, slide_model = models.params, models.predictor, models.slide_model
+    tile_size, target_mpp = models.tile_size, models.target_mpp
     tissue = detect_tissue(slide, params.tissue)
     grid = make_grid(slide, tissue, tile_size=tile_size, target_mpp=target_mpp,
                      min_tissue=params.grid.min_tissue)
@@ -272,7 +347,8 @@ def finish(prep: Prepared, results: TileResults, t0: float,
     """The report of a prepared slide whose tiles are scored."""
     timings = timings or Timings()
     timings.total = time.perf_counter() - t0
-    call = make_call(results, prep.params, prep.grid, prep.stain, prep.slide_model)
+    call = make_call(results, prep.params, prep.grid, prep.stain, prep.slide_model,
+                     predictor=prep.predictor)
     return SlideReport(prep.slide, prep.predictor, prep.params, prep.tissue, prep.grid, results,
                        call, timings, prep.stain, prep.slide_model, prep.region)
 

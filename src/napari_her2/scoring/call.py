@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..models.validation import Validation
 from .rules import CATEGORIES, Her2LowEvidence, SlideScore, tile_counts_dict
 
 #: how each 3-class category reads in one line
@@ -80,7 +81,9 @@ class SlideCall:
     score: "0".."3+" or None; category: negative / equivocal / positive or None;
     confidence: share of Monte-Carlo resamplings (rule) or mean probability (slide model)
     behind the score; method: the rule or model that made the call; partial: True while
-    scoring runs or after it was cancelled (the call covers only the tiles scored so far).
+    scoring runs or after it was cancelled (the call covers only the tiles scored so far);
+    validation: what the card of the learned model behind the call says of its accuracy
+    (None for the weight-free scorer under the guideline rule).
     """
 
     score: str | None
@@ -91,6 +94,7 @@ class SlideCall:
     no_call: NoCallReason | None = None
     no_call_detail: str = ""
     partial: bool = False
+    validation: Validation | None = None
 
     @property
     def has_score(self) -> bool:
@@ -99,19 +103,25 @@ class SlideCall:
     def as_partial(self, partial: bool = True) -> SlideCall:
         return replace(self, partial=partial)
 
+    def with_validation(self, validation: Validation | None) -> SlideCall:
+        return replace(self, validation=validation)
+
     def without_score(self, reason: NoCallReason, detail: str = "") -> SlideCall:
         """This call turned into a no-call (its evidence kept)."""
         return replace(self, score=None, category=None, confidence=None, no_call=reason,
                        no_call_detail=detail)
 
     def headline(self) -> str:
-        """One line: "HER2 2+ (equivocal), confidence 0.87 by asco-cap-..." or
-        "no HER2 score: no tumour found (...)"."""
+        """One line: "HER2 2+ (equivocal), confidence 0.87 by asco-cap-..." (a learned model
+        adds its validated accuracy beside the confidence) or "no HER2 score: no tumour
+        found (...)"."""
         if self.score is None:
             reason = self.no_call.value if self.no_call else "no call"
             detail = f" ({self.no_call_detail})" if self.no_call_detail else ""
             return f"no HER2 score: {reason}{detail}"
         conf = f", confidence {self.confidence:.2f}" if self.confidence is not None else ""
+        if self.validation is not None:
+            conf += f" ({self.validation.brief()})"
         part = " [partial]" if self.partial else ""
         return f"HER2 {self.score} ({self.category}){conf} by {self.method}{part}"
 
@@ -124,6 +134,7 @@ class SlideCall:
             "no_call": None if self.no_call is None else self.no_call.value,
             "no_call_detail": self.no_call_detail,
             "partial": self.partial,
+            "validation": None if self.validation is None else self.validation.to_dict(),
             "evidence": self.evidence.to_dict(),
         }
 

@@ -80,7 +80,9 @@ def smooth(raster: np.ndarray, sigma_tiles: float) -> np.ndarray:
 def attention_raster(results: TileResults, attention: np.ndarray, *,
                      sigma_tiles: float = 0.0) -> np.ndarray:
     """(rows, cols) float32 attention heatmap in [0, 1]: per-tile values placed on the grid,
-    blurred by ``sigma_tiles``, percentile-scaled, and 0 where there is no value (no tile,
-    an unreadable tile, or one never sampled), for a colormap whose low end is transparent."""
+    blurred by ``sigma_tiles`` and percentile-scaled; NaN where there is no value (glass, no
+    tile, an unreadable tile, or one never sampled). napari and matplotlib draw NaN
+    transparent, so the map never covers the glass with the colormap's darkest colour, and
+    a tile with the lowest attention (0) still shows as scored."""
     raster = smooth(tile_raster(results, attention), sigma_tiles)
-    return np.nan_to_num(scale_percentile(raster), nan=0.0).astype(np.float32)
+    return scale_percentile(raster).astype(np.float32)

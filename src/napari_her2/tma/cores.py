@@ -84,23 +84,15 @@ def iter_score_tma(slide_or_path: Slide | str | os.PathLike, model: str | None =
     check look at the core's pixels only, and its call is made from its tiles only."""
     from ..ihc.tissue import detect_tissue
     from ..run.inference import iter_scoring, run_scoring
-    from ..run.pipeline import (
-        adapt_to_slide,
-        as_predictor,
-        as_slide,
-        fit_geometry,
-        load_slide_model,
-        make_call,
-        stain_of,
-    )
+    from ..run.pipeline import adapt_to_slide, as_slide, load_models, make_call, stain_of
     from ..tiles.grid import make_grid
 
     params = params or ScoringParams()
     slide = as_slide(slide_or_path, mpp)
     mpp0 = slide.require_mpp()
-    base = as_predictor(model or params.model.name, params.model.device.value)
-    base, tile_size, target_mpp = fit_geometry(base, params.grid)
-    slide_model = load_slide_model(params)
+    models = load_models(model or None, params)
+    params, base, slide_model = models.params, models.predictor, models.slide_model
+    tile_size, target_mpp = models.tile_size, models.target_mpp
     tissue = detect_tissue(slide, params.tissue)
     try:
         tma = find_cores(tissue, shape)
@@ -127,7 +119,8 @@ def iter_score_tma(slide_or_path: Slide | str | os.PathLike, model: str | None =
                 results = run_scoring(iter_scoring(
                     slide, predictor, core_grid, batch_size=params.model.batch_size,
                     workers=params.model.workers, cancel=cancel))
-                call = make_call(results, params, core_grid, stain_of(slide, seen), slide_model)
+                call = make_call(results, params, core_grid, stain_of(slide, seen), slide_model,
+                                 predictor=predictor)
                 score = CoreScore(core, call, results)
         scores.append(score)
         yield score
