@@ -86,10 +86,10 @@ def measure(widget, app, idle_s: float = 2.0, settle_s: float = 1.0,
     ticks.start()
 
     def drawn() -> bool:
-        layer = widget.tiles_layer
+        layer = widget.scoring.tiles_layer
         if not first and layer is not None and layer.data.any():
             first.append(time.perf_counter() - t0)
-        return widget.worker is None
+        return widget.jobs.worker is None
 
     spin(app, timeout_s, until=drawn)
     total = time.perf_counter() - t0

@@ -305,7 +305,7 @@ def viewer_widget(make_napari_viewer, small_slide):
     _, widget = viewer.window.add_plugin_dock_widget("napari-her2", "HER2 scoring")
     assert isinstance(widget, Her2ScoringWidget)
     yield viewer, widget
-    widget._stop_worker()
+    widget.jobs.stop()
 
 
 @pytest.fixture

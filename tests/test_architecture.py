@@ -134,3 +134,18 @@ def test_the_import_graph_picture_is_drawn_and_names_every_package(tmp_path):
         label = f"{name}/" if (SRC / name).is_dir() else f"{name}.py"
         assert f">{label}<" in drawn, label
         assert f">{label}<" in committed, f"{label}: run python docs/import_graph.py"
+
+
+@pytest.mark.parametrize("category", [DeprecationWarning, FutureWarning])
+def test_deprecated_api_used_by_the_package_fails_the_suite(category):
+    """pyproject's filterwarnings turn a deprecation attributed to napari_her2 into an error
+    (napari and numpy attribute theirs to the caller), and leave other modules' alone."""
+    import warnings
+
+    with pytest.raises(category):
+        warnings.warn_explicit("old API", category, "review.py", 1,
+                               module="napari_her2._qt.review")
+    with warnings.catch_warnings(record=True) as seen:  # the suite's filters, recorded
+        warnings.warn_explicit(f"old API {category.__name__}", category, "x.py", 1,
+                               module="some_other_package")
+    assert len(seen) <= 1

@@ -37,12 +37,12 @@ def test_fresh_install_shows_cnn_tiles_and_the_attention_heatmap(qtbot, make_nap
     image = viewer.layers[0].name
     widget = Her2ScoringWidget(viewer)
     qtbot.addWidget(widget)
-    tile = next(c for c in widget.model_combo.choices if SHIPPED_TILE in str(c))
-    mil = next(c for c in widget.slide_model_combo.choices if c and SHIPPED_MIL in str(c))
-    widget.model_combo.value = tile
-    widget.slide_model_combo.value = mil
+    tile = next(c for c in widget.form.model_combo.choices if SHIPPED_TILE in str(c))
+    mil = next(c for c in widget.form.slide_model_combo.choices if c and SHIPPED_MIL in str(c))
+    widget.form.model_combo.value = tile
+    widget.form.slide_model_combo.value = mil
     qtbot.mouseClick(widget.score_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=180_000)
+    qtbot.waitUntil(lambda: widget.jobs.worker is None, timeout=180_000)
     assert widget.report is not None, widget.status.text()
     assert widget.report.predictor.name == SHIPPED_TILE
     tiles = tile_labels(viewer.layers[f"{image} HER2 tiles"])  # one label per tile

@@ -87,10 +87,10 @@ def test_widget_shows_the_attention_layer(qtbot, make_napari_viewer, files):
     viewer.open(str(files["slide"]), plugin="napari-her2")
     widget = Her2ScoringWidget(viewer)
     qtbot.addWidget(widget)
-    widget.add_checkpoint(files["tile"])
-    widget.add_slide_model(files["mil"])
+    widget.form.add_checkpoint(files["tile"])
+    widget.form.add_slide_model(files["mil"])
     qtbot.mouseClick(widget.score_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    qtbot.waitUntil(lambda: widget.jobs.worker is None, timeout=60_000)
     assert widget.report is not None, widget.status.text()
     layer = viewer.layers["s attention"]
     tiles = viewer.layers["s HER2 tiles"]
@@ -99,3 +99,25 @@ def test_widget_shows_the_attention_layer(qtbot, make_napari_viewer, files):
     np.testing.assert_allclose(layer.translate, tiles.translate)
     assert 0 <= np.nanmin(layer.data) and np.nanmax(layer.data) <= 1
     assert widget.panel.score_label.text() == widget.report.call.score
+
+
+def test_a_learned_call_carries_its_validation_in_headline_report_and_page(tmp_path):
+    """The shipped MIL model's call shows its validated accuracy beside its confidence."""
+    from napari_her2 import score_slide
+    from napari_her2._sample_data import sample_slide_path
+    from napari_her2.export.report_page import report_lines
+    from napari_her2.models.catalog import PACKAGE_CHECKPOINTS
+
+    report = score_slide(sample_slide_path(), model=str(
+        PACKAGE_CHECKPOINTS / "her2-resnet-tma.safetensors"),
+        slide_model=str(PACKAGE_CHECKPOINTS / "abmil-tma.safetensors"))
+    call = report.call
+    assert call.has_score and call.validation is not None
+    assert call.validation.model == "abmil-tma"
+    assert f"confidence {call.confidence:.2f} (validated accuracy" in call.headline()
+    assert "demonstration model" in call.headline()
+    data = report.to_dict()
+    assert data["validation"]["demonstration"] is True
+    assert data["validation"]["text"].startswith("abmil-tma: validated accuracy")
+    page = "\n".join(report_lines(report))
+    assert "Model validation: abmil-tma: validated accuracy" in page

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 from qtpy.QtCore import Qt
 
-from napari_her2._qt.layers import layer_raster, tile_labels
+from napari_her2._qt.layers import layer_raster, tile_labels, viewer_camera
 from napari_her2._qt.widget import Her2ScoringWidget
 from napari_her2._sample_data import ihc_mosaic
 from napari_her2.slide import write_pyramid_tiff
@@ -18,36 +18,36 @@ WAIT_MS = 60_000
 
 def _score(qtbot, widget, small_batches: bool = False, monkeypatch=None):
     if small_batches:
-        base = widget.params
+        base = widget.form.params
 
         def params():
             p = base()
             return p.with_overrides(batch_size=2)
 
-        monkeypatch.setattr(widget, "params", params)
+        monkeypatch.setattr(widget.form, "params", params)
     qtbot.mouseClick(widget.score_button, Qt.MouseButton.LeftButton)  # Qt.LeftButton
-    assert widget.worker is not None
+    assert widget.jobs.worker is not None
 
 
 def _wait_done(qtbot, widget):
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: widget.jobs.worker is None, timeout=WAIT_MS)
 
 
 def test_widget_controls(viewer_widget):
     viewer, widget = viewer_widget
-    assert widget.layer_combo.value == "ihc-small"
-    assert widget.model_combo.choices[0] == "dab-membrane"
+    assert widget.form.layer_combo.value == "ihc-small"
+    assert widget.form.model_combo.choices[0] == "dab-membrane"
     assert widget.score_button.text() == "Score"
     assert widget.export_button.text() == "Export GeoJSON…"
-    assert not widget.cancel_button.isEnabled()
-    assert "0.5" in widget.mpp_info.value
+    assert not widget.run_panel.cancel_button.isEnabled()
+    assert "0.5" in widget.form.mpp_info.value
 
 
 def test_score_fills_an_aligned_tile_layer_and_the_panel(qtbot, viewer_widget):
     viewer, widget = viewer_widget
     image = viewer.layers["ihc-small"]
     _score(qtbot, widget)
-    assert widget.cancel_button.isEnabled() and not widget.score_button.isEnabled()
+    assert widget.run_panel.cancel_button.isEnabled() and not widget.score_button.isEnabled()
     _wait_done(qtbot, widget)
     assert widget.report is not None, widget.status.text()
     tiles = viewer.layers["ihc-small HER2 tiles"]
@@ -78,14 +78,14 @@ def test_cancel_mid_run(qtbot, viewer_widget, monkeypatch):
             widget.cancel()
 
     _score(qtbot, widget, small_batches=True, monkeypatch=monkeypatch)
-    widget.worker.yielded.connect(cancel_on_first_batch)
+    widget.jobs.worker.yielded.connect(cancel_on_first_batch)
     _wait_done(qtbot, widget)
     assert cancelled
     assert widget.report is None
     assert widget.status.text().startswith("Cancelled")
     assert widget.panel.score_label.text() == "not scored"  # no partial call left
     tiles = viewer.layers["ihc-small HER2 tiles"]
-    assert 0 < (tile_labels(tiles) > 0).sum() < widget.prepared.grid.n_tissue
+    assert 0 < (tile_labels(tiles) > 0).sum() < widget.scoring.prepared.grid.n_tissue
     assert not [t for t in threading.enumerate() if t.name.startswith("napari-her2-read")]
 
 
@@ -124,11 +124,11 @@ def test_slide_without_mpp_asks_for_it(qtbot, make_napari_viewer, tmp_path):
     viewer.open(str(path), plugin="napari-her2")
     widget = Her2ScoringWidget(viewer)
     qtbot.addWidget(widget)
-    assert "no µm/px" in widget.mpp_info.value
+    assert "no µm/px" in widget.form.mpp_info.value
     qtbot.mouseClick(widget.score_button, Qt.MouseButton.LeftButton)
-    assert widget.worker is None
+    assert widget.jobs.worker is None
     assert "nompp.tif" in widget.status.text() and "microns per pixel" in widget.status.text()
-    widget.mpp_spin.value = 0.5
+    widget.form.mpp_spin.value = 0.5
     qtbot.mouseClick(widget.score_button, Qt.MouseButton.LeftButton)
     _wait_done(qtbot, widget)
     assert widget.report is not None
@@ -138,9 +138,9 @@ def test_slide_without_mpp_asks_for_it(qtbot, make_napari_viewer, tmp_path):
 def test_closing_the_widget_mid_run_leaves_no_thread(qtbot, viewer_widget, monkeypatch):
     viewer, widget = viewer_widget
     _score(qtbot, widget, small_batches=True, monkeypatch=monkeypatch)
-    qtbot.waitUntil(lambda: widget.prepared is not None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: widget.scoring.prepared is not None, timeout=WAIT_MS)
     widget.close()
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: widget.jobs.worker is None, timeout=WAIT_MS)
     assert not [t for t in threading.enumerate() if t.name.startswith("napari-her2-read")]
 
 
@@ -157,18 +157,18 @@ def _random_checkpoint(folder):
 def test_score_with_a_checkpoint_and_explain_a_tile(qtbot, viewer_widget, tmp_path):
     viewer, widget = viewer_widget
     path = _random_checkpoint(tmp_path)
-    widget.add_checkpoint(path)
-    assert widget.model_combo.value == str(path)
+    widget.form.add_checkpoint(path)
+    assert widget.form.model_combo.value == str(path)
     _score(qtbot, widget)
     _wait_done(qtbot, widget)
     report = widget.report
     assert report is not None, widget.status.text()
     assert report.predictor.name == "her2-resnet-test"
     assert report.to_dict()["model"]["sha256"] == report.predictor.card.sha256
-    assert widget.gradcam_button.isEnabled()
+    assert widget.explain.gradcam_button.isEnabled()
     rows, cols = report.grid.tissue_tiles()
     r, c = int(rows[0]), int(cols[0])
-    worker = widget.explain_tile(r, c)
+    worker = widget.explain.explain_tile(r, c)
     with qtbot.waitSignal(worker.finished, timeout=WAIT_MS):
         pass
     cam = viewer.layers["ihc-small Grad-CAM"]
@@ -188,8 +188,8 @@ def test_gradcam_is_refused_for_the_weight_free_scorer(qtbot, viewer_widget):
     viewer, widget = viewer_widget
     _score(qtbot, widget)
     _wait_done(qtbot, widget)
-    assert not widget.gradcam_button.isEnabled()
-    assert widget.explain_tile(0, 0) is None
+    assert not widget.explain.gradcam_button.isEnabled()
+    assert widget.explain.explain_tile(0, 0) is None
     assert "CNN checkpoint" in widget.status.text()
 
 
@@ -215,28 +215,28 @@ def test_review_queue_navigates_edits_saves_and_reports(qtbot, viewer_widget, tm
     viewer, widget = viewer_widget
     _score(qtbot, widget)
     _wait_done(qtbot, widget)
-    qtbot.waitUntil(lambda: widget.review_list.queue is not None, timeout=WAIT_MS)
-    queue = widget.review_list.queue
+    qtbot.waitUntil(lambda: widget.review.review_list.queue is not None, timeout=WAIT_MS)
+    queue = widget.review.review_list.queue
     assert len(queue) > 0
-    widget.review_list.list.setCurrentRow(0)
+    widget.review.review_list.list.setCurrentRow(0)
     r, c = int(queue.rows[0]), int(queue.cols[0])
     tiles = viewer.layers["ihc-small HER2 tiles"]
     centre = tiles.data_to_world(layer_raster(tiles).centre(r, c))[-2:]
-    np.testing.assert_allclose(viewer.camera.center[-2:], centre)
+    np.testing.assert_allclose(viewer_camera(viewer).center[-2:], centre)
     assert viewer.layers.selection.active is tiles
     new = 1 if tile_labels(tiles)[r, c] != 1 else 4
     key = {1: Qt.Key.Key_0, 4: Qt.Key.Key_3}[new]
-    qtbot.keyClick(widget.review_list.list, key)
+    qtbot.keyClick(widget.review.review_list.list, key)
     assert tile_labels(tiles)[r, c] == new
-    qtbot.waitUntil(lambda: widget.review_log.n_changed == 1, timeout=5000)
-    assert widget.review_list.list.currentRow() == min(1, len(queue) - 1)
+    qtbot.waitUntil(lambda: widget.review.review_log.n_changed == 1, timeout=5000)
+    assert widget.review.review_list.list.currentRow() == min(1, len(queue) - 1)
     edited = widget.panel.last
     assert edited is not None and edited.method == widget.report.call.method
-    widget.reviewer_edit.setText("Dr. R")
-    out = widget.save_review(tmp_path / "s.review.geojson")
+    widget.review.reviewer_edit.setText("Dr. R")
+    out = widget.review.save_review(tmp_path / "s.review.geojson")
     saved = read_review(out)
     assert [(t.row, t.col, t.changed) for t in saved] == [(r, c, True)]
-    png, pdf = widget.save_report(tmp_path / "s.report")
+    png, pdf = widget.review.save_report(tmp_path / "s.report")
     assert png.stat().st_size > 10_000 and pdf.read_bytes().startswith(b"%PDF")
     # scoring again offers the saved review beside the slide
     monkeypatch.setattr(review_qt, "review_path", lambda p: out, raising=False)
@@ -248,7 +248,7 @@ def test_review_queue_navigates_edits_saves_and_reports(qtbot, viewer_widget, tm
     _score(qtbot, widget)
     _wait_done(qtbot, widget)
     qtbot.waitUntil(lambda: bool(asked), timeout=WAIT_MS)
-    assert tile_labels(tiles)[r, c] == new and widget.review_log.n_changed == 1
+    assert tile_labels(tiles)[r, c] == new and widget.review.review_log.n_changed == 1
 
 
 def test_hand_edit_is_recorded_and_export_keeps_probabilities(qtbot, viewer_widget, tmp_path):
@@ -260,7 +260,7 @@ def test_hand_edit_is_recorded_and_export_keeps_probabilities(qtbot, viewer_widg
     r, c = int(rows[0]), int(cols[0])
     new = 5 if tile_labels(tiles)[r, c] != 5 else 1
     tiles.data_setitem(layer_raster(tiles).block(r, c), new)  # the tile's k x k block
-    qtbot.waitUntil(lambda: widget.review_log.n_changed == 1, timeout=5000)
+    qtbot.waitUntil(lambda: widget.review.review_log.n_changed == 1, timeout=5000)
     fc = json.loads(widget.export_geojson(tmp_path / "t.geojson").read_text())
     assert len(fc["features"]) == len(widget.report.results)
     meas = [f["properties"]["measurements"] for f in fc["features"]]
@@ -278,10 +278,10 @@ def test_tile_classes_are_named_on_the_layer(qtbot, viewer_widget):
 
 
 def test_panel_counts_match_the_progress_bar(qtbot, viewer_widget, monkeypatch):
-    from napari_her2._qt import widget as widget_mod
+    from napari_her2._qt import slide_scoring
 
     viewer, widget = viewer_widget
-    monkeypatch.setattr(widget_mod, "PANEL_INTERVAL_S", -1.0)
+    monkeypatch.setattr(slide_scoring, "PANEL_INTERVAL_S", -1.0)
     seen = []
 
     def check(item):
@@ -289,7 +289,7 @@ def test_panel_counts_match_the_progress_bar(qtbot, viewer_widget, monkeypatch):
             seen.append((widget.panel.last.evidence.n_tiles, widget.progress.value()))
 
     _score(qtbot, widget, small_batches=True, monkeypatch=monkeypatch)
-    widget.worker.yielded.connect(check)
+    widget.jobs.worker.yielded.connect(check)
     _wait_done(qtbot, widget)
     assert len(seen) > 2 and all(a == b for a, b in seen), seen
     tiles = viewer.layers["ihc-small HER2 tiles"]
@@ -336,9 +336,9 @@ def test_export_dialog_opens_in_the_slide_folder(qtbot, viewer_widget, small_sli
 
 def test_typing_a_slide_mpp_resets_the_view(qtbot, viewer_widget):
     viewer, widget = viewer_widget
-    widget.mpp_spin.value = 0.25
-    widget._slide_source(widget.image_layer())
+    widget.form.mpp_spin.value = 0.25
+    widget.form.slide_source(widget.form.image_layer())
     image = viewer.layers["ihc-small"]
     extent = np.asarray(image.extent.world)[:, -2:]
-    centre = np.asarray(viewer.camera.center[-2:])
+    centre = np.asarray(viewer_camera(viewer).center[-2:])
     np.testing.assert_allclose(centre, extent.mean(axis=0), rtol=0.05, atol=1.0)

@@ -8,7 +8,7 @@ import json
 import numpy as np
 from qtpy.QtCore import Qt
 
-from napari_her2._qt.layers import layer_raster, tile_labels
+from napari_her2._qt.layers import layer_raster, tile_labels, viewer_camera
 from napari_her2.classes import LABEL_NAMES, LABEL_VALUES
 from napari_her2.export import QUPATH_NAMES
 
@@ -17,7 +17,7 @@ WAIT_MS = 60_000
 
 def score(qtbot, widget):
     qtbot.mouseClick(widget.score_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: widget.jobs.worker is None, timeout=WAIT_MS)
     assert widget.report is not None, widget.status.text()
 
 
@@ -48,13 +48,13 @@ def test_edge_tiles_stop_at_the_slide_edge(qtbot, viewer_widget):
     np.testing.assert_array_equal(tile_labels(tiles), widget.report.results.label_image())
     # the mouse over the last (partial) tile finds that tile
     viewer.cursor.position = tuple((np.array([h0, w0]) - 2) * image.scale[-2:])
-    assert widget.tile_under_cursor() == (grid.shape[0] - 1, grid.shape[1] - 1)
+    assert widget.explain.tile_under_cursor() == (grid.shape[0] - 1, grid.shape[1] - 1)
 
 
 def test_a_hand_edited_block_is_read_back_by_review_and_export(qtbot, viewer_widget, tmp_path):
     viewer, widget = viewer_widget
     score(qtbot, widget)
-    qtbot.waitUntil(lambda: widget.review_list.queue is not None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: widget.review.review_list.queue is not None, timeout=WAIT_MS)
     tiles = viewer.layers["ihc-small HER2 tiles"]
     raster = layer_raster(tiles)
     res = widget.report.results
@@ -63,14 +63,14 @@ def test_a_hand_edited_block_is_read_back_by_review_and_export(qtbot, viewer_wid
     old = int(tile_labels(tiles)[r, c])
     new = LABEL_VALUES["3+"] if old != LABEL_VALUES["3+"] else LABEL_VALUES["0"]
     tiles.data_setitem(raster.block(r, c), new)  # the fill tool over the tile's block
-    qtbot.waitUntil(lambda: widget.review_log.n_changed == 1, timeout=5000)
-    assert widget.review_log.n_reviewed == 1
+    qtbot.waitUntil(lambda: widget.review.review_log.n_changed == 1, timeout=5000)
+    assert widget.review.review_log.n_reviewed == 1
     # a small brush dab on another tile leaves its class as it was
     j = (i + 1) % len(res)
     ys, xs = raster.block(int(res.rows[j]), int(res.cols[j]))
     tiles.data_setitem((ys[:1], xs[:1]), LABEL_VALUES["non-tumour"])
     qtbot.wait(50)
-    assert widget.review_log.n_changed == 1
+    assert widget.review.review_log.n_changed == 1
     fc = json.loads(widget.export_geojson(tmp_path / "t.geojson").read_text())
     assert len(fc["features"]) == len(res)
     feat = fc["features"][i]
@@ -79,13 +79,13 @@ def test_a_hand_edited_block_is_read_back_by_review_and_export(qtbot, viewer_wid
     x0, y0, x1, y1 = res.bboxes0()[i]
     assert feat["geometry"]["coordinates"][0][0] == [x0, y0]
     # the review queue sets a class through the layer: one whole block, read back per tile
-    widget.set_tile_class(r, c, LABEL_VALUES["1+"])
+    widget.review.set_tile_class(r, c, LABEL_VALUES["1+"])
     assert set(np.unique(tiles.data[raster.block(r, c)])) == {LABEL_VALUES["1+"]}
-    qtbot.waitUntil(lambda: {(t.row, t.col): t.new for t in widget.review_log}.get((r, c))
+    qtbot.waitUntil(lambda: {(t.row, t.col): t.new for t in widget.review.review_log}.get((r, c))
                     == "1+", timeout=5000)
-    assert widget.review_log.n_changed == 1  # still one tile changed, now to 1+
-    widget.go_to_tile(r, c)
+    assert widget.review.review_log.n_changed == 1  # still one tile changed, now to 1+
+    widget.review.go_to_tile(r, c)
     centre0 = (np.array([r, c]) + 0.5) * widget.report.grid.tile_size0
     image = viewer.layers["ihc-small"]
-    np.testing.assert_allclose(viewer.camera.center[-2:],
+    np.testing.assert_allclose(viewer_camera(viewer).center[-2:],
                                (centre0 - 0.5) * image.scale[-2:], atol=1e-6)

@@ -15,14 +15,14 @@ MPP = 0.5
 
 
 def fast_params(widget, monkeypatch):
-    base = widget.params
-    monkeypatch.setattr(widget, "params",
+    base = widget.form.params
+    monkeypatch.setattr(widget.form, "params",
                         lambda: base().with_overrides(tile_size=64, target_mpp=0.5))
 
 
 def score_and_wait(qtbot, widget):
     qtbot.mouseClick(widget.score_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: widget.jobs.worker is None, timeout=WAIT_MS)
     assert widget.report is not None, widget.status.text()
 
 
@@ -36,8 +36,8 @@ def test_shapes_region_restricts_the_tile_layer(qtbot, viewer_widget, monkeypatc
     ignore = np.array([[0, 0], [0, 400], [400, 400], [400, 0]]) * um
     viewer.add_shapes([rect, ellipse, ignore], shape_type=["rectangle", "ellipse", "rectangle"],
                       features={"class": ["tumour", "tumour", "Ignore"]}, name="invasive")
-    assert widget.region_combo.choices == (None, "invasive")
-    widget.region_combo.value = "invasive"
+    assert widget.region.region_combo.choices == (None, "invasive")
+    widget.region.region_combo.value = "invasive"
     score_and_wait(qtbot, widget)
     tiles = viewer.layers["ihc-small HER2 tiles"].data
     rows, cols = np.nonzero(tiles)
@@ -51,14 +51,14 @@ def test_shapes_region_restricts_the_tile_layer(qtbot, viewer_widget, monkeypatc
     assert len(widget.report.results) == len(rows)
     region = widget.report.to_dict()["region"]
     assert region["source"] == "invasive" and region["n_excluded_shapes"] == 1
-    assert "region" in widget._context() and "mm²" in widget._context()["region"]
+    assert "region" in widget.scoring.context() and "mm²" in widget.scoring.context()["region"]
 
 
 def test_whole_slide_by_default(qtbot, viewer_widget, monkeypatch):
     viewer, widget = viewer_widget
     fast_params(widget, monkeypatch)
     viewer.add_shapes([np.array([[0, 0], [0, 10], [10, 10], [10, 0]])], name="notes")
-    assert widget.region_combo.value is None  # "Whole slide"
+    assert widget.region.region_combo.value is None  # "Whole slide"
     score_and_wait(qtbot, widget)
     assert widget.report.region is None and len(widget.report.results) > 50
 
@@ -67,9 +67,9 @@ def test_region_without_tile_centre_is_a_one_line_error(qtbot, viewer_widget):
     viewer, widget = viewer_widget
     viewer.add_shapes([np.array([[600, 600], [600, 601], [601, 601], [601, 600]]) * MPP],
                       shape_type="rectangle", name="tiny")
-    widget.region_combo.value = "tiny"
+    widget.region.region_combo.value = "tiny"
     qtbot.mouseClick(widget.score_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: widget.jobs.worker is None, timeout=WAIT_MS)
     assert widget.report is None
     text = widget.status.text()
     assert "no tile centre" in text and "tiny" in text and "\n" not in text
@@ -94,11 +94,11 @@ def test_geojson_opens_as_shapes_over_its_slide(qtbot, make_napari_viewer, small
     world = shapes.data_to_world(shapes.data[0][2])
     np.testing.assert_allclose(world, [600 * MPP, 700 * MPP])
     _, widget = viewer.window.add_plugin_dock_widget("napari-her2", "HER2 scoring")
-    widget.region_combo.value = "slide region"
-    region = widget.chosen_region(viewer.layers["slide"])
+    widget.region.region_combo.value = "slide region"
+    region = widget.region.chosen_region(viewer.layers["slide"])
     inside = region.contains(np.array([[200, 200], [350, 350], [650, 550], [800, 200]]))
     assert inside.tolist() == [True, False, True, False]
-    widget._stop_worker()
+    widget.jobs.stop()
 
 
 def test_bad_geojson_notifies_and_opens_nothing(make_napari_viewer, tmp_path):
@@ -144,11 +144,11 @@ def test_tma_mode_shows_cores_with_ids_and_scores(qtbot, make_napari_viewer, tmp
     viewer.open(str(path), plugin="napari-her2")
     _, widget = viewer.window.add_plugin_dock_widget("napari-her2", "HER2 scoring")
     fast_params(widget, monkeypatch)
-    widget.tma_check.value = True
-    widget.tma_grid.value = "2x3"
+    widget.tma.tma_check.value = True
+    widget.tma.tma_grid.value = "2x3"
     qtbot.mouseClick(widget.score_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
-    report = widget.tma_report
+    qtbot.waitUntil(lambda: widget.jobs.worker is None, timeout=WAIT_MS)
+    report = widget.tma.report
     assert report is not None, widget.status.text()
     cores = viewer.layers["tma TMA cores"]
     assert list(cores.features["core"]) == ["A1", "A2", "A3", "B1", "B2", "B3"]
@@ -171,4 +171,4 @@ def test_tma_mode_shows_cores_with_ids_and_scores(qtbot, make_napari_viewer, tmp
     assert len(rows) == 1 + len(report.tma.cores)
     fc = json.loads((tmp_path / "out" / "tma_cores.geojson").read_text())
     assert {f["properties"]["name"] for f in fc["features"]} >= {"A1", "A3"}
-    widget._stop_worker()
+    widget.jobs.stop()

@@ -25,6 +25,6 @@ def test_scoring_reuses_the_layers_slide(qtbot, make_napari_viewer, tmp_path, mo
     widget = Her2ScoringWidget(viewer)
     qtbot.addWidget(widget)
     qtbot.mouseClick(widget.score_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    qtbot.waitUntil(lambda: widget.jobs.worker is None, timeout=60_000)
     assert widget.report is not None, widget.status.text()
     assert widget.report.slide is slide

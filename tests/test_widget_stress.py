@@ -31,7 +31,7 @@ def _open(make_napari_viewer, path):
     viewer = make_napari_viewer()
     viewer.open(str(path), plugin="napari-her2")
     _, widget = viewer.window.add_plugin_dock_widget("napari-her2", "HER2 scoring")
-    widget.tile_spin.value = 32  # many small tiles
+    widget.form.tile_spin.value = 32  # many small tiles
     return viewer, widget
 
 
@@ -43,12 +43,12 @@ def test_score_cancel_score_with_many_small_tiles(qtbot, make_napari_viewer, tmp
     for _ in range(3):  # a pathologist clicking fast
         qtbot.mouseClick(widget.score_button, Qt.MouseButton.LeftButton)
         qtbot.wait(30)
-        qtbot.mouseClick(widget.cancel_button, Qt.MouseButton.LeftButton)
-        qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+        qtbot.mouseClick(widget.run_panel.cancel_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: widget.jobs.worker is None, timeout=WAIT_MS)
         assert widget.panel.score_label.text() in ("not scored", "no call") or \
             widget.report is not None
     qtbot.mouseClick(widget.score_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: widget.jobs.worker is None, timeout=WAIT_MS)
     report = widget.report
     assert report is not None, widget.status.text()
     tiles = viewer.layers["many HER2 tiles"].data
@@ -68,9 +68,9 @@ def test_remove_the_layer_then_close_the_widget_mid_run(qtbot, make_napari_viewe
     qtbot.mouseClick(widget.score_button, Qt.MouseButton.LeftButton)
     qtbot.wait(50)
     viewer.layers.remove("gone")
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: widget.jobs.worker is None, timeout=WAIT_MS)
     viewer.open(str(path), plugin="napari-her2")
-    widget.refresh_layers()
+    widget.form.refresh_layers()
     qtbot.mouseClick(widget.score_button, Qt.MouseButton.LeftButton)
     qtbot.wait(50)
     widget.close()

@@ -68,8 +68,10 @@ class FormPanel(QWidget):
         self.mpp_spin = _spin("slide_mpp", FloatSpinBox, label="Slide µm/px (0 = from file)",
                               value=0.0)
         self.mpp_info = Label(name="mpp_info", value="")
+        self.pairing_info = Label(name="pairing_info", value="")
         self.fields = Container(widgets=[
-            self.layer_combo, self.model_combo, self.slide_model_combo, self.tile_spin,
+            self.layer_combo, self.model_combo, self.slide_model_combo, self.pairing_info,
+            self.tile_spin,
             self.mag_combo, self.organ_combo, self.specimen_combo, self.mpp_spin, self.mpp_info,
         ])
         self.load_button = QPushButton("Load checkpoint…")
@@ -81,6 +83,7 @@ class FormPanel(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
         self.load_button.clicked.connect(self._choose_checkpoint)
         self.layer_combo.changed.connect(self._on_layer_changed)
+        self.slide_model_combo.changed.connect(self._on_slide_model_changed)
         viewer.layers.events.inserted.connect(self.refresh_layers)
         viewer.layers.events.removed.connect(self.refresh_layers)
         self.refresh_layers()
@@ -131,6 +134,30 @@ class FormPanel(QWidget):
     def add_checkpoint(self, path: str | Path) -> None:
         """Add a checkpoint file to the model list and select it (checked when scoring)."""
         self._add_choice(self.model_combo, path)
+
+    def _on_slide_model_changed(self, *args: Any) -> None:
+        """A slide model brings its own tile model: select the one its card names."""
+        from ..errors import CheckpointError
+        from ..models import read_card
+        from ..models.pairing import find_tile_model, tile_model_of
+
+        path = self.slide_model_combo.value
+        self.pairing_info.value = ""
+        if not path:
+            return
+        try:
+            ref = tile_model_of(read_card(Path(path)))
+        except CheckpointError:  # refused, with the reason, when Score is pressed
+            self.pairing_info.value = "its card cannot be read"
+            return
+        if ref is None:
+            return
+        tile = find_tile_model(ref)
+        if tile is None:
+            self.pairing_info.value = f"tile model {ref.name} not installed"
+            return
+        self.add_checkpoint(tile)
+        self.pairing_info.value = f"tile model: {ref.name} (its own)"
 
     def _choose_checkpoint(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load checkpoint", "",

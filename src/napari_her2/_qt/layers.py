@@ -105,3 +105,10 @@ def tile_heatmap_placement(
 def tile_labels(layer: Any) -> np.ndarray:
     """(rows, cols) class label of every tile as the tile layer shows it (hand edits too)."""
     return layer_raster(layer).per_tile(np.asarray(layer.data))
+
+
+def viewer_camera(viewer: Any) -> Any:
+    """The viewer's camera: ``viewer.scene.camera`` since napari 0.9 (``viewer.camera`` is
+    deprecated there), ``viewer.camera`` before."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera

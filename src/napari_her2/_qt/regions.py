@@ -71,6 +71,8 @@ class RegionPanel(QWidget):
         self.region_combo.tooltip = ("Score only inside the shapes of a Shapes layer "
                                      "(Ignore/Exclude shapes are left out)")
         self.fields = Container(widgets=[self.region_combo])
+        left, _, right, _ = self.fields.margins
+        self.fields.margins = (left, 0, right, 0)  # rows of the form above
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.fields.native)

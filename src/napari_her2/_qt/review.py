@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from qtpy.QtCore import Qt, Signal
@@ -33,7 +33,7 @@ from qtpy.QtWidgets import (
 from ..classes import LABEL_NAMES, LABEL_VALUES, NON_TUMOUR
 from ..errors import Her2Error
 from ..scoring.review import ReviewLog, ReviewQueue, rank_tiles
-from .layers import layer_raster, tile_labels
+from .layers import layer_raster, tile_labels, viewer_camera
 
 if TYPE_CHECKING:
     import napari
@@ -70,6 +70,10 @@ class ReviewList(QWidget):
         self.list.setToolTip("Up/Down: next tile; 0, 1, 2, 3: set HER2 class; N: non-tumour")
         self.list.installEventFilter(self)
         self.list.currentRowChanged.connect(self._on_row)
+        # a click (or Enter) on the row that is already current takes the viewer back to its
+        # tile too: the pathologist may have panned away since
+        self.list.itemClicked.connect(self._on_item)
+        self.list.itemActivated.connect(self._on_item)
         self.summary = QLabel("Score a slide to list the tiles to review.")
         self.summary.setWordWrap(True)
         layout = QVBoxLayout(self)
@@ -123,6 +127,9 @@ class ReviewList(QWidget):
         self.mark(i, value)
         if i + 1 < self.list.count():
             self.list.setCurrentRow(i + 1)
+
+    def _on_item(self, item: QListWidgetItem) -> None:
+        self._on_row(self.list.row(item))
 
     def _on_row(self, i: int) -> None:
         cell = self.cell(i)
@@ -236,8 +243,9 @@ class ReviewPanel(QWidget):
         centre = np.asarray(tiles.data_to_world(raster.centre(row, col)))[-2:]
         tile_world = float(np.min(np.abs(np.asarray(tiles.scale)[-2:]))) * raster.k
         canvas = float(np.min(getattr(self.viewer.canvas, "size", (600, 600))))
-        self.viewer.camera.center = tuple(centre)
-        self.viewer.camera.zoom = canvas / (TILES_IN_VIEW * tile_world)
+        camera = viewer_camera(self.viewer)
+        camera.center = tuple(centre)
+        camera.zoom = canvas / (TILES_IN_VIEW * tile_world)
         self.viewer.layers.selection.active = tiles
         value = raster.value(tiles.data, row, col)
         if value:

@@ -1,4 +1,8 @@
-"""The slide-score panel: the call, how sure it is, and the tile fractions behind it."""
+"""The slide-score panel: the call, how sure it is, and the tile fractions behind it.
+
+Every line is one line: text wider than the dock is cut with an ellipsis at its end, and the
+whole text is the line's tooltip, so no line is ever clipped mid-height whatever the dock's
+width."""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from typing import Any
 
 from qtpy.QtCore import QRectF, Qt
 from qtpy.QtGui import QColor, QPainter
-from qtpy.QtWidgets import QFormLayout, QLabel, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFormLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from ..classes import CLASS_COLORS, HER2_SCORES
 from ..scoring import CATEGORY_TEXT, Her2LowEvidence, SlideCall
@@ -44,6 +48,34 @@ class FractionBars(QWidget):
         painter.end()
 
 
+class ElidedLabel(QLabel):
+    """A one-line label that elides what does not fit and shows all of it on hover."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._full = ""
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.setMinimumWidth(1)
+        self.setText(text)
+
+    def full_text(self) -> str:
+        return self._full
+
+    def setText(self, text: str | None) -> None:  # noqa: N802 - Qt API
+        self._full = text or ""
+        self.setToolTip(self._full)
+        self._elide()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        shown = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight,
+                                              max(self.width(), 1))
+        super().setText(shown)
+
+
 class ScorePanel(QWidget):
     """Shows a :class:`SlideCall`: the score (or why there is none) and its evidence."""
 
@@ -55,15 +87,12 @@ class ScorePanel(QWidget):
         font.setPointSize(font.pointSize() + 8)
         font.setBold(True)
         self.score_label.setFont(font)
-        self.category_label = QLabel("")
-        self.confidence_label = QLabel("")
-        self.her2_low_label = QLabel("")
-        self.her2_low_label.setWordWrap(True)
-        self.tiles_label = QLabel("")
-        self.method_label = QLabel("")
-        self.method_label.setWordWrap(True)
-        self.model_label = QLabel("")
-        self.model_label.setWordWrap(True)
+        self.category_label = ElidedLabel()
+        self.confidence_label = ElidedLabel()
+        self.her2_low_label = ElidedLabel()
+        self.tiles_label = ElidedLabel()
+        self.method_label = ElidedLabel()
+        self.model_label = ElidedLabel()
         self.bars = FractionBars(self)
         form = QFormLayout()
         form.addRow("HER2 score", self.score_label)
@@ -100,13 +129,18 @@ class ScorePanel(QWidget):
             reason = call.no_call.value if call.no_call else "no call"
             self.score_label.setText("no call")
             self.category_label.setText(reason)
-            self.category_label.setToolTip(call.no_call_detail)
+            if call.no_call_detail:
+                self.category_label.setToolTip(f"{reason}: {call.no_call_detail}")
         else:
             self.score_label.setText(call.score + (" …" if call.partial else ""))
             self.category_label.setText(CATEGORY_TEXT.get(call.category or "", ""))
-            self.category_label.setToolTip("")
         conf = call.confidence
-        self.confidence_label.setText(f"{100 * conf:.0f}%" if conf is not None else "n/a")
+        conf_text = f"{100 * conf:.0f}%" if conf is not None else "n/a"
+        if call.validation is not None:  # a learned model speaks with its validation
+            conf_text += f" ({call.validation.brief()})"
+        self.confidence_label.setText(conf_text)
+        if call.validation is not None:
+            self.confidence_label.setToolTip(f"{conf_text}\n{call.validation.text()}")
         self.her2_low_label.setText(_her2_low_text(ev.her2_low))
         self.tiles_label.setText(f"{ev.n_tumour_tiles} tumour of {ev.n_tiles} scored"
                                  + (f", {ev.n_unreadable} unreadable" if ev.n_unreadable else ""))

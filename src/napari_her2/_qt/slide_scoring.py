@@ -183,7 +183,8 @@ class SlideScoring(QObject):
         prep = self.prepared
         if prep is None:  # a new run started meanwhile
             return
-        call = make_call(results, prep.params, prep.grid, prep.stain, partial=partial)
+        call = make_call(results, prep.params, prep.grid, prep.stain, partial=partial,
+                         predictor=prep.predictor)
         self.show_call(call, self.context())
 
     def _on_returned(self, report: SlideReport) -> None:

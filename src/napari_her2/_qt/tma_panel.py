@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, Container, LineEdit
+from magicgui.widgets import CheckBox, Container, LineEdit, Widget
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
 
@@ -64,7 +64,10 @@ class TmaPanel(QWidget):
         self.tma_check = CheckBox(name="tma", value=False, text="TMA: score core by core")
         self.tma_grid = LineEdit(name="tma_grid", label="TMA grid", value="")
         self.tma_grid.tooltip = "ROWSxCOLS of the array, e.g. 6x8 (empty: from the cores found)"
-        self.fields = Container(widgets=[self.tma_check, self.tma_grid])
+        rows: list[Widget] = [self.tma_check, self.tma_grid]
+        self.fields = Container(widgets=rows)
+        left, _, right, _ = self.fields.margins
+        self.fields.margins = (left, 0, right, 0)  # rows of the form above
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.fields.native)
