@@ -4,6 +4,8 @@
 #   bash dev.sh demo     score the built-in sample slide with the default dab-membrane scorer
 #                        (opens napari with the widget when a display is available)
 #   bash dev.sh test     run the test suites of the plugin and of training/ (what CI runs)
+#   bash dev.sh screenshots  remake the README's and the user guide's pictures (docs/images)
+#                        in a real napari viewer (under Xvfb when there is no display)
 #   bash dev.sh setup    only install
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -12,7 +14,7 @@ VENV=${NAPARI_HER2_VENV:-.venv}
 PY=${PYTHON:-python3}
 APT_PACKAGES="xvfb xauth libgl1-mesa-dri libgl1 libegl1 libxkbcommon-x11-0 libxcb-icccm4 \
 libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-xinerama0 \
-libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 libdbus-1-3 libfontconfig1"
+libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 libdbus-1-3 libfontconfig1 poppler-utils"
 
 apt_setup() {
   local missing=()
@@ -55,5 +57,8 @@ case "$cmd" in
          # two sessions: each suite has its own conftest and data helpers
          "$VENV/bin/python" -m pytest "$@"
          exec "$VENV/bin/python" -m pytest training/tests "$@" ;;
-  *) echo "usage: bash dev.sh [demo|test|setup] [args...]" >&2; exit 2 ;;
+  screenshots) setup
+         if [ -n "${DISPLAY:-}" ]; then exec "$VENV/bin/python" docs/make_screenshots.py "$@"; fi
+         exec xvfb-run -a -s "-screen 0 1920x1200x24" "$VENV/bin/python" docs/make_screenshots.py "$@" ;;
+  *) echo "usage: bash dev.sh [demo|test|setup|screenshots] [args...]" >&2; exit 2 ;;
 esac

@@ -89,8 +89,9 @@ def test_a_pathologists_first_minutes_on_a_tma_core(qtbot, core_widget):
         assert label.toolTip().startswith(label.full_text()) or not label.full_text()
 
     # 6. the learned call speaks with its validation, on the panel and in the headline
-    confidence = widget.panel.confidence_label.full_text()
-    assert "validated accuracy" in confidence and "demonstration model" in confidence
+    validated = widget.panel.validation_label.full_text()
+    assert validated == f"accuracy {report.call.validation.lowest:.2f} · demonstration model"
+    assert "abmil-tma: validated accuracy" in widget.panel.validation_label.toolTip()
     assert "demonstration model" in report.call.headline()
 
 

@@ -67,8 +67,8 @@ class FormPanel(QWidget):
                                        value=Specimen.RESECTION)
         self.mpp_spin = _spin("slide_mpp", FloatSpinBox, label="Slide µm/px (0 = from file)",
                               value=0.0)
-        self.mpp_info = Label(name="mpp_info", value="")
-        self.pairing_info = Label(name="pairing_info", value="")
+        self.mpp_info = Label(name="mpp_info", label=" ", value="")
+        self.pairing_info = Label(name="pairing_info", label=" ", value="")
         self.fields = Container(widgets=[
             self.layer_combo, self.model_combo, self.slide_model_combo, self.pairing_info,
             self.tile_spin,
@@ -83,7 +83,8 @@ class FormPanel(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
         self.load_button.clicked.connect(self._choose_checkpoint)
         self.layer_combo.changed.connect(self._on_layer_changed)
-        self.slide_model_combo.changed.connect(self._on_slide_model_changed)
+        # the Qt signal: magicgui's `changed` stays silent when the rule (value None) is chosen
+        self.slide_model_combo.native.currentIndexChanged.connect(self._on_slide_model_changed)
         viewer.layers.events.inserted.connect(self.refresh_layers)
         viewer.layers.events.removed.connect(self.refresh_layers)
         self.refresh_layers()

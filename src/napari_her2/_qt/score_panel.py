@@ -89,6 +89,7 @@ class ScorePanel(QWidget):
         self.score_label.setFont(font)
         self.category_label = ElidedLabel()
         self.confidence_label = ElidedLabel()
+        self.validation_label = ElidedLabel()
         self.her2_low_label = ElidedLabel()
         self.tiles_label = ElidedLabel()
         self.method_label = ElidedLabel()
@@ -98,6 +99,7 @@ class ScorePanel(QWidget):
         form.addRow("HER2 score", self.score_label)
         form.addRow("Category", self.category_label)
         form.addRow("Confidence", self.confidence_label)
+        form.addRow("Validated", self.validation_label)
         form.addRow("0 vs 1+", self.her2_low_label)
         form.addRow("Tiles", self.tiles_label)
         form.addRow("Called by", self.method_label)
@@ -114,8 +116,8 @@ class ScorePanel(QWidget):
         """Nothing scored yet: every field says so in words."""
         self.last = None
         self.score_label.setText("not scored")
-        for label in (self.category_label, self.confidence_label, self.her2_low_label,
-                      self.tiles_label, self.model_label):
+        for label in (self.category_label, self.confidence_label, self.validation_label,
+                      self.her2_low_label, self.tiles_label, self.model_label):
             label.setText("")
         self.method_label.setText("")
         self.bars.set_fractions(None)
@@ -135,12 +137,14 @@ class ScorePanel(QWidget):
             self.score_label.setText(call.score + (" …" if call.partial else ""))
             self.category_label.setText(CATEGORY_TEXT.get(call.category or "", ""))
         conf = call.confidence
-        conf_text = f"{100 * conf:.0f}%" if conf is not None else "n/a"
-        if call.validation is not None:  # a learned model speaks with its validation
-            conf_text += f" ({call.validation.brief()})"
-        self.confidence_label.setText(conf_text)
-        if call.validation is not None:
-            self.confidence_label.setToolTip(f"{conf_text}\n{call.validation.text()}")
+        self.confidence_label.setText(f"{100 * conf:.0f}%" if conf is not None else "n/a")
+        # a learned model speaks with its validation, right under its confidence
+        valid = call.validation
+        self.validation_label.setText(
+            "weight-free scorer, no learned model" if valid is None
+            else valid.brief().removeprefix("validated ").replace(", ", " · "))
+        if valid is not None:
+            self.validation_label.setToolTip(valid.text())
         self.her2_low_label.setText(_her2_low_text(ev.her2_low))
         self.tiles_label.setText(f"{ev.n_tumour_tiles} tumour of {ev.n_tiles} scored"
                                  + (f", {ev.n_unreadable} unreadable" if ev.n_unreadable else ""))

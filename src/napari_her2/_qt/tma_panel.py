@@ -131,7 +131,8 @@ class TmaPanel(QWidget):
             edge_width=max(2.0, float(np.median([c.diameter for c in tma.cores])) / 60),
             features={"core": ids, "score": ["missing" if c.missing else "…"
                                               for c in tma.cores]},
-            text={"string": "{core}: {score}", "color": "white", "size": 10})
+            text={"string": "{core}: {score}", "color": "black", "size": 12,
+                  "anchor": "upper_left", "translation": (-4.0, 0.0)})
         self.progress_range.emit(len(tma.cores))
         self.message.emit(f"{len(tma.present)} cores on a {tma.shape[0]} x {tma.shape[1]} "
                           f"grid (rotated {tma.angle_deg:.1f}°); scoring each core…")

@@ -120,10 +120,10 @@ class Her2ScoringWidget(QWidget):
         except Her2Error as err:
             self._fail(str(err))
             return
+        self.review.reset()  # a new run: the last run's queue no longer applies
         if self.tma.enabled():
             self.tma.start(layer, source, mpp, params)
             return
-        self.review.reset()
         self.scoring.start(layer, source, mpp, params, region)
 
     def cancel(self) -> None:
