@@ -18,3 +18,38 @@ def test_score_report_writes_png_and_pdf(tmp_path, capsys):
     assert Image.open(png).size[0] == 1240 and pdf.read_bytes().startswith(b"%PDF")
     assert "cli-slide.report.png" in capsys.readouterr().out
     assert "HER2" in Image.open(png).text["Description"]
+
+
+def test_a_borderline_call_is_said_in_the_line_the_json_and_the_page(tmp_path, capsys,
+                                                                     monkeypatch):
+    """Whatever the slide, a borderline call reads the same in all three outputs."""
+    import json
+    from dataclasses import replace
+
+    from napari_her2.run import pipeline
+
+    real = pipeline.call_slide
+
+    def borderline(results, **kwargs):
+        call = real(results, **kwargs)
+        shares = {"0": 0.48, "1+": 0.45, "2+": 0.07, "3+": 0.0}
+        return replace(call, score="0", category="negative", confidence=0.48,
+                       borderline=("0", "1+"),
+                       evidence=replace(call.evidence, score_shares=shares))
+
+    monkeypatch.setattr(pipeline, "call_slide", borderline)
+    slide = tmp_path / "edge.tif"
+    write_pyramid_tiff(slide, ihc_mosaic(rows=1, cols=1, gap=64), 0.5, tile=256)
+    out = tmp_path / "out"
+    assert main(["score", str(slide), "--out", str(out), "--report"]) == 0
+    headline = ("HER2 borderline 0 / 1+: review (0 in 48% of resamplings, 1+ in 45%) "
+                "by asco-cap-breast-2023")
+    assert capsys.readouterr().out.startswith(f"edge.tif: {headline}; ")
+    data = json.loads((out / "edge.json").read_text())
+    assert data["borderline"] == ["0", "1+"] and data["headline"] == headline
+    assert data["score"] == "0" and data["confidence"] == 0.48
+    page = Image.open(out / "edge.report.png").text["Description"].splitlines()
+    assert page[0] == headline
+    assert "Confidence: 48%, borderline 0 / 1+: 0 in 48% of resamplings, 1+ in 45%; review" \
+        in page
+    assert "Category: negative, borderline: review" in page

@@ -73,6 +73,13 @@ def test_report_has_the_documented_fields(report, slide_path):
     for cls in HER2_SCORES:
         assert fractions[cls] == pytest.approx(counts[cls] / n_tumour)
     assert 0.0 <= data["confidence"] <= 1.0
+    assert "borderline" in data and data["headline"] == report.call.headline()
+    if data["borderline"] is None:
+        assert data["confidence"] >= 0.5
+    else:
+        assert data["score"] in data["borderline"] and "borderline" in data["headline"]
+    for cls, (lo, hi) in data["evidence"]["class_fraction_intervals"].items():
+        assert lo <= fractions[cls] <= hi
 
     rows, cols = report.grid.shape
     assert data["n_tiles"] == rows * cols

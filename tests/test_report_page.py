@@ -60,3 +60,30 @@ def test_report_files_are_an_a4_page_with_the_overlay(report, tmp_path):
 def test_low_dpi_is_refused():
     with pytest.raises(ValueError, match="dpi"):
         PageOptions(dpi=72)
+
+
+def test_a_borderline_call_is_said_on_the_page(report):
+    from napari_her2.scoring import call_from_rule, score_tiles
+    from napari_her2.tiles.results import TileResults
+
+    rows = [[0, 0, 1, 0, 0]] * 5 + [[0.93, 0, 0.07, 0, 0]] + [[0.985, 0.015, 0, 0, 0]] * 44
+    probs = np.asarray(rows, np.float32)
+    n = len(probs)
+    results = TileResults(("0", "1+", "2+", "3+", "non-tumour"), (), (1, n), (0.0, 0.0),
+                          (256.0, 256.0), rows=np.zeros(n, np.int32),
+                          cols=np.arange(n, dtype=np.int32), probs=probs,
+                          features=np.zeros((n, 0), np.float32), readable=np.ones(n, bool))
+    call = call_from_rule(score_tiles(results))
+    assert call.borderline == ("0", "1+")
+    lines = report_lines(report, PageOptions(call=call))
+    assert lines[0] == call.headline() and lines[0].startswith("HER2 borderline 0 / 1+: review")
+    assert any(ln.startswith(f"Confidence: {100 * call.confidence:.0f}%, borderline 0 / 1+: 0 in")
+               and ln.endswith("; review") for ln in lines)
+    assert "Category: negative, borderline: review" in lines
+    # every fraction shown lies inside the range printed beside it
+    shown = [ln for ln in lines if "(range " in ln]
+    assert len(shown) == 4
+    for ln in shown:
+        value = float(ln.split(":")[1].split("%")[0])
+        lo, hi = (float(x) for x in ln.split("(range ")[1].rstrip("%)").split("-"))
+        assert lo <= value <= hi, ln

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -70,8 +71,6 @@ def test_unreadable_and_confident_tiles_are_not_queued():
 
 
 def test_attention_lists_the_tile_the_slide_model_looked_at():
-    from dataclasses import replace
-
     res = _results([[0.99, 0.01, 0, 0]] * 10)
     call = call_slide(res)
     att = np.full(10, 0.01)
@@ -112,3 +111,32 @@ def test_review_log_keeps_the_first_original():
     assert labels[1, 2] == LABEL_VALUES["3+"] and labels[0, 0] == LABEL_VALUES["0"]
     with pytest.raises(ValueError, match="no tile class"):
         log.record(0, 1, "0", 42)
+
+
+def test_a_borderline_queue_starts_with_the_tiles_that_flip_it():
+    # 4 tiles 2+, one split 2+/3+ (tile 4), one 44% 2+ (tile 5: flips 1+ <-> 2+), one split
+    # 0/1+ (tile 6), 43 tiles 2% 1+: the slide is borderline 1+ / 2+
+    five = [[0, 0, 1, 0]] * 4 + [[0, 0, 0.5, 0.5]] + [[0.56, 0, 0.44, 0]] + [[0.5, 0.5, 0, 0]]
+    res = _results(five + [[0.98, 0.02, 0, 0]] * 43)
+    call = call_slide(res)
+    assert call.borderline == ("1+", "2+")
+    queue = rank_tiles(res, call)
+    assert queue.index[0] == 5 and queue.n_deciding == 1
+    assert queue.reason_text(0).startswith("decides borderline 1+ / 2+: near 1+/2+ boundary")
+    assert queue.priority[1] > queue.priority[0]  # a split 0/1+ or 2+/3+ tile weighs more,
+    assert queue.boundaries[0] == "1+/2+"  # but does not decide between 1+ and 2+
+    plain = rank_tiles(res, replace(call, borderline=None))
+    assert plain.index[0] != 5 and plain.n_deciding == 0
+
+
+def test_a_zero_one_borderline_queue_starts_near_zero_one():
+    # 4 tiles 2+ and one split 2+/3+ (10% >= 2+, not over the cut), one 7% 2+ (tile 5),
+    # 44 tiles 1.5% 1+: the slide is 0 or 1+ about equally often
+    res = _results([[0, 0, 1, 0]] * 4 + [[0, 0, 0.5, 0.5]] + [[0.93, 0, 0.07, 0]]
+                   + [[0.985, 0.015, 0, 0]] * 44)
+    call = call_slide(res)
+    assert call.borderline == ("0", "1+")
+    queue = rank_tiles(res, call)
+    assert queue.index[0] == 5 and queue.reason_text(0).startswith("decides borderline 0 / 1+")
+    assert queue.index[1] == 4  # the more uncertain 2+/3+ tile comes after it
+    assert queue.priority[1] > queue.priority[0]

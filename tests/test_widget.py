@@ -64,7 +64,7 @@ def test_score_fills_an_aligned_tile_layer_and_the_panel(qtbot, viewer_widget):
     assert raster.tile_at(*tiles.world_to_data(corner + 0.49 * image.scale)[-2:]) == (1, 2)
     scored = tile_labels(tiles) > 0
     np.testing.assert_array_equal(scored, grid.tissue)
-    assert widget.panel.score_label.text() == str(widget.report.call.score)
+    assert widget.panel.score_label.text() == widget.report.call.score_text()
     assert widget.export_button.isEnabled() and widget.score_button.isEnabled()
 
 
@@ -115,6 +115,41 @@ def test_hand_edit_updates_the_panel(qtbot, viewer_widget):
     tiles.events.paint(value=[])
     qtbot.waitUntil(lambda: widget.panel.score_label.text() == "3+", timeout=5000)
     assert widget.panel.category_label.text() == "positive"
+
+
+def _borderline_labels(labels: np.ndarray) -> tuple[np.ndarray, object]:
+    """The tissue tiles of ``labels`` relabelled at the 0 / 1+ / 2+ boundary (2+ in about
+    10%, one more 1+) so that the hand-edited call is borderline, and that call."""
+    from napari_her2.classes import LABEL_VALUES
+    from napari_her2.scoring import call_from_rule, score_labels
+
+    cells = np.flatnonzero(labels.ravel() > 0)
+    for n2 in range(max(1, len(cells) // 10 - 2), len(cells) // 10 + 3):
+        edited = labels.copy().ravel()
+        edited[cells] = LABEL_VALUES["0"]
+        edited[cells[:n2]] = LABEL_VALUES["2+"]
+        edited[cells[n2]] = LABEL_VALUES["1+"]
+        edited = edited.reshape(labels.shape)
+        call = call_from_rule(score_labels(edited))  # as the widget rescores a hand edit
+        if call.borderline is not None:
+            return edited, call
+    raise AssertionError(f"no borderline composition of {len(cells)} tiles")
+
+
+def test_a_borderline_hand_edit_shows_both_scores(qtbot, viewer_widget):
+    viewer, widget = viewer_widget
+    _score(qtbot, widget)
+    _wait_done(qtbot, widget)
+    tiles = viewer.layers["ihc-small HER2 tiles"]
+    raster = layer_raster(tiles)
+    edited, call = _borderline_labels(tile_labels(tiles))
+    tiles.data = raster.expand(edited)
+    tiles.events.paint(value=[])
+    low, high = call.borderline
+    qtbot.waitUntil(lambda: widget.panel.score_label.text() == f"{low} / {high}", timeout=5000)
+    assert "review" in widget.panel.category_label.full_text()
+    assert widget.panel.category_label.full_text() == call.category_text()
+    assert "of resamplings" in widget.panel.confidence_label.full_text()
 
 
 def test_slide_without_mpp_asks_for_it(qtbot, make_napari_viewer, tmp_path):

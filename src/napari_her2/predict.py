@@ -12,6 +12,34 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+#: the class code of a cell that is not a tumour cell (tumour cells have 0..3 for 0..3+)
+NOT_TUMOUR = -1
+
+
+@dataclass(frozen=True)
+class CellColumns:
+    """The cells a scorer found in one batch of tiles, one entry per cell.
+
+    tile: (M,) index of the cell's tile in the batch; y, x: its centre in that tile's pixels
+    (as the predictor was given them); cls: int8 HER2 class 0..3 of a tumour cell, or
+    :data:`NOT_TUMOUR`; ring_od: mean DAB optical density of its membrane ring;
+    completeness: fraction of the ring above the intensity floor; visible_mpp: the coarsest
+    µm/px at which its membrane is still visible (NaN: not visible at all); nucleus_um2: its
+    nucleus area.
+    """
+
+    tile: np.ndarray
+    y: np.ndarray
+    x: np.ndarray
+    cls: np.ndarray
+    ring_od: np.ndarray
+    completeness: np.ndarray
+    visible_mpp: np.ndarray
+    nucleus_um2: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.tile.shape[0])
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -20,11 +48,13 @@ class Prediction:
     probs: (N, C) float32, rows sum to 1, columns in ``predictor.classes`` order.
     features: (N, F) float32 measurements named by ``predictor.feature_names`` (may be F=0).
     embeddings: (N, D) float32 tile embeddings for MIL, or None.
+    cells: the cells of a scorer that finds cells, or None.
     """
 
     probs: np.ndarray
     features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     embeddings: np.ndarray | None = None
+    cells: CellColumns | None = None
 
 
 @runtime_checkable

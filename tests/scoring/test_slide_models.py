@@ -315,3 +315,50 @@ def test_checkpoint_name_in_models_folder(tmp_path, mil_path):
     folder.mkdir()
     (folder / "my-mil.safetensors").write_bytes(mil_path.read_bytes())
     assert load_slide_model("my-mil").kind == "mil"
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def _with_temperature(path, tmp_path, temperature: float):
+    """The checkpoint at ``path`` saved again with a calibration temperature in its card."""
+    model = load_slide_model(path)
+    card = model.card.replace(sha256="", metrics={"calibration": {"temperature": temperature}})
+    out = tmp_path / f"t{temperature}-{path.name}"
+    save_checkpoint(out, model.model, card)
+    return load_slide_model(out)
+
+
+def test_whspn_mlp_divides_its_logits_by_the_cards_temperature(mlp_path, tmp_path):
+    plain, hot = load_slide_model(mlp_path), _with_temperature(mlp_path, tmp_path, 2.5)
+    assert (plain.card.temperature, hot.card.temperature) == (None, 2.5)
+    tiles = tiles_with_fractions([0.1, 0.1, 0.2, 0.6])
+    z = 10 * torch.tensor([0.1, 0.1, 0.2, 0.6], dtype=torch.float64)
+    a, b = plain.score(tiles), hot.score(tiles)
+    assert np.allclose(b.probs, torch.softmax(z / 2.5, 0).numpy(), atol=1e-5)
+    assert np.allclose(a.probs, torch.softmax(z, 0).numpy(), atol=1e-5)
+    assert a.score == b.score == "3+" and b.probs.max() < a.probs.max()
+
+
+def test_mil_bags_are_softened_by_the_cards_temperature(tmp_path):
+    path = tmp_path / "uniform.safetensors"
+    save_checkpoint(path, planted_abmil(uniform_attention=True),
+                    ModelCard(architecture="abmil", classes=HER2))
+    hot = _with_temperature(path, tmp_path, 2.0)
+    result = hot.score(_planted_results(50, 0), n_bags=4, bag_size=500)
+    z = torch.tensor([1.0, 0.0, 0.0, -5.0], dtype=torch.float64)
+    assert np.allclose(result.probs, torch.softmax(z / 2.0, 0).numpy(), atol=1e-6)
+    assert np.allclose(result.interval[:, 0], result.probs) and result.score == "0"
+
+
+def test_mil_call_keeps_its_class_under_a_temperature(mil, mil_path, tmp_path):
+    hot = _with_temperature(mil_path, tmp_path, 4.0)
+    results = _planted_results(300, 30)
+    a, b = mil.score(results, n_bags=32, seed=0), hot.score(results, n_bags=32, seed=0)
+    assert a.score == b.score == "3+" and b.probs[3] < a.probs[3]
+
+
+def test_the_svm_ignores_a_temperature(svm_path, tmp_path):
+    hot = _with_temperature(svm_path, tmp_path, 3.0)
+    result = hot.score(tiles_with_fractions([0.0, 0.0, 0.1, 0.9]))
+    assert sorted(result.probs.tolist()) == [0.0, 0.0, 0.0, 1.0]

@@ -93,7 +93,11 @@ class ReviewList(QWidget):
             self.summary.setText("Score a slide to list the tiles to review.")
         else:
             bounds = ", ".join(queue.boundaries) or "none"
-            self.summary.setText(f"{len(queue)} tiles to review (decisive boundaries: {bounds})")
+            text = f"{len(queue)} tiles to review (decisive boundaries: {bounds})"
+            if queue.borderline is not None:
+                text += (f"; borderline {' / '.join(queue.borderline)}: the first "
+                         f"{queue.n_deciding} decide it")
+            self.summary.setText(text)
 
     def cell(self, i: int | None = None) -> tuple[int, int] | None:
         """(row, col) of list entry ``i`` (default: the current one)."""

@@ -13,7 +13,7 @@ from qtpy.QtGui import QColor, QPainter
 from qtpy.QtWidgets import QFormLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from ..classes import CLASS_COLORS, HER2_SCORES
-from ..scoring import CATEGORY_TEXT, Her2LowEvidence, SlideCall
+from ..scoring import Her2LowEvidence, SlideCall
 
 
 class FractionBars(QWidget):
@@ -134,10 +134,10 @@ class ScorePanel(QWidget):
             if call.no_call_detail:
                 self.category_label.setToolTip(f"{reason}: {call.no_call_detail}")
         else:
-            self.score_label.setText(call.score + (" …" if call.partial else ""))
-            self.category_label.setText(CATEGORY_TEXT.get(call.category or "", ""))
-        conf = call.confidence
-        self.confidence_label.setText(f"{100 * conf:.0f}%" if conf is not None else "n/a")
+            # a borderline call shows both scores ("0 / 1+") and "borderline: review"
+            self.score_label.setText(call.score_text() + (" …" if call.partial else ""))
+            self.category_label.setText(call.category_text())
+        self.confidence_label.setText(_confidence_text(call))
         # a learned model speaks with its validation, right under its confidence
         valid = call.validation
         self.validation_label.setText(
@@ -152,6 +152,14 @@ class ScorePanel(QWidget):
         self.bars.set_fractions(ev.class_fractions or None)
         ctx = context or {}
         self.model_label.setText(", ".join(f"{k} {v}" for k, v in ctx.items() if v is not None))
+
+
+def _confidence_text(call: SlideCall) -> str:
+    """"87%", or for a borderline call "48%: 0 in 48% of resamplings, 1+ in 45%"."""
+    if call.confidence is None:
+        return "n/a"
+    text = f"{100 * call.confidence:.0f}%"
+    return f"{text}: {call.borderline_shares()}" if call.borderline else text
 
 
 def _her2_low_text(low: Her2LowEvidence | None) -> str:

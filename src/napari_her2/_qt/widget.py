@@ -6,7 +6,8 @@ The widget builds the panels and wires their signals; each panel owns its contro
 - ``region`` (:class:`RegionPanel`) and ``tma`` (:class:`TmaPanel`): where and how to score;
 - ``run_panel`` (:class:`RunPanel`): Score, Cancel, the progress bar and the status line;
 - ``panel`` (:class:`ScorePanel`): the slide's call; ``explain`` (:class:`ExplainPanel`):
-  Grad-CAM and attention; ``review`` (:class:`ReviewPanel`): the review queue and saving.
+  Grad-CAM and attention; ``review`` (:class:`ReviewPanel`): the review queue and saving;
+- ``cells`` (:class:`CellsOverlay`): the cells a scorer found, drawn when zoomed in.
 
 ``scoring`` (:class:`SlideScoring`) runs a slide through ``jobs`` (:class:`JobRunner`, at most
 one worker per widget) and keeps the report; Cancel, removing the image layer or closing the
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 from qtpy.QtWidgets import QFileDialog, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from ..errors import Her2Error
+from .cells import CellsOverlay
 from .controls import FormPanel, RunPanel
 from .explain import ExplainPanel
 from .jobs import JobRunner, error_text
@@ -59,6 +61,7 @@ class Her2ScoringWidget(QWidget):
         self.export_button.setEnabled(False)
         self.explain = ExplainPanel(napari_viewer, self.scoring, self)
         self.review = ReviewPanel(napari_viewer, self.scoring, self)
+        self.cells = CellsOverlay(napari_viewer, self)
         layout = QVBoxLayout(self)
         for part in (self.form, self.region, self.tma, self.run_panel, self.panel,
                      self.export_button, self.explain, self.review):
@@ -80,6 +83,7 @@ class Her2ScoringWidget(QWidget):
         scoring.call_cleared.connect(self.panel.clear)
         scoring.report_ready.connect(self.review.start)
         scoring.report_ready.connect(self.explain.show_report_attention)
+        scoring.report_ready.connect(self._show_cells)
         scoring.tiles_edited.connect(self.review.record_edits)
         for source in (scoring, self.tma):
             source.progress_range.connect(run.reset_progress)
@@ -125,6 +129,11 @@ class Her2ScoringWidget(QWidget):
             self.tma.start(layer, source, mpp, params)
             return
         self.scoring.start(layer, source, mpp, params, region)
+
+    def _show_cells(self, report: SlideReport) -> None:
+        """The cells of a scorer that finds cells, as ``<image> cells`` (drawn zoomed in)."""
+        image = self.viewer.layers[self.scoring.image_name]
+        self.cells.show(image, report.results.cells)
 
     def cancel(self) -> None:
         """Stop the running worker within one batch (Cancel button)."""

@@ -1,4 +1,5 @@
-"""The files of one scored slide: ``<stem>.geojson``, ``<stem>.json`` and optionally ``<stem>.csv``."""
+"""The files of one scored slide: ``<stem>.geojson``, ``<stem>.json``, optionally
+``<stem>.csv``, and ``<stem>.cells.geojson`` when the scorer found cells."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ from typing import Any
 
 from ..tiles.results import TileResults
 from .atomic import ensure_out_dir, write_report_json
+from .cells import write_cells_geojson
 from .geojson import tiles_to_geojson, write_geojson
 from .tables import write_tiles_csv
 
 
 def write_outputs(out_dir: str | os.PathLike, stem: str, report: dict[str, Any],
                   results: TileResults, *, csv: bool = False) -> dict[str, Path]:
-    """Write ``<stem>.geojson`` (tiles), ``<stem>.json`` (the report) and with ``csv``
-    ``<stem>.csv`` (one row per tile) into ``out_dir``; returns kind -> path."""
+    """Write ``<stem>.geojson`` (tiles), ``<stem>.json`` (the report), with ``csv``
+    ``<stem>.csv`` (one row per tile), and ``<stem>.cells.geojson`` (QuPath detections) when
+    the results hold cells, into ``out_dir``; returns kind -> path."""
     out = ensure_out_dir(out_dir)
     written = {
         "geojson": write_geojson(out / f"{stem}.geojson", tiles_to_geojson(results, name=stem)),
@@ -23,4 +26,9 @@ def write_outputs(out_dir: str | os.PathLike, stem: str, report: dict[str, Any],
     }
     if csv:
         written["csv"] = write_tiles_csv(out / f"{stem}.csv", results)
+    if results.cells is not None and len(results.cells):
+        mpp = report.get("mpp") or {}
+        um = float(mpp.get("x") or 1.0)
+        written["cells"] = write_cells_geojson(out / f"{stem}.cells.geojson", results.cells,
+                                               stem, um)
     return written

@@ -86,7 +86,9 @@ def _call_lines(call: Any) -> list[str]:
     ev = call.evidence
     lines = [call.headline()]
     if call.confidence is not None:
-        lines.append(f"Confidence: {100 * call.confidence:.0f}%")
+        lines.append(_confidence_line(call))
+    if call.score is not None:
+        lines.append(f"Category: {call.category_text()}")
     if call.validation is not None:
         lines.append(f"Model validation: {call.validation.text()}")
     lines.append(f"Called by: {call.method or 'n/a'}")
@@ -97,11 +99,24 @@ def _call_lines(call: Any) -> list[str]:
         lines.append("Slide model: " + ", ".join(f"P({k}) {v:.2f}" for k, v in ev.probs.items()))
     lines.append(f"Tiles: {ev.n_tumour_tiles} tumour of {ev.n_tiles} scored, "
                  f"{ev.n_unreadable} unreadable")
-    # the fractions count each tile's called class (as the rule does); the 95% range is that
-    # of the fraction when every tile's class is drawn from its probabilities (or, after hand
-    # edits, when the tiles are resampled), so a called 0% can have a range above it
+    rule = getattr(ev, "rule", None)
+    if ev.probs is None and rule is not None and rule.as_called not in (None, call.score):
+        lines.append(f"Tiles as called alone give {rule.as_called}; the call is the score "
+                     "most resamplings give")
+    # the fractions count each tile's called class (as the rule does); the range is the 95%
+    # range of the fraction when every tile's class is drawn from its probabilities (or,
+    # after hand edits, when the tiles are resampled), widened to include the shown value
     return lines + ["Tumour tiles by class, as called (95% range when tile classes are "
-                    "resampled):"] + _fraction_lines(call)
+                    "resampled, widened to include the value shown):"] + _fraction_lines(call)
+
+
+def _confidence_line(call: Any) -> str:
+    """"Confidence: 87% (share of resamplings giving the call)", or for a borderline call
+    "Confidence: 48%, borderline 0 / 1+: 0 in 48% of resamplings, 1+ in 45%; review"."""
+    text = f"Confidence: {100 * call.confidence:.0f}%"
+    if call.borderline is None:
+        return text
+    return f"{text}, borderline {' / '.join(call.borderline)}: {call.borderline_shares()}; review"
 
 
 def report_lines(report: Any, options: PageOptions | None = None) -> list[str]:
@@ -199,7 +214,7 @@ def render_figure(report: Any, options: PageOptions | None = None):
     _draw_images(fig, report, opt)
     _draw_legend(fig)
     lines = report_lines(report, opt)
-    fig.text(0.05, 0.56, lines[0], fontsize=13, weight="bold", va="top")
+    fig.text(0.05, 0.56, lines[0], fontsize=13, weight="bold", va="top", wrap=True)
     body = "\n".join(ln for ln in lines[1:] if ln != NOT_FOR_DIAGNOSIS_LINE)
     fig.text(0.05, 0.53, body, fontsize=9, va="top", family="monospace", wrap=True)
     if NOT_FOR_DIAGNOSIS_LINE in lines:

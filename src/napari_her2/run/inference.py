@@ -22,9 +22,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..errors import ScoringCancelled, SlideReadError
-from ..predict import TilePredictor
+from ..predict import CellColumns, TilePredictor
 from ..slide import Slide
 from ..threads import sync_mode
+from ..tiles.cells import CellTable
 from ..tiles.grid import TileGrid
 from ..tiles.results import TileResults
 
@@ -108,6 +109,7 @@ def snapshot_batch(results: TileResults, start: int, stop: int) -> TileResults:
         features=_frozen(results.features[start:stop]),
         readable=_frozen(results.readable[start:stop]),
         embeddings=None if emb is None else _frozen(emb[start:stop]),
+        cells=None,  # the live table goes on growing; the finished results carry the cells
     )
 
 
@@ -173,9 +175,11 @@ def iter_scoring(
             if cancel is not None and cancel.is_set():
                 raise ScoringCancelled(f"{slide.name}: scoring cancelled")
             timings.read += batch.read_seconds
-            probs, feats, emb = _predict(predictor, batch, timings)
+            probs, feats, emb, cells = _predict(predictor, batch, timings)
             start = len(results)
             results.extend(batch.rows, batch.cols, probs, feats, batch.readable, emb)
+            if cells is not None:
+                _add_cells(results, cells, batch)
             timings.total = time.perf_counter() - t_start
             yield make_update(results, start, total, timings)
     finally:
@@ -185,10 +189,11 @@ def iter_scoring(
 
 
 def _predict(predictor: TilePredictor, batch: _Batch, timings: Timings):
+    """(probs, features, embeddings, cells) of a batch; unreadable tiles get NaN rows."""
     n_c, n_f = len(predictor.classes), len(predictor.feature_names)
     probs = np.full((len(batch.rows), n_c), np.nan, np.float32)
     feats = np.full((len(batch.rows), n_f), np.nan, np.float32)
-    emb = None
+    emb = cells = None
     ok = batch.readable
     if ok.any():
         t0 = time.perf_counter()
@@ -200,7 +205,17 @@ def _predict(predictor: TilePredictor, batch: _Batch, timings: Timings):
         if pred.embeddings is not None:
             emb = np.full((len(batch.rows), pred.embeddings.shape[1]), np.nan, np.float32)
             emb[ok] = pred.embeddings
-    return probs, feats, emb
+        cells = pred.cells
+    return probs, feats, emb, cells
+
+
+def _add_cells(results: TileResults, cells: CellColumns, batch: _Batch) -> None:
+    """Place a batch's cells (indexed over its readable tiles) on the slide."""
+    if results.cells is None:
+        results.cells = CellTable()
+    ok = batch.readable
+    results.cells.extend(cells, batch.rows[ok], batch.cols[ok], batch.tiles.shape[1:3],
+                         results.geometry)
 
 
 def _read_batches(slide, grid, rows, cols, starts, batch_size, workers, prefetch) -> Generator[_Batch, None, None]:

@@ -12,10 +12,13 @@ The guideline rule is the default, transparent way from tiles to a slide score:
   tiles, the slide takes the highest class k that at least ``min_cluster_tiles`` tumour tiles
   reach (class >= k).
 
-Confidence comes from Monte-Carlo sampling: each tile's class is drawn from its probabilities,
-the rule is applied again, and the fraction of samples that agree with the call is reported
-(with 95% intervals of the class fractions). Hand-edited label images have no probabilities,
-so their confidence is a bootstrap over tiles.
+The call and its confidence are one computation (:mod:`.modal`): each tile's class is drawn
+from its probabilities, the rule is applied to every resampling, and the call is the score the
+most resamplings give (the modal outcome), its confidence that score's share. A share below
+one half makes the call *borderline* between the two most frequent scores. The class
+fractions are those of the tiles as called (arg-max), with the 95% range of the resampled
+fractions widened to include them. Hand-edited label images have no probabilities, so their
+resamplings are a bootstrap over tiles.
 
 Learned slide aggregators (WHSPN over the fraction vector, Monte-Carlo MIL over bags of tile
 embeddings) need a model and live with the models; they plug in beside :func:`score_tiles`
@@ -33,6 +36,7 @@ import numpy as np
 
 from ..classes import HER2_SCORES, LABEL_NAMES, LABEL_VALUES, UNREADABLE, canonical_class
 from ..tiles.results import TileResults
+from .modal import modal_call, pair_names
 
 logger = logging.getLogger(__name__)
 
@@ -133,11 +137,17 @@ class Her2LowEvidence:
 class SlideScore:
     """The slide call and the evidence behind it.
 
-    score: "0".."3+", or None when no tumour tile was found.
-    category: "negative" (0, 1+), "equivocal" (2+, reflex ISH) or "positive" (3+).
-    class_fractions: fraction of tumour tiles in each class "0".."3+".
-    class_fraction_intervals: (low, high) interval of each fraction from sampling.
-    confidence: fraction of samples whose call equals ``score`` (None without a score).
+    score: "0".."3+": the score most resamplings give (the modal outcome); None when no
+        tile is classed as tumour.
+    category: "negative" (0, 1+), "equivocal" (2+, reflex ISH) or "positive" (3+) of score.
+    class_fractions: fraction of tumour tiles in each class "0".."3+", as called (arg-max).
+    class_fraction_intervals: (low, high) 95% range of each fraction over the resamplings,
+        widened to include the as-called fraction (so it always contains it).
+    confidence: share of the resamplings (with a tumour tile) that give ``score``.
+    borderline: (low, high) the two most frequent scores when that share is below one half
+        (or another score is as frequent); None otherwise.
+    score_shares: share of the resamplings giving each score ({} without resamplings).
+    as_called: what the rule gives the tiles' arg-max classes alone (evidence only).
     sampling: "tile-probabilities" (Monte-Carlo over tile classes) or "bootstrap" (tiles).
     """
 
@@ -157,6 +167,9 @@ class SlideScore:
     n_samples: int
     seed: int
     cutoff: float
+    borderline: tuple[str, str] | None = None
+    score_shares: dict[str, float] = field(default_factory=dict)
+    as_called: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (used by reports and the score panel)."""
@@ -165,6 +178,9 @@ class SlideScore:
             "category": self.category,
             **tile_counts_dict(self),
             "confidence": self.confidence,
+            "borderline": None if self.borderline is None else list(self.borderline),
+            "score_shares": dict(self.score_shares),
+            "as_called": self.as_called,
             "her2_low": None if self.her2_low is None else self.her2_low.to_dict(),
             "method": self.method,
             "organ": self.organ,
@@ -270,11 +286,15 @@ def _fractions(counts: np.ndarray) -> np.ndarray:
     return tumour / np.maximum(tumour.sum(axis=-1, keepdims=True), 1)
 
 
-def _intervals(samples: np.ndarray, level: float) -> dict[str, tuple[float, float]]:
+def _intervals(samples: np.ndarray, level: float,
+               shown: np.ndarray) -> dict[str, tuple[float, float]]:
+    """The ``level`` range of each class fraction over the resamplings, widened to include
+    the fraction ``shown`` (4,) so that what is shown always lies inside its range."""
     if samples.shape[0] == 0:
-        return {s: (0.0, 0.0) for s in HER2_SCORES}
+        return {s: (float(shown[i]), float(shown[i])) for i, s in enumerate(HER2_SCORES)}
     tail = 100 * (1 - level) / 2
     lo, hi = np.percentile(_fractions(samples), [tail, 100 - tail], axis=0)
+    lo, hi = np.minimum(lo, shown), np.maximum(hi, shown)
     return {s: (float(lo[i]), float(hi[i])) for i, s in enumerate(HER2_SCORES)}
 
 
@@ -283,7 +303,8 @@ def _her2_low(call: int, observed: np.ndarray, sample_calls: np.ndarray) -> Her2
     if call not in (0, 1):
         return None
     faint = float(_fractions(observed)[1:].sum())
-    p_low = float(np.mean(sample_calls >= 1)) if sample_calls.size else float(call >= 1)
+    scored = sample_calls[sample_calls >= 0]
+    p_low = float(np.mean(scored >= 1)) if scored.size else float(call >= 1)
     if call == 1:
         sub = "1+ (HER2-low)"
     elif faint > 0:
@@ -293,26 +314,48 @@ def _her2_low(call: int, observed: np.ndarray, sample_calls: np.ndarray) -> Her2
     return Her2LowEvidence(p_low, faint, sub)
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """The call of a set of resamplings: score index (-1: none), confidence, borderline
+    pair and the share of each score (empty without scored resamplings)."""
+
+    call: int
+    confidence: float | None
+    borderline: tuple[str, str] | None
+    shares: dict[str, float]
+
+
+def _modal_outcome(as_called: int, sample_calls: np.ndarray) -> _Outcome:
+    """The modal score of the resamplings that have a tumour tile (ties go to the score as
+    called); without tumour tiles as called, or without scored resamplings, the as-called
+    score and no confidence."""
+    scored = sample_calls[sample_calls >= 0]
+    if as_called < 0 or scored.size == 0:
+        return _Outcome(as_called, None, None, {})
+    shares = np.bincount(scored, minlength=len(HER2_SCORES)) / scored.size
+    modal = modal_call(shares, preferred=as_called)
+    named = {s: float(shares[i]) for i, s in enumerate(HER2_SCORES)}
+    return _Outcome(modal.score, modal.share, pair_names(modal.borderline), named)
+
+
 def _summarise(observed: np.ndarray, samples: np.ndarray, rule: ScoringRule, *, n_tiles: int,
                n_unreadable: int, sampling: str, seed: int) -> SlideScore:
     """A SlideScore from observed outcome counts (5,) and sampled counts (S, 5)."""
-    call = int(rule.apply(observed[:_OTHER]))
+    as_called = int(rule.apply(observed[:_OTHER]))
     sample_calls = rule.apply(samples[:, :_OTHER]) if samples.size else np.zeros(0, int)
-    score = HER2_SCORES[call] if call >= 0 else None
-    confidence = None
-    if score is not None and sample_calls.size:
-        confidence = float(np.mean(sample_calls == call))
+    outcome = _modal_outcome(as_called, sample_calls)
+    score = HER2_SCORES[outcome.call] if outcome.call >= 0 else None
     fractions = _fractions(observed)
     return SlideScore(
         score=score,
         category=CATEGORIES[score] if score else None,
         class_fractions={s: float(fractions[i]) for i, s in enumerate(HER2_SCORES)},
-        class_fraction_intervals=_intervals(samples, rule.params.interval),
+        class_fraction_intervals=_intervals(samples, rule.params.interval, fractions),
         n_tiles=n_tiles,
         n_tumour_tiles=int(observed[:_OTHER].sum()),
         n_unreadable=n_unreadable,
-        confidence=confidence,
-        her2_low=_her2_low(call, observed, sample_calls),
+        confidence=outcome.confidence,
+        her2_low=_her2_low(outcome.call, observed, sample_calls),
         method=rule.method,
         organ=rule.organ,
         specimen=rule.specimen,
@@ -320,6 +363,9 @@ def _summarise(observed: np.ndarray, samples: np.ndarray, rule: ScoringRule, *, 
         n_samples=int(samples.shape[0]),
         seed=seed,
         cutoff=rule.params.cutoff,
+        borderline=outcome.borderline,
+        score_shares=outcome.shares,
+        as_called=HER2_SCORES[as_called] if as_called >= 0 else None,
     )
 
 
@@ -331,9 +377,10 @@ def score_tiles(results: TileResults, organ: str = "breast", specimen: str = "re
                 params: RuleParams | None = None) -> SlideScore:
     """Slide score of (possibly partial) tile results by the guideline rule.
 
-    The call uses each readable tile's arg-max class; the confidence and the fraction
-    intervals come from ``n_samples`` Monte-Carlo draws of every tile's class from its
-    probabilities (seeded: same inputs, same output).
+    ``n_samples`` Monte-Carlo draws of every tile's class from its probabilities (seeded:
+    same inputs, same output) each give a score; the call is the most frequent one, its
+    confidence that score's share, borderline below one half. The class fractions count
+    each readable tile's arg-max class (as the tile layer shows them).
     """
     rule = get_rule(organ, specimen, params)
     probs = _outcome_probs(results)
@@ -368,7 +415,8 @@ def score_labels(label_image: np.ndarray, organ: str = "breast", specimen: str =
                  params: RuleParams | None = None) -> SlideScore:
     """Slide score of a tile label image (``classes.LABEL_VALUES``), e.g. corrected by hand.
 
-    Labels are hard, so the confidence is a seeded bootstrap over the labelled tiles.
+    Labels are hard, so the resamplings behind the call and its confidence are a seeded
+    bootstrap over the labelled tiles (the same modal rule as :func:`score_tiles`).
     """
     rule = get_rule(organ, specimen, params)
     outcomes, n_tiles, n_unreadable = _label_outcomes(label_image)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..classes import LABEL_VALUES, UNREADABLE, canonical_class, label_values_for
+from .cells import CellTable
 from .grid import TileGeometry
 
 
@@ -29,6 +30,8 @@ class TileResults:
     readable: (N,) False where the tile could not be decoded (its probs are NaN).
     embeddings: (N, D) float32 tile embeddings when the model gives them (NaN rows for
         unreadable tiles), else None.
+    cells: the cells found in the scored tiles, in level-0 pixels, when the scorer finds
+        cells.
     """
 
     classes: tuple[str, ...]
@@ -44,6 +47,8 @@ class TileResults:
     embeddings: np.ndarray | None = None
     #: (height, width) of level 0; edge tiles' boxes are clipped to it when known
     image_shape0: tuple[int, int] | None = None
+    #: the cells of a scorer that finds cells (None for tile models)
+    cells: CellTable | None = None
 
     def __post_init__(self) -> None:
         n_c, n_f = len(self.classes), len(self.feature_names)

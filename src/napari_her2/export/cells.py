@@ -1,0 +1,65 @@
+"""The cells of a slide as QuPath detections: ``<stem>.cells.geojson``.
+
+Each cell is a QuPath detection object (``objectType: "detection"``) whose geometry is its
+nucleus (a 12-sided polygon of the nucleus area, in level-0 pixels), classified by its HER2
+class (``HER2 0`` .. ``HER2 3+`` for tumour cells, ``Non-tumour`` otherwise), with its
+measurements: membrane DAB OD, completeness, the coarsest µm/px at which its membrane is
+visible (left out when it is not visible at all), nucleus area and whether it is a tumour
+cell. A whole slide holds millions of cells, so the file is written feature by feature into
+a temporary file that is renamed when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..tiles.cells import CLASS_NAMES, CellTable
+from .atomic import atomic_write
+from .geojson import MEASUREMENT_DECIMALS, _classification, tile_id
+
+#: vertices of the polygon that draws a nucleus
+NUCLEUS_VERTICES = 12
+_ANGLES = np.linspace(0.0, 2.0 * np.pi, NUCLEUS_VERTICES, endpoint=False)
+
+
+def cell_features(cells: CellTable, name: str, mpp: float) -> Any:
+    """The cells as QuPath GeoJSON features (a generator: a slide has millions)."""
+    radius0 = np.sqrt(np.maximum(cells.nucleus_um2, 1.0) / np.pi) / mpp
+    d = MEASUREMENT_DECIMALS
+    classification = {code: _classification(n) for code, n in CLASS_NAMES.items()}
+    for i in range(len(cells)):
+        x, y, r = float(cells.x0[i]), float(cells.y0[i]), float(radius0[i])
+        ring = np.round(np.stack([x + r * np.cos(_ANGLES), y + r * np.sin(_ANGLES)], 1), 2)
+        ring_list = ring.tolist()
+        code = int(cells.cls[i])
+        measurements = {
+            "Membrane DAB OD": round(float(cells.ring_od[i]), d),
+            "Membrane completeness": round(float(cells.completeness[i]), d),
+            "Nucleus area um^2": round(float(cells.nucleus_um2[i]), 2),
+            "Tumour": float(code in range(4)),
+        }
+        if np.isfinite(cells.visible_mpp[i]):
+            measurements["Membrane visible at um/px"] = round(float(cells.visible_mpp[i]), 3)
+        yield {
+            "type": "Feature",
+            "id": tile_id(f"{name}/cells", i, 0),
+            "geometry": {"type": "Polygon", "coordinates": [ring_list + ring_list[:1]]},
+            "properties": {"objectType": "detection", "classification": classification[code],
+                           "measurements": measurements, "isLocked": False},
+        }
+
+
+def write_cells_geojson(path: str | os.PathLike, cells: CellTable, name: str,
+                        mpp: float) -> Path:
+    """Write the cells as a QuPath GeoJSON FeatureCollection, atomically."""
+    with atomic_write(path) as f:
+        f.write('{"type":"FeatureCollection","features":[')
+        for i, feature in enumerate(cell_features(cells, name, mpp)):
+            f.write(("," if i else "") + json.dumps(feature, separators=(",", ":")))
+        f.write("]}")
+    return Path(path)

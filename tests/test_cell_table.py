@@ -1,0 +1,126 @@
+"""Cells placed on the slide: the table, its counts, its QuPath export and the inference wiring."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_her2 import open_slide
+from napari_her2._sample_data import ihc_mosaic
+from napari_her2.export import validate_qupath_geojson, write_outputs
+from napari_her2.export.cells import NUCLEUS_VERTICES, write_cells_geojson
+from napari_her2.ihc.tissue import detect_tissue
+from napari_her2.predict import NOT_TUMOUR, CellColumns, Prediction
+from napari_her2.run.inference import iter_scoring, run_scoring
+from napari_her2.slide import write_pyramid_tiff
+from napari_her2.tiles.cells import CellTable
+from napari_her2.tiles.grid import TileGeometry, make_grid
+
+
+def columns(tile, y, x, cls) -> CellColumns:
+    n = len(tile)
+    return CellColumns(tile=np.asarray(tile), y=np.asarray(y, float), x=np.asarray(x, float),
+                       cls=np.asarray(cls, np.int8), ring_od=np.full(n, 0.3),
+                       completeness=np.linspace(0, 1, n),
+                       visible_mpp=np.array([2.0] + [np.nan] * (n - 1)),
+                       nucleus_um2=np.full(n, 50.0))
+
+
+def test_cells_are_placed_in_level0_pixels_through_the_grid():
+    geometry = TileGeometry((4, 5), (128.0, 128.0), origin0=(10.0, 20.0))
+    table = CellTable()
+    # two tiles of 64 px (each covers 128 level-0 px): grid cells (1, 2) and (3, 0)
+    table.extend(columns([0, 1, 1], [0, 31.5, 63], [0, 31.5, 63], [3, 0, NOT_TUMOUR]),
+                 np.array([1, 3]), np.array([2, 0]), (64, 64), geometry)
+    np.testing.assert_array_equal(table.row, [1, 3, 3])
+    np.testing.assert_array_equal(table.col, [2, 0, 0])
+    # pixel j of a 64 px tile spans level-0 [2 j, 2 j + 2): its centre is at 2 j + 1
+    np.testing.assert_allclose(table.y0, [10 + 128 + 1, 10 + 3 * 128 + 64, 10 + 3 * 128 + 127])
+    np.testing.assert_allclose(table.x0, [20 + 256 + 1, 20 + 64, 20 + 127])
+    table.extend(columns([], [], [], []), np.array([0]), np.array([0]), (64, 64), geometry)
+    assert len(table) == 3
+
+
+def test_counts_are_of_tumour_cells_per_class():
+    table = CellTable()
+    table.extend(columns([0] * 6, [1] * 6, [1] * 6, [0, 3, 3, 3, NOT_TUMOUR, 1]),
+                 np.array([0]), np.array([0]), (8, 8), TileGeometry((1, 1), (8.0, 8.0)))
+    assert table.class_counts() == {"0": 1, "1+": 1, "2+": 0, "3+": 3, "non-tumour": 1}
+    summary = table.summary()
+    assert summary["n_cells"] == 6 and summary["n_tumour_cells"] == 5
+    assert summary["tumour_percent"] == {"0": 20.0, "1+": 20.0, "2+": 0.0, "3+": 60.0}
+    assert sorted(table.in_box(0, 0, 8, 8).tolist()) == list(range(6))
+    assert table.take(np.array([1, 2])).class_counts()["3+"] == 2
+    assert CellTable().tumour_percentages() == {}
+
+
+def test_cells_export_as_qupath_detections(tmp_path):
+    table = CellTable()
+    table.extend(columns([0, 0], [4, 10], [4, 10], [3, NOT_TUMOUR]), np.array([2]),
+                 np.array([1]), (16, 16), TileGeometry((3, 3), (32.0, 32.0)))
+    path = write_cells_geojson(tmp_path / "s.cells.geojson", table, "s", mpp=0.5)
+    fc = json.loads(path.read_text())
+    assert validate_qupath_geojson(fc) == []
+    first, second = fc["features"]
+    assert first["properties"]["objectType"] == "detection"
+    assert first["properties"]["classification"]["name"] == "HER2 3+"
+    assert second["properties"]["classification"]["name"] == "Non-tumour"
+    m = first["properties"]["measurements"]
+    assert m["Tumour"] == 1.0 and m["Membrane visible at um/px"] == 2.0
+    assert "Membrane visible at um/px" not in second["properties"]["measurements"]
+    ring = np.array(first["geometry"]["coordinates"][0])
+    assert len(ring) == NUCLEUS_VERTICES + 1 and (ring[0] == ring[-1]).all()
+    # a 50 µm² nucleus at 0.5 µm/px: radius 4 µm = 8 level-0 px around the cell's centre
+    centre = np.array([table.x0[0], table.y0[0]])
+    np.testing.assert_allclose(np.hypot(*(ring[:-1] - centre).T), np.sqrt(50 / np.pi) / 0.5,
+                               atol=0.02)
+
+
+class CellFinder:
+    """A stand-in scorer that finds one 3+ tumour cell in the middle of every tile."""
+
+    name = "cells-test"
+    classes = ("0", "1+", "2+", "3+", "non-tumour")
+    input_size = 64
+    target_mpp = 1.0
+    feature_names = ()
+    sha256 = "test"
+
+    def predict(self, tiles: np.ndarray) -> Prediction:
+        n = len(tiles)
+        probs = np.tile(np.eye(5, dtype=np.float32)[3], (n, 1))
+        return Prediction(probs, cells=columns(np.arange(n), [31.5] * n, [31.5] * n, [3] * n))
+
+    def describe(self) -> dict:
+        return {"name": self.name}
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cells") / "m.tif"
+    write_pyramid_tiff(path, ihc_mosaic(rows=1, cols=2, gap=64), 0.5)
+    slide = open_slide(path)
+    grid = make_grid(slide, detect_tissue(slide), tile_size=64, target_mpp=1.0)
+    return grid, run_scoring(iter_scoring(slide, CellFinder(), grid, batch_size=5))
+
+
+def test_inference_collects_the_cells_of_every_tile(scored):
+    grid, results = scored
+    cells = results.cells
+    assert cells is not None and len(cells) == len(results) == grid.n_tissue
+    np.testing.assert_array_equal(cells.row, results.rows)
+    # one cell in the middle of each tile: the tile's centre in level-0 pixels
+    boxes = results.bboxes0()
+    np.testing.assert_allclose(cells.x0, (boxes[:, 0] + grid.tile_size0[1] / 2), atol=1e-3)
+    np.testing.assert_allclose(cells.y0, (boxes[:, 1] + grid.tile_size0[0] / 2), atol=1e-3)
+
+
+def test_write_outputs_adds_the_cells_file(scored, tmp_path):
+    _, results = scored
+    report = {"score": "3+", "mpp": {"x": 0.5, "y": 0.5, "source": "test"}}
+    written = write_outputs(tmp_path, "m", report, results)
+    fc = json.loads(written["cells"].read_text())
+    assert len(fc["features"]) == len(results.cells)
+    assert validate_qupath_geojson(fc) == []

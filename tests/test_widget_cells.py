@@ -1,0 +1,62 @@
+"""The cells layer stays light on a whole slide: empty when zoomed out, only the cells in
+view (at most MAX_DRAWN) when zoomed in, coloured by class with the cells' features."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_her2._qt.cells import DRAW_BELOW_UM_PER_PX, MAX_DRAWN, CellsOverlay
+from napari_her2._qt.layers import viewer_camera
+from napari_her2.classes import CLASS_COLORS
+from napari_her2.predict import NOT_TUMOUR, CellColumns
+from napari_her2.tiles.cells import CellTable
+from napari_her2.tiles.grid import TileGeometry
+
+MPP = 0.5
+SIDE0 = 4000  # level-0 px: a 2 mm field
+
+
+def many_cells(n: int) -> CellTable:
+    rng = np.random.default_rng(0)
+    table = CellTable()
+    cols = CellColumns(tile=np.zeros(n, np.int64), y=rng.uniform(0, SIDE0, n),
+                       x=rng.uniform(0, SIDE0, n),
+                       cls=rng.choice([0, 1, 2, 3, NOT_TUMOUR], n).astype(np.int8),
+                       ring_od=rng.uniform(0, 1, n), completeness=rng.uniform(0, 1, n),
+                       visible_mpp=np.full(n, np.nan), nucleus_um2=np.full(n, 50.0))
+    table.extend(cols, np.array([0]), np.array([0]), (SIDE0, SIDE0),
+                 TileGeometry((1, 1), (float(SIDE0), float(SIDE0))))
+    return table
+
+
+def test_cells_are_drawn_only_zoomed_in_and_only_in_view(qtbot, make_napari_viewer):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((SIDE0, SIDE0, 3), np.uint8), rgb=True,
+                             scale=(MPP, MPP), name="slide")
+    overlay = CellsOverlay(viewer)
+    cells = many_cells(300_000)
+    viewer.reset_view()
+    overlay.show(image, cells)
+    layer = viewer.layers["slide cells"]
+    camera = viewer_camera(viewer)
+    assert 1 / camera.zoom > DRAW_BELOW_UM_PER_PX and len(layer.data) == 0, "zoomed out"
+
+    camera.zoom = 1.0  # 1 µm per screen pixel
+    camera.center = (500.0, 700.0)
+    qtbot.waitUntil(lambda: len(layer.data) > 0, timeout=5_000)
+    y0, x0, y1, x1 = overlay.view_box0()
+    assert 0 < len(layer.data) <= MAX_DRAWN
+    assert y0 < 1000 < y1 and x0 < 1400 < x1, "the view box holds the camera's centre"
+    inside = ((layer.data[:, 0] >= y0) & (layer.data[:, 0] < y1)
+              & (layer.data[:, 1] >= x0) & (layer.data[:, 1] < x1))
+    assert inside.all()
+    assert set(layer.features.columns) == {"class", "membrane_od", "completeness", "tumour"}
+    first = layer.features["class"].iloc[0]
+    np.testing.assert_allclose(layer.face_color[0][:3], np.array(CLASS_COLORS[first]) / 255,
+                               atol=1e-6)
+
+    camera.zoom = 0.01  # zoomed out again: nothing drawn
+    qtbot.waitUntil(lambda: len(layer.data) == 0, timeout=5_000)
+    viewer.layers.remove(layer)
+    overlay.refresh()  # a removed layer is forgotten, not re-added
+    assert "slide cells" not in viewer.layers
