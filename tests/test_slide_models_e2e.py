@@ -98,7 +98,7 @@ def test_widget_shows_the_attention_layer(qtbot, make_napari_viewer, files):
     np.testing.assert_allclose(layer.scale, tiles.scale)
     np.testing.assert_allclose(layer.translate, tiles.translate)
     assert 0 <= np.nanmin(layer.data) and np.nanmax(layer.data) <= 1
-    assert widget.panel.score_label.text() == widget.report.call.score
+    assert widget.panel.score_label.text() == widget.report.call.score_text()
 
 
 def test_a_learned_call_carries_its_validation_in_headline_report_and_page(tmp_path):

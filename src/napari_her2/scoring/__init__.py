@@ -1,7 +1,9 @@
 """From tile results to the slide call: guideline rules, WHSPN and attention MIL, one result type.
 
 :func:`call_slide` is the single entry point: the guideline rule (default) or a loaded
-slide-level model makes a :class:`SlideCall`.
+slide-level model makes a :class:`SlideCall`. Either way :func:`modal_call` (``modal.py``)
+makes the call and its confidence from the shares of the scores: the modal score, its share,
+and a borderline pair when that share is below one half.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from .call import (
     call_from_rule,
     no_call,
 )
+from .modal import ModalCall, modal_call
 from .rules import (
     CATEGORIES,
     Her2LowEvidence,
@@ -33,6 +36,7 @@ __all__ = [
     "CATEGORY_TEXT",
     "Evidence",
     "Her2LowEvidence",
+    "ModalCall",
     "NoCallReason",
     "RuleParams",
     "SlideCall",
@@ -44,6 +48,7 @@ __all__ = [
     "call_slide",
     "get_rule",
     "load_slide_model",
+    "modal_call",
     "no_call",
     "score_labels",
     "score_tiles",
