@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -200,7 +201,8 @@ def test_evaluation_calls_every_scorable_image_and_says_why_not_the_others(evalu
 def test_evaluation_writes_csv_json_and_png(evaluation):
     result, out, _ = evaluation
     assert result.files == {"csv": out / "evaluation.csv", "json": out / "evaluation.json",
-                            "png": out / "evaluation.png"}
+                            "png": out / "evaluation.png",
+                            "reliability": out / "evaluation-reliability.png"}
     with open(out / "evaluation.csv", newline="") as f:
         table = list(csv.DictReader(f))
     assert list(table[0]) == list(CSV_FIELDS)
@@ -219,7 +221,23 @@ def test_evaluation_writes_csv_json_and_png(evaluation):
     png = (out / "evaluation.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     assert sorted(p.name for p in out.iterdir()) == [
-        "evaluation.csv", "evaluation.json", "evaluation.png"]
+        "evaluation-reliability.png", "evaluation.csv", "evaluation.json", "evaluation.png"]
+
+
+def test_evaluation_reports_calibration_of_the_calls(evaluation):
+    result, out, _ = evaluation
+    calibration = json.loads((out / "evaluation.json").read_text())["calibration"]
+    assert calibration == result.calibration
+    called = [r for r in result.images if r.call is not None]
+    assert calibration["n"] == len(called) == 3 and calibration["bins"] == 10
+    assert calibration["left_out_no_calls"] == 3 and calibration["left_out_no_confidence"] == 0
+    assert sum(b["n"] for b in calibration["per_bin"]) == 3
+    expected = sum(abs(float(r.call == r.label) - r.confidence) for r in called) / 3
+    if len({min(int(np.ceil(r.confidence * 10)) - 1, 9) for r in called}) == 3:
+        assert calibration["ece"] == pytest.approx(expected)  # one call per bin
+    assert 0 <= calibration["ece"] <= 1
+    png = (out / "evaluation-reliability.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
 
 def test_progress_and_summary_line(evaluation):
@@ -229,6 +247,7 @@ def test_progress_and_summary_line(evaluation):
     line = summary_line(result)
     assert "\n" not in line and line.startswith(f"{result.folder.name}: n=6, called 3")
     assert "QWK" in line and "no-call 50%" in line
+    assert re.search(r"; ECE [01]\.\d\d over 3 calls \(3 no-calls left out\)$", line), line
 
 
 def test_mpp_supplies_the_missing_resolution(labelled_folder, tmp_path):

@@ -74,6 +74,10 @@ def test_mil_command_and_plugin_heatmap(tile_ckpt, tiny_data, tiny_external, tmp
     assert card.architecture == "abmil" and card.arch_args["in_features"] == 512
     assert card.metrics["cross_validation"]["k"] == 2
     assert metrics["external"]["n"] == 4
+    cal = card.metrics["calibration"]
+    assert cal == metrics["cross_validation"]["calibration"]
+    assert cal["n"] == 8 and cal["bins"] == 10 and card.temperature == cal["temperature"] > 0
+    assert cal["external"]["n"] == 4
     assert (tmp_path / "plots" / "training_curve.png").is_file()
     slide = sorted(tiny_external.glob("*.tif"))[0]
     report = napari_her2.score_slide(slide, tile_ckpt, slide_model=str(ckpt), device="cpu")
@@ -97,6 +101,12 @@ def test_whspn_command_and_plugin(kind, tile_ckpt, tiny_data, tiny_external, tmp
     ckpt = tmp_path / f"whspn-{kind}.safetensors"
     _, card = load_checkpoint(ckpt)
     assert card.architecture == f"whspn-{kind}"
+    cal = card.metrics["calibration"]
+    if kind == "mlp":
+        assert cal["n"] == 8 and card.temperature == cal["temperature"] > 0
+        assert {"ece_before", "ece_after", "external"} <= set(cal)
+    else:  # one-hot decisions: nothing to calibrate, and the card says so
+        assert card.temperature is None and "cannot calibrate" in cal["note"]
     if kind == "mlp":
         losses = [h["loss"] for h in metrics["history"]]
         assert losses[-1] < losses[0]

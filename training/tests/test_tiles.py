@@ -9,7 +9,7 @@ import napari_her2
 import numpy as np
 import pytest
 import torch
-from napari_her2.models import load_checkpoint
+from napari_her2.models import TorchTilePredictor, load_checkpoint
 
 from her2_train.commands import DataArgs, train_tiles
 from her2_train.config import TileTrainConfig, preset
@@ -78,6 +78,25 @@ def test_card_and_plugin_scoring(tiles_run, tiny_external):
     report = napari_her2.score_slide(slide, ckpt, device="cpu")
     assert report.to_dict()["score"] in ("0", "1+", "2+", "3+")
     assert report.to_dict()["n_scored_tiles"] > 0
+
+
+def test_card_carries_the_temperature_fitted_on_the_held_out_folds(tiles_run, tiny_external):
+    out, metrics = tiles_run
+    cal = metrics["cross_validation"]["calibration"]
+    tested = sum(f["tile"]["n"] for f in metrics["cross_validation"]["folds"])
+    assert cal["n"] == tested > 0  # every out-of-fold tile, each once
+    assert cal["bins"] == 10 and cal["fitted_on"].startswith("out-of-fold predictions")
+    assert cal["temperature"] > 0 and 0 <= cal["ece_after"] <= 1 and 0 <= cal["ece_before"] <= 1
+    assert cal["nll_after"] <= cal["nll_before"] + 1e-9
+    assert cal["external"]["n"] == metrics["external"]["tile"]["n"]
+    _, card = load_checkpoint(out / "her2-resnet.safetensors")
+    assert card.metrics["calibration"] == cal and card.temperature == cal["temperature"]
+    # the plugin divides the logits by it
+    predictor = TorchTilePredictor(*load_checkpoint(out / "her2-resnet.safetensors"), device="cpu")
+    tiles = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    z = torch.from_numpy(predictor.logits(tiles)[0])
+    expected = torch.softmax(z / cal["temperature"], 1).numpy()
+    np.testing.assert_allclose(predictor.predict(tiles).probs, expected, atol=1e-6)
 
 
 def test_external_figures_are_measured(tiles_run):

@@ -11,7 +11,11 @@ when no CSV is given, or else from the image names:
 :func:`evaluate_folder` scores each image with :func:`napari_her2.score_slide`; an image that
 cannot be scored (unreadable, no µm/px, no tissue, no tumour) is a no-call with its reason and
 the others go on. It writes ``evaluation.csv`` (one row per image), ``evaluation.json``
-(agreement figures, parameters, version) and ``evaluation.png`` (confusion matrices).
+(agreement figures, calibration, parameters, version), ``evaluation.png`` (confusion matrices)
+and ``evaluation-reliability.png`` (accuracy against confidence per bin). Calibration is the
+expected calibration error of the calls' confidences (:mod:`.calibration`: 10 equal-width
+bins, the number of calls in each); no-calls have no confidence and are left out of it, and
+how many were left out is stated.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any
 from ..errors import Her2Error, MissingMppError, ScoringCancelled, SlideReadError
 from ..params import ParamError, ScoringParams
 from ..predict import TilePredictor
+from .calibration import format_calibration, plot_reliability, reliability
 from .metrics import LabelError, agreement, format_summary, normalise_score, plot_confusion
 
 log = logging.getLogger(__name__)
@@ -74,12 +79,14 @@ class ImageResult:
 
 @dataclass(frozen=True)
 class EvaluationResult:
-    """Per-image results, the agreement figures and the files written."""
+    """Per-image results, the agreement figures, the calibration of the confidences
+    (:func:`calibration_of`) and the files written."""
 
     folder: Path
     images: tuple[ImageResult, ...]
     agreement: dict[str, Any]
     files: dict[str, Path] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- labels
@@ -312,9 +319,26 @@ def evaluate_folder(
             progress(done, len(images), result)
     figures = agreement([r.label for r in results], [r.call for r in results],
                         seed=scoring.call.seed)
+    calibration = calibration_of(results)
     settings = _settings(root, labels_csv, mpp, predictor, scoring)
-    files = _write_outputs(out, results, figures, settings)
-    return EvaluationResult(root, tuple(results), figures, files)
+    files = _write_outputs(out, results, figures, calibration, settings)
+    return EvaluationResult(root, tuple(results), figures, files, calibration)
+
+
+def calibration_of(results: Iterable[ImageResult]) -> dict[str, Any]:
+    """ECE and reliability table of the calls' confidences (right: call == label).
+
+    No-calls are left out (``left_out_no_calls``), as are calls without a confidence
+    (``left_out_no_confidence``)."""
+    rows = list(results)
+    called = [(r.confidence, r.call == r.label) for r in rows
+              if r.call is not None and r.confidence is not None]
+    report = reliability([c for c, _ in called], [hit for _, hit in called])
+    report["left_out_no_calls"] = sum(r.call is None for r in rows)
+    report["left_out_no_confidence"] = sum(r.call is not None and r.confidence is None
+                                           for r in rows)
+    report["of"] = "confidence of the called class, per image"
+    return report
 
 
 def _settings(root: Path, labels_csv: Any, mpp: float | None, predictor: Any,
@@ -343,18 +367,28 @@ def results_csv_text(results: Iterable[ImageResult]) -> str:
 
 
 def _write_outputs(out: Path, results: list[ImageResult], figures: dict[str, Any],
-                   settings: dict[str, Any]) -> dict[str, Path]:
+                   calibration: dict[str, Any], settings: dict[str, Any]) -> dict[str, Path]:
     from ..export import write_report_json, write_text
 
-    summary = {"agreement": figures, **settings,
+    summary = {"agreement": figures, "calibration": calibration, **settings,
                "images": [dataclasses.asdict(r) for r in results]}
     return {
         "csv": write_text(out / "evaluation.csv", results_csv_text(results)),
         "json": write_report_json(out / "evaluation.json", summary),
         "png": plot_confusion(figures, out / "evaluation.png"),
+        "reliability": plot_reliability(calibration, out / "evaluation-reliability.png",
+                                        title=_caller(settings)),
     }
 
 
+def _caller(settings: dict[str, Any]) -> str:
+    """What made the calls: the tile model, and the slide model when one made them."""
+    slide = settings["params"].get("call", {}).get("slide_model")
+    tile = settings["model"]["name"]
+    return f"{Path(slide).stem} over {tile}" if slide else f"{tile}, guideline rule"
+
+
 def summary_line(result: EvaluationResult) -> str:
-    """One line for the terminal: folder, key figures with 95% CIs."""
-    return f"{result.folder.name}: {format_summary(result.agreement)}"
+    """One line for the terminal: folder, key figures with 95% CIs, calibration (ECE)."""
+    line = f"{result.folder.name}: {format_summary(result.agreement)}"
+    return line + (f"; {format_calibration(result.calibration)}" if result.calibration else "")

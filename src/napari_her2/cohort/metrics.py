@@ -386,11 +386,13 @@ def plot_confusion(result: dict[str, Any], path: str | os.PathLike) -> Path:
     _draw_matrix(ax4, result["confusion_4"], "HER2 score")
     _draw_matrix(ax3, result["confusion_3"], "negative / equivocal / positive")
     fig.suptitle(format_summary(result).replace("; ", "\n", 1), fontsize=11)
-    _save_atomic(fig, target)
+    save_png_atomic(fig, target)
     return target
 
 
-def _save_atomic(fig: Any, target: Path) -> None:
+def save_png_atomic(fig: Any, target: Path) -> None:
+    """Save a matplotlib figure as PNG: temporary file in the same folder, fsync, rename;
+    an error gives :class:`~napari_her2.errors.OutputError` naming the file."""
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as err:

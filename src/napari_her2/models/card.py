@@ -18,6 +18,7 @@ from typing import Any
 
 from .._version import __version__
 from ..classes import canonical_class
+from .calibration import temperature_in
 from .registry import check_arch_args
 
 CARD_FORMAT_VERSION = 1
@@ -95,6 +96,7 @@ class ModelCard:
             len(json.dumps(self.metrics)) <= MAX_METRICS_CHARS,
             f"metrics are larger than {MAX_METRICS_CHARS} characters as JSON",
         )
+        temperature_in(self.metrics)  # ValueError on a malformed calibration temperature
         self._validate_geometry()
         _check(all(v > 0 for v in self.std), "std must be positive")
         _check(
@@ -138,6 +140,12 @@ class ModelCard:
                 f"target_mpp must be a number in {lo_mpp}..{hi_mpp} um/px, "
                 f"got {_short(self.target_mpp)}",
             )
+
+    @property
+    def temperature(self) -> float | None:
+        """The calibration temperature (``metrics["calibration"]["temperature"]``) the
+        plugin divides this model's logits by; None when the card has none."""
+        return temperature_in(self.metrics)
 
     def replace(self, **changes: Any) -> ModelCard:
         """A copy with some fields changed (validated again)."""

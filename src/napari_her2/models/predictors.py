@@ -1,7 +1,8 @@
 """Inference adapter: a trained torch model + its card as a :class:`TilePredictor`.
 
 :class:`TorchTilePredictor` is the thin torch boundary the inference loop, the widget and the
-CLI call: uint8 RGB tiles in, softmax probabilities (and penultimate-layer embeddings) out.
+CLI call: uint8 RGB tiles in, softmax probabilities (at the card's calibration temperature)
+and penultimate-layer embeddings out.
 :func:`load_predictor` turns what a user types (``dab-membrane``, a checkpoint path, or the
 name of a checkpoint in the models folder) into a predictor.
 """
@@ -19,6 +20,7 @@ from torch import nn
 
 from ..errors import CheckpointError, DeviceError, ModelNotFoundError
 from ..predict import Prediction, TilePredictor
+from .calibration import softmax_at
 from .card import ModelCard
 from .catalog import (
     WEIGHT_FREE,
@@ -105,6 +107,8 @@ class TorchTilePredictor:
         self.input_size = int(card.input_size)
         self.target_mpp = card.target_mpp
         self.sha256 = card.sha256
+        #: calibration temperature the logits are divided by (None: plain softmax)
+        self.temperature = card.temperature
 
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         features = getattr(self.model, "forward_features", None)
@@ -114,39 +118,56 @@ class TorchTilePredictor:
             return head(emb), emb
         return self.model(x), None
 
-    def predict(self, tiles: np.ndarray) -> Prediction:
-        """Class probabilities (N, C) and embeddings (N, D) for uint8 (N, H, W, 3) tiles.
-
-        Tiles must be ``input_size`` pixels square, cut at the card's µm/px by the tile grid:
-        a tile of another size is refused rather than silently resized (which would show the
-        network another resolution than it was trained at)."""
+    def _checked(self, tiles: np.ndarray) -> np.ndarray:
+        """The tiles as uint8 (N, S, S, 3); a tile of another size than the card's is refused
+        rather than silently resized (which would show the network another resolution than
+        it was trained at)."""
         arr = check_tiles(tiles)
-        n = arr.shape[0]
-        if n and arr.shape[1:3] != (self.input_size, self.input_size):
+        if arr.shape[0] and arr.shape[1:3] != (self.input_size, self.input_size):
             raise ValueError(
                 f"{self.name} takes {self.input_size}x{self.input_size} px tiles (its model "
                 f"card), got {arr.shape[2]}x{arr.shape[1]}; cut them at the card's size and "
                 "µm/px instead of resizing")
+        return arr
+
+    def _outputs(self, arr: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Float32 logits (N, C) before any temperature, and embeddings (N, D) or None."""
+        with torch.inference_mode():
+            x = preprocess(arr, self.input_size, self.card.mean, self.card.std, self.device,
+                           self._channels_last)
+            logits, emb = self._forward(x)
+        return logits.float(), None if emb is None else emb.float()
+
+    def logits(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Raw logits (N, C) of uint8 (N, S, S, 3) tiles, *before* the card's temperature,
+        and their embeddings (N, D) or None (what calibration is fitted on)."""
+        arr = self._checked(tiles)
+        if arr.shape[0] == 0:
+            return np.zeros((0, len(self.classes)), np.float32), None
+        logits, emb = self._outputs(arr)
+        return (logits.cpu().numpy().astype(np.float32),
+                None if emb is None else emb.cpu().numpy())
+
+    def predict(self, tiles: np.ndarray) -> Prediction:
+        """Class probabilities (N, C) and embeddings (N, D) for uint8 (N, H, W, 3) tiles.
+
+        The probabilities are softmax(logits / T) with the card's calibration temperature T
+        (:mod:`napari_her2.models.calibration`), the plain softmax when the card has none.
+        Tiles must be ``input_size`` pixels square, cut at the card's µm/px by the tile grid."""
+        arr = self._checked(tiles)
+        n = arr.shape[0]
         if n == 0:
             return Prediction(
                 probs=np.zeros((0, len(self.classes)), np.float32),
                 features=np.zeros((0, 0), np.float32),
             )
+        logits, emb = self._outputs(arr)
         with torch.inference_mode():
-            x = preprocess(
-                arr,
-                self.input_size,
-                self.card.mean,
-                self.card.std,
-                self.device,
-                self._channels_last,
-            )
-            logits, emb = self._forward(x)
-            probs = torch.softmax(logits.float(), dim=1)
+            probs = softmax_at(logits, self.temperature, dim=1)
         return Prediction(
             probs=probs.cpu().numpy().astype(np.float32),
             features=np.zeros((n, 0), np.float32),
-            embeddings=None if emb is None else emb.float().cpu().numpy(),
+            embeddings=None if emb is None else emb.cpu().numpy(),
         )
 
     def describe(self) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from torch import nn
 
 from ..classes import HER2_SCORES, canonical_class
 from ..errors import CheckpointError, Her2Error, ModelNotFoundError
+from ..models.calibration import softmax_at
 from ..models.card import ModelCard
 from ..models.checkpoint import load_checkpoint, read_card
 from ..models.predictors import resolve_checkpoint, resolve_device
@@ -148,15 +149,16 @@ def sample_bags(n: int, n_bags: int, bag_size: int, rng: np.random.Generator) ->
     return np.stack([rng.choice(n, size=k, replace=False) for _ in range(n_bags)])
 
 
-def _bag_forward(model: nn.Module, emb: torch.Tensor,
-                 bags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(B, C) bag probabilities and (B, K) attention weights for bags of embeddings."""
+def _bag_forward(model: nn.Module, emb: torch.Tensor, bags: np.ndarray,
+                 temperature: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(B, C) bag probabilities (softmax of the logits / ``temperature``, the card's
+    calibration) and (B, K) attention weights for bags of embeddings."""
     probs, attn = [], []
     with torch.inference_mode():
         for start in range(0, len(bags), BAGS_PER_BATCH):
             idx = torch.from_numpy(bags[start:start + BAGS_PER_BATCH]).to(emb.device)
             out = model(emb[idx])
-            probs.append(torch.softmax(out.logits.double(), dim=-1).cpu().numpy())
+            probs.append(softmax_at(out.logits.double(), temperature).cpu().numpy())
             attn.append(out.attention.double().cpu().numpy())
     return np.concatenate(probs), np.concatenate(attn)
 
@@ -258,7 +260,8 @@ class SlideModel:
         if isinstance(self.model, WHSPNSVM):
             probs = np.eye(len(out))[int(np.argmax(out))]
         else:
-            probs = np.exp(out - out.max())
+            logits = out / (self.card.temperature or 1.0)  # the card's calibration
+            probs = np.exp(logits - logits.max())
             probs /= probs.sum()
         logger.debug("%s: fractions %s -> %s", self.name, fractions.round(3), probs.round(3))
         return self._result(probs, interval=None, attention=None, n_bags=None, bag_size=None,
@@ -276,7 +279,8 @@ class SlideModel:
             )
         rng = np.random.default_rng(seed)
         bags = sample_bags(len(index), n_bags, bag_size, rng)
-        bag_probs, attn = _bag_forward(self.model, torch.from_numpy(emb).to(self.device), bags)
+        bag_probs, attn = _bag_forward(self.model, torch.from_numpy(emb).to(self.device), bags,
+                                       self.card.temperature)
         probs = bag_probs.mean(axis=0)
         cls = int(np.argmax(probs))
         heat = np.full(len(results), np.nan)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from napari_her2.models import ModelCard, TorchTilePredictor, load_checkpoint
 
+from .calibration import calibrate
 from .data import ImageTiles, TileSpec, load_dataset
 from .errors import DatasetError
 from .evaluation import evaluate
@@ -103,6 +104,15 @@ def load_features(items: list[LabeledImage], tile_model: TileModel, cache: Path 
 
 Trainer = Callable[[list[ImageFeatures], Path | None], Any]
 Predictor = Callable[[Any, ImageFeatures], np.ndarray]
+#: (B, C) logits of one image (B bags for Monte-Carlo MIL, B = 1 otherwise)
+Logits = Callable[[Any, ImageFeatures], np.ndarray]
+
+
+def logits_of(model: Any, feats: list[ImageFeatures], logits: Logits) -> tuple[np.ndarray,
+                                                                                np.ndarray]:
+    """(N, B, C) logits of some images and their labels (N,)."""
+    return (np.stack([logits(model, f) for f in feats]),
+            np.array([f.image.label for f in feats], int))
 
 
 def predict_all(model: Any, feats: list[ImageFeatures], predict: Predictor,
@@ -117,19 +127,29 @@ def predict_all(model: Any, feats: list[ImageFeatures], predict: Predictor,
 
 
 def cross_validate(feats: list[ImageFeatures], train: Trainer, predict: Predictor, *,
-                   folds: int, scheme: str, seed: int,
-                   state_dir: Path | None) -> dict[str, Any]:
-    """K-fold / Monte-Carlo CV over images (or groups): per-fold results and mean ± 95% CI."""
+                   folds: int, scheme: str, seed: int, state_dir: Path | None,
+                   logits: Logits | None = None) -> dict[str, Any]:
+    """K-fold / Monte-Carlo CV over images (or groups): per-fold results and mean ± 95% CI.
+
+    With ``logits``, a temperature is fitted on the out-of-fold logits of every image
+    (:func:`her2_train.calibration.calibrate`) and returned as ``calibration``."""
     groups = [f.image.group for f in feats]
     labels = [f.image.label for f in feats]
     splits = (monte_carlo(groups, folds, seed=seed) if scheme == "montecarlo"
               else kfold(labels, groups, folds, seed=seed))
-    results = []
+    results, held_out = [], []
     for k, (tr, te) in enumerate(splits):
         state = None if state_dir is None else state_dir / f"fold{k}" / "last.pt"
         model = train([feats[i] for i in tr], state)
         res = predict_all(model, [feats[i] for i in te], predict, seed)
         res["test_images"] = [str(feats[i].image.path) for i in te]
         results.append(res)
+        if logits is not None:
+            held_out.append(logits_of(model, [feats[i] for i in te], logits))
     summary = {k: ci95([r[k] for r in results]) for k in CV_KEYS}
-    return {"scheme": scheme, "k": len(splits), "folds": results, "summary": summary}
+    calibration = None
+    if held_out:
+        z, y = (np.concatenate(parts) for parts in zip(*held_out, strict=True))
+        calibration = calibrate(z, y)
+    return {"scheme": scheme, "k": len(splits), "folds": results, "summary": summary,
+            "calibration": calibration}

@@ -24,8 +24,9 @@ from napari_her2.models import ModelCard, get_model, save_checkpoint
 from torch import nn
 from tqdm.auto import tqdm
 
+from .calibration import external_calibration, probs_at
 from .errors import TrainError
-from .image_level import ImageFeatures, TileModel, cross_validate, predict_all
+from .image_level import ImageFeatures, TileModel, cross_validate, logits_of, predict_all
 from .labels import CLASSES
 from .state import load_state, save_state
 from .threads import single_thread
@@ -135,9 +136,9 @@ def train_mil(feats: list[ImageFeatures], cfg: MILConfig, state: Path | None = N
     return model.eval()
 
 
-def mc_predict(model: nn.Module, feat: ImageFeatures, n_bags: int = 64, bag_size: int = 100,
-               seed: int = 0) -> np.ndarray:
-    """(C,) mean class probabilities over ``n_bags`` seeded bags (Monte-Carlo MIL)."""
+def mc_logits(model: nn.Module, feat: ImageFeatures, n_bags: int = 64, bag_size: int = 100,
+              seed: int = 0) -> np.ndarray:
+    """(n_bags, C) logits of ``n_bags`` seeded bags of ``min(bag_size, N)`` tiles."""
     rng = np.random.default_rng(seed)
     n = len(feat.embeddings)
     k = min(bag_size, n)
@@ -145,7 +146,14 @@ def mc_predict(model: nn.Module, feat: ImageFeatures, n_bags: int = 64, bag_size
     emb = torch.from_numpy(feat.embeddings)
     with torch.inference_mode():
         logits = model.eval()(emb[torch.from_numpy(bags)]).logits
-    return torch.softmax(logits.double(), dim=-1).mean(0).numpy()
+    return logits.double().numpy()
+
+
+def mc_predict(model: nn.Module, feat: ImageFeatures, n_bags: int = 64, bag_size: int = 100,
+               seed: int = 0, temperature: float = 1.0) -> np.ndarray:
+    """(C,) mean class probabilities over ``n_bags`` seeded bags (Monte-Carlo MIL), each
+    bag's softmax taken at ``temperature``."""
+    return probs_at(mc_logits(model, feat, n_bags, bag_size, seed)[None], temperature)[0]
 
 
 def run_mil(feats: list[ImageFeatures], tile_model: TileModel, cfg: MILConfig, out: Path, *,
@@ -155,14 +163,20 @@ def run_mil(feats: list[ImageFeatures], tile_model: TileModel, cfg: MILConfig, o
     def predict(model: nn.Module, f: ImageFeatures) -> np.ndarray:
         return mc_predict(model, f, cfg.n_bags_eval, cfg.bag_size, cfg.seed)
 
+    def logits(model: nn.Module, f: ImageFeatures) -> np.ndarray:
+        return mc_logits(model, f, cfg.n_bags_eval, cfg.bag_size, cfg.seed)
+
     def train(fs: list[ImageFeatures], state: Path | None) -> nn.Module:
         return train_mil(fs, cfg, state, progress)
 
     states = out / "states"
     cv = (cross_validate(feats, train, predict, folds=cfg.folds, scheme=cfg.cv, seed=cfg.seed,
-                         state_dir=states) if cfg.folds >= 2 else None)
+                         state_dir=states, logits=logits) if cfg.folds >= 2 else None)
     final = train_mil(feats, cfg, states / "final" / "last.pt", progress)
     ext = predict_all(final, external, predict, cfg.seed) if external else None
+    if cv is not None and external:
+        cv["calibration"] = external_calibration(*logits_of(final, external, logits),
+                                                 cv["calibration"])
     metrics = {"cross_validation": cv, "external": ext, "history": final.history}
     card = ModelCard(
         architecture="abmil", classes=CLASSES, arch_args=dict(final.arch_args),
@@ -184,6 +198,8 @@ def slide_card_metrics(cv: dict[str, Any] | None, ext: dict[str, Any] | None) ->
     out: dict[str, Any] = {}
     if cv is not None:
         out["cross_validation"] = {"scheme": cv["scheme"], "k": cv["k"], **cv["summary"]}
+        if cv.get("calibration") is not None:
+            out["calibration"] = cv["calibration"]
     if ext is not None:
         out["external"] = {k: v for k, v in ext.items() if k not in ("agreement", "images")}
     return out

@@ -106,7 +106,8 @@ def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
         return None if r is None else {k: v for k, v in r.items()
                                        if k not in ("agreement", "images")}
 
-    out: dict[str, Any] = {"cv": cv["summary"] if cv else None}
+    out: dict[str, Any] = {"cv": cv["summary"] if cv else None,
+                           "calibration": cv.get("calibration") if cv else None}
     if ext is not None and "tile" in ext:
         out["external"] = {"tile": brief(ext["tile"]), "image": brief(ext["image"])}
     else:

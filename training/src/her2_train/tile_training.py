@@ -26,6 +26,7 @@ from napari_her2.models import (
     save_checkpoint,
 )
 
+from .calibration import FITTED_ON, calibrate, external_calibration, probs_at
 from .config import TileTrainConfig
 from .data import ImageTiles
 from .evaluation import evaluate
@@ -88,26 +89,33 @@ def train_model(images: list[ImageTiles], config: TileTrainConfig, state: Path |
 
 
 def predict_images(trained: TrainedTileModel, images: list[ImageTiles],
-                   device: str = "cpu") -> list[tuple[np.ndarray, np.ndarray | None]]:
-    """(probs (N, C), embeddings (N, D)) of every image's tiles, as the plugin computes them."""
+                   device: str = "cpu") -> list[np.ndarray]:
+    """Logits (N, C) of every image's tiles, as the plugin computes them (before any
+    temperature: the card of a model in training has none)."""
     predictor = TorchTilePredictor(trained.model, trained.card, device)
-    out = []
-    for t in images:
-        preds = [predictor.predict(t.tiles[i:i + 256]) for i in range(0, len(t), 256)]
-        probs = np.concatenate([p.probs for p in preds])
-        emb = None if preds[0].embeddings is None else np.concatenate(
-            [p.embeddings for p in preds])
-        out.append((probs, emb))
-    return out
+    return [np.concatenate([predictor.logits(t.tiles[i:i + 256])[0]
+                            for i in range(0, max(len(t), 1), 256)]) for t in images]
+
+
+def tile_logits(logits: list[np.ndarray], images: list[ImageTiles]) -> tuple[np.ndarray,
+                                                                              np.ndarray]:
+    """All tiles' logits (N, C) and their (weak) labels (N,)."""
+    return np.concatenate(logits), np.concatenate([t.labels for t in images]).astype(int)
 
 
 def evaluate_images(trained: TrainedTileModel, images: list[ImageTiles],
                     seed: int = 0) -> dict[str, Any]:
     """Tile-level (weak labels) and image-level (mean tile probability) evaluation."""
-    preds = predict_images(trained, images)
-    tile_probs = np.concatenate([p for p, _ in preds])
+    return evaluate_logits(predict_images(trained, images), images, seed)
+
+
+def evaluate_logits(logits: list[np.ndarray], images: list[ImageTiles],
+                    seed: int = 0) -> dict[str, Any]:
+    """:func:`evaluate_images` from the tiles' logits (softmax at T = 1)."""
+    preds = [probs_at(z).astype(np.float32) for z in logits]
+    tile_probs = np.concatenate(preds)
     tile_true = np.concatenate([t.labels for t in images])
-    image_probs = np.stack([p.mean(axis=0) for p, _ in preds])
+    image_probs = np.stack([p.mean(axis=0) for p in preds])
     image_true = np.array([t.image.label for t in images])
     labelled = image_true >= 0
     return {
@@ -137,21 +145,27 @@ def cv_summary(folds: list[dict[str, Any]]) -> dict[str, Any]:
 
 def cross_validate(images: list[ImageTiles], config: TileTrainConfig, run: RunFolder,
                    progress: bool = True) -> tuple[dict[str, Any], dict[str, list]]:
-    """Per-fold results and their summary; histories for the training-curve plot."""
-    folds, histories = [], {}
+    """Per-fold results, their summary and the temperature fitted on the out-of-fold
+    tile logits (weak labels; :mod:`.calibration`); histories for the training-curve plot."""
+    folds, histories, held_out = [], {}, []
     splits = splits_for(images, config)
     for k, (tr, te) in enumerate(splits):
         trained = train_model([images[i] for i in tr], config, run.state(f"fold{k}"),
                               f"fold {k + 1}/{len(splits)}", progress)
-        result = evaluate_images(trained, [images[i] for i in te], config.seed)
+        test = [images[i] for i in te]
+        logits = predict_images(trained, test)
+        held_out.append(tile_logits(logits, test))
+        result = evaluate_logits(logits, test, config.seed)
         result["train_images"] = [str(images[i].image.path) for i in tr]
         result["test_images"] = [str(images[i].image.path) for i in te]
         folds.append(result)
         histories[f"fold {k + 1}"] = trained.fit.history
         log.info("fold %d/%d: tile %s image %s", k + 1, len(splits),
                  _short(result["tile"]), _short(result["image"]))
+    z, y = (np.concatenate(parts) for parts in zip(*held_out, strict=True))
+    calibration = calibrate(z, y, fitted_on=f"{FITTED_ON}, tiles (weak image-level labels)")
     return {"scheme": config.cv, "k": len(splits), "folds": folds,
-            "summary": cv_summary(folds)}, histories
+            "summary": cv_summary(folds), "calibration": calibration}, histories
 
 
 def _short(result: dict[str, Any]) -> str:
@@ -163,6 +177,8 @@ def card_metrics(cv: dict[str, Any] | None, external: dict[str, Any] | None) -> 
     out: dict[str, Any] = {}
     if cv is not None:
         out["cross_validation"] = {"scheme": cv["scheme"], "k": cv["k"], **cv["summary"]}
+        if cv.get("calibration") is not None:
+            out["calibration"] = cv["calibration"]
     if external is not None:
         out["external"] = {level: summary_only(external[level]) for level in ("tile", "image")}
     return out
@@ -197,7 +213,13 @@ def run_tiles(images: list[ImageTiles], config: TileTrainConfig, run: RunFolder,
                      else (None, {}))
     final = train_model(images, config, run.state("final"), "final", progress)
     histories["final"] = final.fit.history
-    ext = evaluate_images(final, external, config.seed) if external else None
+    ext = None
+    if external:
+        ext_logits = predict_images(final, external)
+        ext = evaluate_logits(ext_logits, external, config.seed)
+        if cv is not None:
+            cv["calibration"] = external_calibration(*tile_logits(ext_logits, external),
+                                                     cv["calibration"])
     metrics = {"cross_validation": cv, "external": ext, "history": final.fit.history,
                "best_epoch": final.fit.best_epoch, "software": software()}
     run.write("metrics.json", metrics)

@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from napari_her2.models import ModelCard, fit_whspn_svm, get_model, save_checkpoint
 from torch import nn
 
+from .calibration import NOT_CALIBRATED_SVM, external_calibration, probs_at
 from .errors import TrainError
-from .image_level import ImageFeatures, TileModel, cross_validate, predict_all
+from .image_level import ImageFeatures, TileModel, cross_validate, logits_of, predict_all
 from .labels import CLASSES
 from .mil import class_weights, slide_card_metrics
 from .threads import single_thread
@@ -92,15 +93,19 @@ def train_whspn(feats: list[ImageFeatures], classes: tuple[str, ...],
     return train_mlp(x, y, cfg)
 
 
-def predict_whspn(model: nn.Module, feat: ImageFeatures, classes: tuple[str, ...]) -> np.ndarray:
-    """(C,) class probabilities (the SVM: a one-hot of its decision)."""
+def whspn_logits(model: nn.Module, feat: ImageFeatures, classes: tuple[str, ...]) -> np.ndarray:
+    """(1, C) outputs of the model (the MLP: logits; the SVM: vote counts)."""
     x = torch.from_numpy(fractions(feat.probs, classes)[None].astype(np.float32))
     with torch.inference_mode():
-        out = model(x)[0].double().numpy()
+        return model(x).double().numpy()
+
+
+def predict_whspn(model: nn.Module, feat: ImageFeatures, classes: tuple[str, ...]) -> np.ndarray:
+    """(C,) class probabilities (the SVM: a one-hot of its decision)."""
+    out = whspn_logits(model, feat, classes)
     if getattr(model, "arch_name", "") == "whspn-svm":
-        return np.eye(len(out))[int(np.argmax(out))]
-    e = np.exp(out - out.max())
-    return e / e.sum()
+        return np.eye(out.shape[1])[int(np.argmax(out[0]))]
+    return probs_at(out)[0]
 
 
 def run_whspn(feats: list[ImageFeatures], tile_model: TileModel, cfg: WHSPNConfig, out: Path,
@@ -116,10 +121,20 @@ def run_whspn(feats: list[ImageFeatures], tile_model: TileModel, cfg: WHSPNConfi
     def predict(model: nn.Module, f: ImageFeatures) -> np.ndarray:
         return predict_whspn(model, f, classes)
 
+    def logits(model: nn.Module, f: ImageFeatures) -> np.ndarray:
+        return whspn_logits(model, f, classes)
+
     cv = (cross_validate(feats, train, predict, folds=cfg.folds, scheme=cfg.cv, seed=cfg.seed,
-                         state_dir=None) if cfg.folds >= 2 else None)
+                         state_dir=None, logits=logits if cfg.kind == "mlp" else None)
+          if cfg.folds >= 2 else None)
     final = train(feats, None)
     ext = predict_all(final, external, predict, cfg.seed) if external else None
+    if cv is not None and cfg.kind == "svm":
+        log.info("whspn-svm: %s", NOT_CALIBRATED_SVM["note"])
+        cv["calibration"] = dict(NOT_CALIBRATED_SVM)
+    elif cv is not None and external:
+        cv["calibration"] = external_calibration(*logits_of(final, external, logits),
+                                                 cv["calibration"])
     x, _ = _xy(feats, classes)
     metrics = {"cross_validation": cv, "external": ext,
                "history": getattr(final, "history", []),
