@@ -101,3 +101,18 @@ def test_a_missing_tile_model_is_refused_before_scoring(files, models_folder, tm
 def test_another_tile_model_is_refused_before_scoring(files, models_folder):
     with pytest.raises(CheckpointError, match="trained over tile model paired-tile"):
         score_slide(files["slide"], str(files["other"]), slide_model=str(files["mil"]))
+
+
+def test_evaluate_pairs_a_slide_model_alone(files, models_folder, tmp_path):
+    import shutil
+
+    from napari_her2.cohort.evaluate import evaluate_folder
+    from napari_her2.params import ScoringParams
+
+    folder = tmp_path / "labelled"
+    folder.mkdir()
+    shutil.copy(files["slide"], folder / "1_s.tif")
+    params = ScoringParams().with_overrides(slide_model=str(files["mil"]))
+    result = evaluate_folder(folder, tmp_path / "out", params=params)
+    (image,) = result.images
+    assert image.call is not None, image.no_call_reason

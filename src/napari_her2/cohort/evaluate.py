@@ -303,12 +303,14 @@ def evaluate_folder(
     is a no-call with its reason.
     """
     from ..export import ensure_out_dir
-    from ..run.pipeline import as_predictor
+    from ..run.pipeline import as_predictor, with_paired_tile_model
 
     root = Path(folder)
     images = load_labelled_folder(root, labels_csv)
     out = ensure_out_dir(out_dir)
     scoring = _scoring_params(params, organ)
+    if model is None:  # a slide model alone brings its own tile model, as in `score`
+        scoring = with_paired_tile_model(scoring)
     predictor = as_predictor(model if model is not None else scoring.model.name,
                              scoring.model.device.value)
     results = []
