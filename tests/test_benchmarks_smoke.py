@@ -207,3 +207,24 @@ def test_bench_ui_smoke(capsys, qapp, viewer_widget):
                      re.MULTILINE)
     assert re.search(r"^longest event-loop gap: idle \d+ ms, while scoring \d+ ms "
                      r"\(target < 100 ms\); ratio scoring / idle = \d+\.\d\d$", out, re.MULTILINE)
+
+
+def test_bench_cells_smoke(capsys):
+    bench_cells = _bench_module("bench_cells")
+
+    assert bench_cells.main(["--side", "512", "--tile", "128", "--repeats", "1",
+                             "--no-shared"]) == 0
+
+    out = capsys.readouterr().out
+    assert re.search(r"^batch: 16 tiles of 128x128 px \(0\.3 Mpx at 0\.5 um/px\)", out,
+                     re.MULTILINE), out
+    rates = {}
+    for name in ("deconvolve (bare)", "membrane.measure", "measure_cells, 1 thread",
+                 "measure_cells, 2 threads"):
+        rates[name] = _figure(rf"^{re.escape(name)} +(\d+\.\d\d) Mpx/s", out)
+        assert rates[name] > 0
+    ratio = _figure(r"^ratio measure_cells \(1 thread\) / membrane\.measure: (\d+\.\d\d)$", out)
+    assert ratio == pytest.approx(
+        rates["measure_cells, 1 thread"] / rates["membrane.measure"], rel=0.05, abs=0.01)
+    assert re.search(r"^target: measure_cells >= 3\.0 Mpx/s on 2 cores: (met|not met) "
+                     r"\(ratio \d+\.\d\d\)$", out, re.MULTILINE)

@@ -60,3 +60,18 @@ def test_cells_are_drawn_only_zoomed_in_and_only_in_view(qtbot, make_napari_view
     viewer.layers.remove(layer)
     overlay.refresh()  # a removed layer is forgotten, not re-added
     assert "slide cells" not in viewer.layers
+
+
+def test_scoring_with_dab_cells_adds_the_cells_layer(qtbot, viewer_widget):
+    from qtpy.QtCore import Qt
+
+    viewer, widget = viewer_widget
+    widget.form.model_combo.value = "dab-cells"
+    qtbot.mouseClick(widget.score_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: widget.jobs.worker is None, timeout=120_000)
+    report = widget.report
+    assert report is not None, widget.status.text()
+    assert report.results.cells is not None and len(report.results.cells) > 0
+    name = f"{widget.scoring.image_name} cells"
+    assert name in viewer.layers
+    assert widget.cells.cells is report.results.cells

@@ -127,6 +127,9 @@ def report_lines(report: Any, options: PageOptions | None = None) -> list[str]:
     p = report.params
     mpp = report.slide.mpp
     lines = _call_lines(call)
+    cells = getattr(report.results, "cells", None)
+    if cells is not None:
+        lines.append(_cells_line(cells.summary()))
     lines.append(f"Review: {opt.n_reviewed} tiles reviewed, {opt.n_changed} changed")
     lines += [
         f"Model: {card.get('name')}  sha256 {str(card.get('sha256') or 'n/a')[:16]}",
@@ -142,6 +145,14 @@ def report_lines(report: Any, options: PageOptions | None = None) -> list[str]:
     if not_for_diagnosis(card):
         lines.append(NOT_FOR_DIAGNOSIS_LINE)
     return lines
+
+
+def _cells_line(summary: dict[str, Any]) -> str:
+    """"Cells: 812 tumour of 1,030 found; 0 4%, 1+ 1%, 2+ 59%, 3+ 36% of tumour cells"."""
+    percent = summary["tumour_percent"]
+    shares = ", ".join(f"{k} {v:.0f}%" for k, v in percent.items())
+    return (f"Cells: {summary['n_tumour_cells']:,} tumour of {summary['n_cells']:,} found"
+            + (f"; {shares} of tumour cells" if shares else ""))
 
 
 def _thumbnail(report: Any) -> np.ndarray:

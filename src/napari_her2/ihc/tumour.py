@@ -191,23 +191,31 @@ def plane_structure() -> np.ndarray:
 # --------------------------------------------------------------------------- detection
 
 
-def _nucleus_objects(h: np.ndarray, p: TumourParams, mpp: float
-                     ) -> tuple[np.ndarray, int, np.ndarray]:
-    """Labelled candidate regions on the coarse grid, their count, and which have a core.
+def nucleus_regions(h: np.ndarray, p: TumourParams, px_um: float
+                    ) -> tuple[np.ndarray, int, np.ndarray]:
+    """Labelled candidate nucleus regions of haematoxylin OD ``h`` (N, H, W) on whatever grid
+    it is given (``px_um`` µm per pixel), their count, and which have a core.
 
-    Every region with a core is one nucleus object (see :func:`nuclei`).
+    Every region with a core is one nucleus object (see :func:`nuclei`); touching nuclei stay
+    one region here (:mod:`.nuclei` splits them).
     """
-    hs = smooth(block_reduce(h, COARSE), p.nucleus_sigma_um / mpp / COARSE)
-    contrast = hs - box_mean(hs, p.nucleus_background_um / mpp / COARSE)
+    hs = smooth(h, p.nucleus_sigma_um / px_um)
+    contrast = hs - box_mean(hs, p.nucleus_background_um / px_um)
     above = hs >= p.nucleus_od
     core = above & (contrast >= p.nucleus_contrast_od)
     extent = above & (contrast >= p.nucleus_contrast_od / 2)
-    extent &= dilate(core, int(round(p.nucleus_grow_um / mpp / COARSE)))
+    extent &= dilate(core, int(round(p.nucleus_grow_um / px_um)))
     labels, n = ndi.label(extent, structure=plane_structure())
     has_core = np.zeros(n + 1, bool)
     has_core[labels[core]] = True
     has_core[0] = False
     return labels, n, has_core
+
+
+def _nucleus_objects(h: np.ndarray, p: TumourParams, mpp: float
+                     ) -> tuple[np.ndarray, int, np.ndarray]:
+    """:func:`nucleus_regions` on the coarse grid (``COARSE`` times ``mpp``)."""
+    return nucleus_regions(block_reduce(h, COARSE), p, mpp * COARSE)
 
 
 def nuclei(h: np.ndarray, p: TumourParams, mpp: float) -> np.ndarray:

@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 ENV_VAR = "NAPARI_HER2_MODELS"
 PACKAGE_CHECKPOINTS = Path(__file__).parent / "checkpoints"
 WEIGHT_FREE = "dab-membrane"
+#: the weight-free scorer that counts cells
+WEIGHT_FREE_CELLS = "dab-cells"
 
 
 @dataclass(frozen=True)
@@ -97,14 +99,22 @@ def _weight_free_card() -> dict[str, Any]:
     return DabMembraneScorer().describe()
 
 
+def _cell_scorer_card() -> dict[str, Any]:
+    from ..ihc.cell_scorer import DabCellScorer
+
+    return DabCellScorer().describe()
+
+
 def available_predictors(models_dir: str | Path | None = None) -> list[PredictorInfo]:
-    """The weight-free ``dab-membrane`` scorer first, then every tile-model checkpoint whose
+    """The weight-free scorers first (``dab-membrane``, ``dab-cells``), then every tile-model
+    checkpoint whose
     card is valid (read from the header; weights are verified when loaded for scoring).
 
     Unreadable or invalid files are skipped with a warning in the log; non-tile checkpoints
     (MIL, WHSPN) are left out.
     """
-    infos = [PredictorInfo(WEIGHT_FREE, "weight-free", None, _weight_free_card())]
+    infos = [PredictorInfo(WEIGHT_FREE, "weight-free", None, _weight_free_card()),
+             PredictorInfo(WEIGHT_FREE_CELLS, "weight-free", None, _cell_scorer_card())]
     return infos + _listed_checkpoints(("tile",), models_dir)
 
 

@@ -24,6 +24,7 @@ from .calibration import softmax_at
 from .card import ModelCard
 from .catalog import (
     WEIGHT_FREE,
+    WEIGHT_FREE_CELLS,
     PredictorInfo,
     available_predictors,
     checkpoint_files,
@@ -236,5 +237,9 @@ def load_predictor(
         from ..ihc.scorer import DabMembraneScorer
 
         return DabMembraneScorer()
-    path = resolve_checkpoint(name_or_path, models_dir, also=(WEIGHT_FREE,))
+    if str(name_or_path) == WEIGHT_FREE_CELLS:
+        from ..ihc.cell_scorer import DabCellScorer
+
+        return DabCellScorer()
+    path = resolve_checkpoint(name_or_path, models_dir, also=(WEIGHT_FREE, WEIGHT_FREE_CELLS))
     return _from_checkpoint(path, device)

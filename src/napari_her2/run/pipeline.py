@@ -78,6 +78,7 @@ class SlideReport:
             "n_tissue_tiles": int(self.grid.n_tissue),
             "n_scored_tiles": len(self.results),
             "n_unreadable_tiles": int((~self.results.readable).sum()),
+            "cells": None if self.results.cells is None else self.results.cells.summary(),
             "slide_model": None if self.slide_model is None else {
                 "name": self.slide_model.name, "sha256": self.slide_model.sha256,
                 "method": self.slide_model.method},

@@ -18,6 +18,7 @@ from .call import (
     call_from_rule,
     no_call,
 )
+from .cells import MIN_TUMOUR_CELLS, score_cells
 from .modal import ModalCall, modal_call
 from .rules import (
     CATEGORIES,
@@ -47,6 +48,7 @@ __all__ = [
     "call_from_rule",
     "call_slide",
     "get_rule",
+    "score_cells",
     "load_slide_model",
     "modal_call",
     "no_call",
@@ -59,9 +61,17 @@ __all__ = [
 def call_slide(results: TileResults, *, organ: str = "breast", specimen: str = "resection",
                seed: int = 0, n_samples: int = 1000, slide_model: SlideModel | None = None,
                n_bags: int | None = None, bag_size: int | None = None) -> SlideCall:
-    """The slide call of (possibly partial) tile results: the guideline rule, or
-    ``slide_model`` when given (the rule's output is kept as evidence either way)."""
-    rule = score_tiles(results, organ, specimen, n_samples=n_samples, seed=seed)
+    """The slide call of (possibly partial) tile results: the guideline rule (over tumour
+    cells when the scorer found cells, else over tiles), or ``slide_model`` when given (the
+    rule's output is kept as evidence either way)."""
+    if results.cells is not None:
+        rule = score_cells(results, organ, specimen, n_samples=n_samples, seed=seed)
+    else:
+        rule = score_tiles(results, organ, specimen, n_samples=n_samples, seed=seed)
     if slide_model is None or rule.score is None:
-        return call_from_rule(rule)
+        call = call_from_rule(rule)
+        if results.cells is not None and call.no_call is NoCallReason.NO_TUMOUR:
+            call = call.without_score(NoCallReason.NO_TUMOUR, (
+                f"fewer than {MIN_TUMOUR_CELLS} tumour cells in {rule.n_tiles} tissue tiles"))
+        return call
     return slide_model.call(results, rule, n_bags=n_bags, bag_size=bag_size, seed=seed)

@@ -1,0 +1,158 @@
+"""The weight-free ``dab-cells`` scorer: HER2 counted over tumour cells, as the guideline does.
+
+:class:`DabCellScorer` implements ``TilePredictor`` on top of :func:`.cells.measure_cells`:
+every tile's cells are found and classed, the tile's class is the one the guideline gives to
+*its* tumour cells (the highest class reached by more than 10% of them; non-tumour without
+tumour cells), so the tile overlay and the cells never disagree, and the cells themselves
+travel with the prediction so that the slide call is made from the percentages of tumour
+cells (:func:`napari_her2.scoring.cells.score_cells`). Stain vectors are estimated per slide
+as the ``dab-membrane`` scorer does, and reported beside the identity, not in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from ..predict import CellColumns, Prediction
+from .cells import CellBatch, CellParams, cell_counts, measure_cells, tile_classes
+from .deconvolution import DEFAULT_DAB, DEFAULT_HAEMATOXYLIN, Vector3, stain_matrix
+from .membrane import CLASSES, STAIN_DECIMALS, DabMembraneParams
+from .scorer import MAX_THREADS, MIN_TILES_PER_THREAD, DabMembraneScorer
+
+#: per-tile features: tumour cells of each class, non-tumour cells, and the mean ring OD
+FEATURE_NAMES: tuple[str, ...] = ("cells_0", "cells_1+", "cells_2+", "cells_3+",
+                                  "cells_non_tumour", "ring_od_mean")
+LIMITS = (
+    "Counts tumour cells found by nuclear morphology and clustering (never by DAB); cellular "
+    "stroma with plump nuclei and sheets of lymphocytes can still be counted as tumour, and "
+    "in-situ carcinoma and normal epithelium cannot be told from invasive carcinoma.",
+    "Each membrane ring is placed by a 5 µm expansion of its nucleus, not traced: the basal "
+    "membrane of columnar cells can be missed.",
+    "Cells cut by a tile's edge are judged on the part of their ring inside the tile.",
+    "Not a validated device; not for diagnosis.",
+)
+
+
+@dataclass(frozen=True)
+class DabCellScorer:
+    """The weight-free ``dab-cells`` tile scorer (implements ``TilePredictor``)."""
+
+    params: CellParams = field(default_factory=CellParams)
+    haematoxylin: Vector3 = DEFAULT_HAEMATOXYLIN
+    dab: Vector3 = DEFAULT_DAB
+    name: str = field(default="dab-cells", init=False)
+    classes: tuple[str, ...] = field(default=CLASSES, init=False)
+    input_size: int = field(default=256, init=False)
+    feature_names: tuple[str, ...] = field(default=FEATURE_NAMES, init=False)
+
+    @property
+    def target_mpp(self) -> float:
+        return self.params.mpp
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the fixed parameters (the stain vectors are estimated per slide)."""
+        return hashlib.sha256(json.dumps(
+            {"scorer": self.name, "params": json.loads(self.params.to_json())},
+            sort_keys=True).encode()).hexdigest()
+
+    def slide_estimates(self) -> dict[str, Any]:
+        vectors = {k: [round(float(x), STAIN_DECIMALS) for x in getattr(self, k)]
+                   for k in ("haematoxylin", "dab")}
+        default = (np.allclose(self.haematoxylin, DEFAULT_HAEMATOXYLIN)
+                   and np.allclose(self.dab, DEFAULT_DAB))
+        return {"stain_vectors": {**vectors, "source": "default" if default else "slide"}}
+
+    def at_mpp(self, mpp: float) -> DabCellScorer:
+        return self if mpp == self.params.mpp else replace(
+            self, params=replace(self.params, mpp=float(mpp)))
+
+    def for_organ(self, organ: str) -> DabCellScorer:
+        return self if organ == self.params.organ else replace(
+            self, params=replace(self.params, organ=organ))
+
+    def for_slide(self, rgb_sample: np.ndarray,
+                  tissue_mask: np.ndarray | None = None) -> DabCellScorer:
+        """A copy with the slide's own stain vectors (estimated as ``dab-membrane`` does)."""
+        membrane = DabMembraneScorer(DabMembraneParams(mpp=self.params.mpp))
+        adapted = membrane.for_slide(rgb_sample, tissue_mask).params
+        return replace(self, haematoxylin=adapted.haematoxylin, dab=adapted.dab)
+
+    def predict(self, tiles: np.ndarray) -> Prediction:
+        """Find and class the cells of uint8 tiles (N, H, W, 3); tile classes from them."""
+        tiles = np.asarray(tiles)
+        if tiles.ndim != 4 or tiles.shape[-1] != 3:
+            raise ValueError(f"expected tiles of shape (N, H, W, 3), got {tiles.shape}")
+        n = tiles.shape[0]
+        cells = self._measure(tiles)
+        counts = cell_counts(cells, n)
+        probs = np.eye(len(CLASSES), dtype=np.float32)[tile_classes(counts)]
+        ring = np.full(n, np.nan, np.float32)
+        if len(cells):
+            total = np.bincount(cells.tile, weights=cells.ring_od_mean, minlength=n)
+            seen = np.bincount(cells.tile, minlength=n)
+            ring = np.where(seen > 0, total / np.maximum(seen, 1), np.nan).astype(np.float32)
+        features = np.concatenate([counts.astype(np.float32), ring[:, None]], axis=1)
+        return Prediction(probs, features, cells=_columns(cells))
+
+    def _measure(self, tiles: np.ndarray) -> CellBatch:
+        """``measure_cells`` over slices of the batch in threads (one in sync mode)."""
+        from ..threads import sync_mode
+
+        matrix = stain_matrix(self.haematoxylin, self.dab)
+        n_threads = min(os.cpu_count() or 1, MAX_THREADS, len(tiles) // MIN_TILES_PER_THREAD)
+        if n_threads < 2 or sync_mode():
+            return measure_cells(tiles, self.params, matrix)
+        parts = np.array_split(np.arange(len(tiles)), n_threads)
+        with ThreadPoolExecutor(n_threads, thread_name_prefix="napari-her2-cells") as pool:
+            batches = list(pool.map(lambda idx: measure_cells(tiles[idx], self.params, matrix),
+                                    parts))
+        return _concat(batches, [int(p[0]) if len(p) else 0 for p in parts])
+
+    def describe(self) -> dict[str, Any]:
+        """Model card: what the scorer measures, its parameters and its limits."""
+        return {
+            "name": self.name,
+            "kind": "rule-based (no weights)",
+            "classes": list(self.classes),
+            "input_size": self.input_size,
+            "target_mpp": self.target_mpp,
+            "feature_names": list(self.feature_names),
+            "sha256": self.sha256,
+            "thresholds": asdict(self.params),
+            "method": (
+                "H-DAB colour deconvolution; nuclei split by a distance-transform watershed; "
+                "cells by a 5 µm expansion; membrane ring completeness in 16 sectors; "
+                "intensity by the magnification rule (visible at ~2 / ~1 µm/px or only at full "
+                "resolution); tumour cells by nuclear morphology in cohesive clusters; ASCO/CAP "
+                "cell classes; tile class = the guideline's class of its tumour cells"
+            ),
+            "training_data": None,
+            "limits": LIMITS,
+        }
+
+
+def _concat(batches: list[CellBatch], offsets: list[int]) -> CellBatch:
+    """One CellBatch of several, tile indices shifted by each part's first tile."""
+    shifted = [replace(b, tile=b.tile + off) for b, off in zip(batches, offsets, strict=True)]
+    names = [f for f in CellBatch.__dataclass_fields__ if f != "views_um"]
+    joined = {f: np.concatenate([getattr(b, f) for b in shifted]) for f in names}
+    return CellBatch(**joined, views_um=batches[0].views_um)
+
+
+def _columns(cells: CellBatch) -> CellColumns:
+    """The cells as the prediction carries them; ``visible_mpp`` the coarsest view at which
+    the membrane is seen (NaN when it is not)."""
+    views = np.array([np.nan, *cells.views_um], np.float32)  # visibility 0..3
+    return CellColumns(tile=cells.tile.astype(np.int32), y=cells.y, x=cells.x,
+                       cls=cells.her2_class.astype(np.int8), ring_od=cells.ring_od_mean,
+                       completeness=cells.completeness,
+                       visible_mpp=views[cells.visibility.astype(np.int64)],
+                       nucleus_um2=cells.nucleus_area_um2)

@@ -1,0 +1,259 @@
+"""Nuclei of a stack of tiles, one object each, measured and judged epithelial or not.
+
+Used by :mod:`.cells` (each nucleus seeds one cell); works on a grid of about 1 µm per pixel
+(``NucleusParams.grid_um``, the grid :mod:`.tumour` finds nuclei on), every size in microns.
+
+How it decides:
+
+1. **haematoxylin nuclei**: the candidate regions of :func:`.tumour.nucleus_regions`
+   (smoothed haematoxylin OD above an absolute floor *and* above its local background, grown
+   from a core), holes filled (vesicular nuclei are darker at the rim), keeping only pixels
+   whose haematoxylin is at least ``dab_ratio`` of their DAB: strong DAB leaks a little into
+   the haematoxylin plane of a colour deconvolution, and without this rule the membranes of
+   a 3+ carcinoma would read as nuclei;
+2. **unstained nuclei inside stained cells**: where the membrane stain is at least moderate
+   the nucleus of a tumour cell often takes almost no haematoxylin and shows only as a hole
+   in the brown. On DAB as the ×10 view shows it (``d_view``: walls a viewer sees at ×10;
+   faint membranes, which leave the counterstain visible, close nothing), pixels at least
+   ``hole_contrast_od`` below the grey-scale closing over ``hole_um`` (a black top-hat:
+   interiors up to a cell's width that DAB closes around; gland lumens and stroma wider
+   than that stay open) and in the lower half between that closing and the lowest DAB
+   around are taken as cell interiors. They join the haematoxylin nuclei they touch (a
+   blue nucleus and the pale cytoplasm around it inside a stained membrane are one
+   interior). An object mostly made of such pixels is flagged ``unstained``; one whose edge
+   is mostly such pixels is ``closed``: it already reaches its membrane (:mod:`.cells` grows
+   it less). Its area is then the cell's interior (nucleus and pale cytoplasm), not the
+   nucleus alone;
+3. **touching nuclei split**: a distance transform of the union, markers at its local maxima
+   at least ``split_um`` apart (a plateau is one marker) and at least ``min_half_width_um``
+   deep, and a watershed of the negated distance from those markers inside the mask (the
+   classical distance-transform split: the cut follows the neck between two round nuclei).
+   Pieces smaller than ``min_area_um2`` are dropped;
+4. **shape** from the second moments of each object: area, major and minor axis of the
+   moment ellipse, eccentricity, and ``fill`` = area over the ellipse's area (a cheap stand-in
+   for solidity: convex nuclei are close to 1, lobed or branched objects far below);
+5. **epithelial (plump) nuclei**: the criteria of :class:`.tumour.TumourParams` (area between
+   ``min_area_um2`` and ``max_area_um2``, width >= ``min_width_um``, fill >= ``min_fill``)
+   and an aspect ratio of at most ``max_aspect`` (spindle fibroblast and smooth-muscle nuclei
+   are 4-10 times longer than wide, carcinoma nuclei 1-3 times);
+6. **cohesive clusters**: an epithelial nucleus with at least ``cluster_min`` other
+   epithelial nuclei within ``cluster_radius_um`` (a neighbour count, as DBSCAN's core points,
+   with :class:`scipy.spatial.cKDTree`). Lymphocytes are too small, fibroblasts too thin, fat
+   has no nuclei, and scattered single cells have no cohesive neighbours: none is tumour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage as ndi
+from scipy.spatial import cKDTree
+from skimage.segmentation import watershed
+
+from .tumour import TumourParams, nucleus_regions, plane_structure
+
+__all__ = ["NucleusParams", "Nuclei", "find_nuclei", "epithelial", "cohesive"]
+
+
+@dataclass(frozen=True)
+class NucleusParams:
+    """Thresholds of nucleus detection, splitting and the tumour-cell criteria (µm, OD)."""
+
+    #: detection thresholds and the epithelial (plump) criteria, shared with ``tumour.py``
+    tumour: TumourParams = field(default_factory=TumourParams)
+    #: side of the grid pixel nuclei are segmented on (µm): the grid ``tumour.py`` uses at
+    #: 0.5 µm/px; a 6 µm lymphocyte still spans 6 pixels
+    grid_um: float = 1.0
+    #: a nucleus pixel has at least this many times as much haematoxylin as DAB. DAB leaks
+    #: into the haematoxylin plane by about the sine of the angle between the true and the
+    #: assumed DAB vector (the scorer accepts up to 20 degrees: sin 20 = 0.34); a pixel with
+    #: less haematoxylin than half its DAB is explained by that leak, not by a nucleus
+    dab_ratio: float = 0.5
+    #: widest unstained cell interior that DAB around it closes (µm): carcinoma cells are
+    #: 10-20 µm across, their interiors inside the membrane up to about 12 µm
+    hole_um: float = 12.0
+    #: how far DAB drops inside such an interior (OD): the contrast a viewer needs to see a
+    #: membrane at all (``CellParams.visible_od``)
+    hole_contrast_od: float = 0.1
+    #: closest centres of two touching nuclei that are split apart (µm): the radius of the
+    #: smallest nucleus (a 6 µm lymphocyte)
+    split_um: float = 3.0
+    #: thinnest object kept: half its width (µm), so objects under 2 µm wide are not nuclei
+    min_half_width_um: float = 1.0
+    #: smallest object kept (µm²): a 3.5 µm disc, below any nucleus (fragments, specks)
+    min_area_um2: float = 10.0
+    #: longest epithelial nucleus relative to its width (spindle nuclei are 4-10x)
+    max_aspect: float = 4.0
+    #: radius (µm) within which a tumour nucleus has cohesive neighbours: about 2.5 diameters
+    #: of a 10 µm carcinoma cell, so a compact group of five cells lies within it
+    cluster_radius_um: float = 25.0
+    #: fewest other epithelial nuclei within that radius: with the cell itself, the cluster
+    #: of five tumour cells that the gastric guideline counts in biopsies
+    cluster_min: int = 4
+
+    def __post_init__(self) -> None:
+        sizes = (self.grid_um, self.hole_um, self.split_um, self.min_half_width_um,
+                 self.min_area_um2, self.cluster_radius_um)
+        if min(sizes) <= 0:
+            raise ValueError("nucleus sizes must be positive")
+        if self.max_aspect < 1 or self.cluster_min < 0:
+            raise ValueError("max_aspect must be >= 1 and cluster_min >= 0")
+
+
+@dataclass(frozen=True)
+class Nuclei:
+    """Nucleus objects of a (N, h, w) grid: ``labels`` 1..n (0 background) and per object
+    (index ``i`` is label ``i + 1``) its tile, centre and shape."""
+
+    labels: np.ndarray  #: (N, h, w) int32
+    px_um: float  #: side of one grid pixel (µm)
+    tile: np.ndarray  #: (n,) int32
+    cy: np.ndarray  #: (n,) float64, grid pixels
+    cx: np.ndarray
+    area_um2: np.ndarray
+    major_um: np.ndarray
+    minor_um: np.ndarray
+    fill: np.ndarray
+    eccentricity: np.ndarray
+    h_od: np.ndarray  #: mean haematoxylin OD
+    unstained: np.ndarray  #: bool: mostly a hole in DAB, not haematoxylin
+    closed: np.ndarray  #: bool: its edge is mostly an unstained interior's, closed by DAB
+
+    def __len__(self) -> int:
+        return len(self.tile)
+
+
+# --------------------------------------------------------------------------- segmentation
+
+
+def _haematoxylin_mask(h: np.ndarray, d: np.ndarray, p: NucleusParams) -> np.ndarray:
+    """Nucleus pixels by haematoxylin (regions with a core), where it outweighs DAB."""
+    labels, _, has_core = nucleus_regions(h, p.tumour, p.grid_um)
+    mask = has_core.take(labels)
+    mask &= h >= p.dab_ratio * d
+    return ndi.binary_fill_holes(mask, structure=plane_structure())
+
+
+def _hole_mask(d: np.ndarray, p: NucleusParams) -> np.ndarray:
+    """Unstained cell interiors: DAB at least ``hole_contrast_od`` below its grey-scale
+    closing over ``hole_um`` (the membrane around) and in the lower half between that closing
+    and the floor of the hole (the lowest DAB within ``hole_um``)."""
+    k = (1, *(2 * [max(3, 2 * int(round(p.hole_um / p.grid_um / 2)) + 1)]))
+    wall = ndi.minimum_filter(ndi.maximum_filter(d, size=k), size=k)
+    holes = d <= wall - p.hole_contrast_od
+    floor = ndi.minimum_filter(d, size=k)
+    floor += wall
+    floor *= 0.5
+    holes &= d <= floor
+    return holes
+
+
+def _edge(labels: np.ndarray) -> np.ndarray:
+    """Pixels of labelled objects with a 4-neighbour outside their object (tile edges are
+    not object edges)."""
+    k = (1, 3, 3)
+    return (labels > 0) & (ndi.maximum_filter(labels, size=k, mode="nearest")
+                           != ndi.minimum_filter(labels, size=k, mode="nearest"))
+
+
+def _split(mask: np.ndarray, p: NucleusParams) -> np.ndarray:
+    """Label ``mask`` (N, h, w), touching round objects split at their necks (watershed of
+    the distance transform from its local maxima); objects without a marker are dropped."""
+    labels = np.zeros(mask.shape, np.int32)
+    todo = np.flatnonzero(mask.reshape(len(mask), -1).any(axis=1))
+    if len(todo) == 0:
+        return labels
+    dist = np.zeros(mask.shape, np.float32)
+    for i in todo:
+        dist[i] = ndi.distance_transform_edt(mask[i])
+    k = 2 * int(round(p.split_um / p.grid_um)) + 1
+    peaks = dist == ndi.maximum_filter(dist, size=(1, k, k))
+    peaks &= dist >= p.min_half_width_um / p.grid_um
+    eight = np.zeros((3, 3, 3), bool)
+    eight[1] = True  # 8-connected within a tile, never across tiles
+    markers, _ = ndi.label(peaks, structure=eight)
+    for i in todo:
+        labels[i] = watershed(-dist[i], markers[i], mask=mask[i])
+    return labels
+
+
+def _compact(labels: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, int]:
+    """Renumber the kept labels 1..n in order (``keep`` per old label, 0 included)."""
+    keep = keep.copy()
+    keep[0] = False
+    new = np.zeros(len(keep), np.int32)
+    new[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    return new.take(labels), int(keep.sum())
+
+
+def _moments(labels: np.ndarray, n: int, weights: list[np.ndarray]
+             ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Per label 1..n: tile, and the sums of 1, y, x, yy, xx, xy and of each ``weights``."""
+    zz, yy, xx = np.nonzero(labels)
+    idx = labels[zz, yy, xx] - 1
+    y, x = yy.astype(np.float64), xx.astype(np.float64)
+    tile = np.zeros(n, np.int32)
+    tile[idx] = zz
+    cols = [None, y, x, y * y, x * x, y * x, *(w[zz, yy, xx] for w in weights)]
+    return tile, [np.bincount(idx, weights=c, minlength=n) for c in cols]
+
+
+def find_nuclei(h: np.ndarray, d: np.ndarray, p: NucleusParams,
+                d_view: np.ndarray | None = None) -> Nuclei:
+    """Nuclei of haematoxylin and DAB OD stacks ``h``, ``d`` (N, h, w) on the nucleus grid
+    (``p.grid_um`` µm per pixel): detected, split, measured (see the module docstring).
+    ``d_view`` is DAB as the ×10 view shows it (``d`` itself when None), on the same grid."""
+    nuclear = _haematoxylin_mask(h, d, p)
+    holes = _hole_mask(d if d_view is None else d_view, p) & ~nuclear
+    labels = _split(nuclear | holes, p)
+    n = int(labels.max())
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    labels, n = _compact(labels, sizes * p.grid_um**2 >= p.min_area_um2)
+    edge = _edge(labels)
+    tile, s = _moments(labels, n, [h, holes.astype(np.float32), (edge & holes).astype(np.float32)])
+    n_edge = np.bincount(labels[edge], minlength=n + 1)[1:]
+    area = np.maximum(s[0], 1)
+    cy, cx = s[1] / area, s[2] / area
+    vyy = s[3] / area - cy**2 + 1 / 12  # + a pixel's own variance
+    vxx = s[4] / area - cx**2 + 1 / 12
+    vxy = s[5] / area - cy * cx
+    root = np.sqrt(((vyy - vxx) / 2) ** 2 + vxy**2)
+    lo = np.maximum((vyy + vxx) / 2 - root, 0)
+    hi = (vyy + vxx) / 2 + root
+    minor, major = 4 * np.sqrt(lo), 4 * np.sqrt(hi)
+    return Nuclei(
+        labels=labels, px_um=p.grid_um, tile=tile, cy=cy, cx=cx,
+        area_um2=s[0] * p.grid_um**2, major_um=major * p.grid_um, minor_um=minor * p.grid_um,
+        fill=s[0] / np.maximum(np.pi / 4 * major * minor, 1e-9),
+        eccentricity=np.sqrt(1 - lo / np.maximum(hi, 1e-12)),
+        h_od=s[6] / area, unstained=s[7] / area > 0.5,
+        closed=s[8] > n_edge / 2,
+    )
+
+
+# --------------------------------------------------------------------------- tumour criteria
+
+
+def epithelial(nuc: Nuclei, p: NucleusParams) -> np.ndarray:
+    """Per nucleus: large, plump and convex enough for epithelium / carcinoma."""
+    t = p.tumour
+    keep = (nuc.area_um2 >= t.min_area_um2) & (nuc.area_um2 <= t.max_area_um2)
+    keep &= (nuc.minor_um >= t.min_width_um) & (nuc.fill >= t.min_fill)
+    keep &= nuc.major_um <= p.max_aspect * np.maximum(nuc.minor_um, 1e-9)
+    return keep
+
+
+def cohesive(tile: np.ndarray, y_um: np.ndarray, x_um: np.ndarray, candidate: np.ndarray,
+             p: NucleusParams) -> tuple[np.ndarray, np.ndarray]:
+    """Per nucleus: whether it is a candidate with at least ``cluster_min`` other candidates
+    within ``cluster_radius_um`` in its own tile, and that neighbour count (candidates only,
+    0 for the others). Tiles are kept apart by placing them far from each other."""
+    count = np.zeros(len(tile), np.int64)
+    idx = np.flatnonzero(candidate)
+    if len(idx):
+        gap = 4 * p.cluster_radius_um + float(max(y_um.max(), x_um.max(), 0))
+        pts = np.stack([y_um[idx] + tile[idx] * gap, x_um[idx]], axis=1)
+        tree = cKDTree(pts)
+        count[idx] = tree.query_ball_point(pts, p.cluster_radius_um, return_length=True) - 1
+    return candidate & (count >= p.cluster_min), count
