@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QPushButton, QVBoxLayout, QWidget
 
 from ..errors import Her2Error
@@ -18,6 +17,7 @@ from ..run.pipeline import SlideReport
 from ..tiles.grid import TileRaster
 from .jobs import error_text
 from .layers import ATTENTION_SUFFIX, META_KEY, layer_raster, tile_heatmap_placement
+from .panel import ScoringPanel
 
 if TYPE_CHECKING:
     import napari
@@ -81,19 +81,12 @@ def gradcam_job(report: SlideReport, row: int, col: int) -> np.ndarray:
     return grad_cam(predictor.model, tile, card=predictor.card)
 
 
-class ExplainPanel(QWidget):
+class ExplainPanel(ScoringPanel):
     """Grad-CAM of the tile under the cursor, and the attention heatmap of a finished report."""
-
-    #: a line for the status bar
-    message = Signal(str)
-    #: what went wrong, for the status bar and a notification
-    failed = Signal(str)
 
     def __init__(self, viewer: napari.Viewer, scoring: SlideScoring,
                  parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.viewer = viewer
-        self.scoring = scoring
+        super().__init__(viewer, scoring, parent)
         self.gradcam_button = QPushButton("Grad-CAM of tile under cursor")
         self.gradcam_button.setEnabled(False)
         self.gradcam_button.setToolTip("Explain the deep model's call on the tile under the "

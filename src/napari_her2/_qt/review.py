@@ -34,6 +34,7 @@ from ..classes import LABEL_NAMES, LABEL_VALUES, NON_TUMOUR
 from ..errors import Her2Error
 from ..scoring.review import ReviewLog, ReviewQueue, rank_tiles
 from .layers import layer_raster, tile_labels, viewer_camera
+from .panel import ScoringPanel
 
 if TYPE_CHECKING:
     import napari
@@ -163,19 +164,12 @@ class _blocked:
         self.obj.blockSignals(self.old)
 
 
-class ReviewPanel(QWidget):
+class ReviewPanel(ScoringPanel):
     """Review queue, corrections and saved reviews and reports of the scored slide."""
-
-    #: a line for the status bar
-    message = Signal(str)
-    #: what went wrong, for the status bar and a notification
-    failed = Signal(str)
 
     def __init__(self, viewer: napari.Viewer, scoring: SlideScoring,
                  parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.viewer = viewer
-        self.scoring = scoring
+        super().__init__(viewer, scoring, parent)
         self.review_log = ReviewLog()
         self._shown_labels: np.ndarray | None = None
         self.review_list = ReviewList(self)

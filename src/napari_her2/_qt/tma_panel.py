@@ -13,6 +13,7 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QFileDialog, QVBoxLayout, QWidget
 
 from ..errors import Her2Error
+from .panel import ScoringPanel
 from .updates import until_cancelled
 
 if TYPE_CHECKING:
@@ -44,13 +45,9 @@ def core_text(score) -> str:
     return f"HER2 {score.call.score}" if score.call.score else "no call"
 
 
-class TmaPanel(QWidget):
+class TmaPanel(ScoringPanel):
     """The TMA switch and grid; runs the dearray-then-score-each-core job and keeps its report."""
 
-    #: a line for the status bar
-    message = Signal(str)
-    #: what went wrong, for the status bar and a notification
-    failed = Signal(str)
     #: the progress bar restarts at 0 of this many cores
     progress_range = Signal(int)
     #: cores scored so far
@@ -58,9 +55,7 @@ class TmaPanel(QWidget):
 
     def __init__(self, viewer: napari.Viewer, scoring: SlideScoring,
                  parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.viewer = viewer
-        self.scoring = scoring
+        super().__init__(viewer, scoring, parent)
         self.tma_check = CheckBox(name="tma", value=False, text="TMA: score core by core")
         self.tma_grid = LineEdit(name="tma_grid", label="TMA grid", value="")
         self.tma_grid.tooltip = "ROWSxCOLS of the array, e.g. 6x8 (empty: from the cores found)"

@@ -40,7 +40,7 @@ LIMITS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass
 class DabCellScorer:
     """The weight-free ``dab-cells`` tile scorer (implements ``TilePredictor``)."""
 

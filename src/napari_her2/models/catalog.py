@@ -207,7 +207,8 @@ def describe_models(models_dir: str | Path | None = None) -> list[dict[str, Any]
     (with their cards; invalid ones with ``valid: False`` and the error). No checkpoint's
     weights are read and no model is built with real weights."""
     out: list[dict[str, Any]] = [
-        {"type": "weight-free", "name": WEIGHT_FREE, "card": _weight_free_card()}
+        {"type": "weight-free", "name": WEIGHT_FREE, "card": _weight_free_card()},
+        {"type": "weight-free", "name": WEIGHT_FREE_CELLS, "card": _cell_scorer_card()},
     ]
     out += [describe_architecture(name) for name in list_models()]
     out += [describe_checkpoint(n, p) for n, p in checkpoint_files(models_dir).items()]
