@@ -15,7 +15,8 @@ import tomllib
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "napari_her2"
 #: distribution name -> top-level import name, where they differ
-IMPORT_NAMES = {"scikit-image": "skimage", "scikit-learn": "sklearn", "pydicom": "pydicom"}
+IMPORT_NAMES = {"scikit-image": "skimage", "scikit-learn": "sklearn", "pydicom": "pydicom",
+                "openslide-python": "openslide", "openslide-bin": "openslide"}
 #: imported only where napari runs the plugin (the Qt extra brings it), never by the core
 GUI_ONLY = {"napari"}
 
@@ -68,7 +69,8 @@ def _declared(requirements: list[str]) -> set[str]:
 def test_declared_dependencies_are_exactly_the_imported_ones():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     declared = _declared(project["dependencies"])
-    optional = _declared(project["optional-dependencies"]["dicom"])
+    extras = project["optional-dependencies"]
+    optional = _declared(extras["dicom"]) | _declared(extras["openslide"])
     imported = _imported_top_level()
     assert imported - declared - optional - GUI_ONLY == set(), "imported but not declared"
     assert declared - imported == set(), "declared but never imported"

@@ -75,3 +75,5 @@ def test_scoring_with_dab_cells_adds_the_cells_layer(qtbot, viewer_widget):
     name = f"{widget.scoring.image_name} cells"
     assert name in viewer.layers
     assert widget.cells.cells is report.results.cells
+    n_tumour = report.to_dict()["cells"]["n_tumour_cells"]
+    assert widget.panel.cells_label.full_text().startswith(f"{n_tumour:,} tumour of ")

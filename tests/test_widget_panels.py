@@ -34,7 +34,7 @@ def test_the_widget_is_built_from_panels(viewer_widget):
     _, widget = viewer_widget
     for name in ("form", "region", "tma", "run_panel", "panel", "explain", "review"):
         panel = getattr(widget, name)
-        assert isinstance(panel, QWidget) and panel.parent() is widget, name
+        assert isinstance(panel, QWidget) and widget.isAncestorOf(panel), name
     for name in ("jobs", "scoring"):
         core = getattr(widget, name)
         assert isinstance(core, QObject) and not isinstance(core, QWidget), name

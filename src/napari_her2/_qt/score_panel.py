@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qtpy.QtCore import QRectF, Qt
+from qtpy.QtCore import QRectF, QSize, Qt
 from qtpy.QtGui import QColor, QPainter
 from qtpy.QtWidgets import QFormLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
@@ -61,6 +61,15 @@ class ElidedLabel(QLabel):
     def full_text(self) -> str:
         return self._full
 
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        """One line of the current font high: a short dock squeezes the review list, never a
+        line of text (the font is read now, after napari's theme has set it)."""
+        return QSize(1, self.fontMetrics().height())
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        hint = super().sizeHint()
+        return QSize(hint.width(), max(hint.height(), self.fontMetrics().height()))
+
     def setText(self, text: str | None) -> None:  # noqa: N802 - Qt API
         self._full = text or ""
         self.setToolTip(self._full)
@@ -92,6 +101,7 @@ class ScorePanel(QWidget):
         self.validation_label = ElidedLabel()
         self.her2_low_label = ElidedLabel()
         self.tiles_label = ElidedLabel()
+        self.cells_label = ElidedLabel()
         self.method_label = ElidedLabel()
         self.model_label = ElidedLabel()
         self.bars = FractionBars(self)
@@ -102,6 +112,7 @@ class ScorePanel(QWidget):
         form.addRow("Validated", self.validation_label)
         form.addRow("0 vs 1+", self.her2_low_label)
         form.addRow("Tiles", self.tiles_label)
+        form.addRow("Cells", self.cells_label)
         form.addRow("Called by", self.method_label)
         form.addRow("Model", self.model_label)
         layout = QVBoxLayout(self)
@@ -117,7 +128,8 @@ class ScorePanel(QWidget):
         self.last = None
         self.score_label.setText("not scored")
         for label in (self.category_label, self.confidence_label, self.validation_label,
-                      self.her2_low_label, self.tiles_label, self.model_label):
+                      self.her2_low_label, self.tiles_label, self.cells_label,
+                      self.model_label):
             label.setText("")
         self.method_label.setText("")
         self.bars.set_fractions(None)
@@ -150,7 +162,8 @@ class ScorePanel(QWidget):
                                  + (f", {ev.n_unreadable} unreadable" if ev.n_unreadable else ""))
         self.method_label.setText(call.method + (" (partial)" if call.partial else ""))
         self.bars.set_fractions(ev.class_fractions or None)
-        ctx = context or {}
+        ctx = dict(context or {})
+        self.cells_label.setText(ctx.pop("cells", None) or "not counted (tile scorer)")
         self.model_label.setText(", ".join(f"{k} {v}" for k, v in ctx.items() if v is not None))
 
 

@@ -189,7 +189,13 @@ class SlideScoring(QObject):
 
     def _on_returned(self, report: SlideReport) -> None:
         self.report = report
-        self.show_call(report.call, self.context())
+        context = self.context()
+        cells = report.results.cells
+        if cells is not None:  # the cells the call counted (known once every tile is done)
+            summary = cells.summary()
+            context["cells"] = (f"{summary['n_tumour_cells']:,} tumour of "
+                                f"{summary['n_cells']:,} found")
+        self.show_call(report.call, context)
         self.report_ready.emit(report)
         text = f"Done: {len(report.results)} tiles in {report.timings.total:.1f} s"
         if report.stain is not None and report.stain.warning:

@@ -20,7 +20,17 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qtpy.QtWidgets import QFileDialog, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QFrame,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..errors import Her2Error
 from .cells import CellsOverlay
@@ -62,12 +72,26 @@ class Her2ScoringWidget(QWidget):
         self.explain = ExplainPanel(napari_viewer, self.scoring, self)
         self.review = ReviewPanel(napari_viewer, self.scoring, self)
         self.cells = CellsOverlay(napari_viewer, self)
-        layout = QVBoxLayout(self)
+        self._lay_out()
+        self._connect()
+
+    def _lay_out(self) -> None:
+        """The panels in one column that scrolls: a short dock (or screen) scrolls the widget
+        instead of squeezing a line of text below its height."""
+        body = QWidget()
+        column = QVBoxLayout(body)
         for part in (self.form, self.region, self.tma, self.run_panel, self.panel,
                      self.export_button, self.explain, self.review):
-            layout.addWidget(part)
-        layout.addStretch(1)
-        self._connect()
+            column.addWidget(part)
+        column.addStretch(1)
+        scroll = QScrollArea(self)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(body)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(scroll)
 
     def _connect(self) -> None:
         jobs, scoring, run = self.jobs, self.scoring, self.run_panel

@@ -1,7 +1,10 @@
 """The supported slide formats, in one table read by ``open_slide``, the napari reader and batch.
 
 Each :class:`SlideFormat` names its file suffixes, how to recognise its first bytes and the
-backend that opens it. Adding a format is adding a row to :data:`FORMATS`.
+backend that opens it. Adding a format is adding a row to :data:`FORMATS`. Rows whose backend
+is ``"openslide"`` need the optional OpenSlide (``napari-her2[openslide]``); their suffixes
+name the format whatever the file's bytes (a MIRAX ``.mrxs`` is a text index, an SVSlide a
+database), and a Ventana BIF named ``.tif`` is recognised by its XMP.
 """
 
 from __future__ import annotations
@@ -25,6 +28,12 @@ class SlideFormat:
     matches: Callable[[bytes], bool]
     open: Callable[[Path], Slide]
     summary: str
+    #: "native" (this package decodes it) or "openslide" (the optional OpenSlide backend)
+    backend: str = "native"
+    #: a closer look at a file whose head ``matches`` (reads more of the file)
+    sniff: Callable[[Path, bytes], bool] | None = None
+    #: a file with one of ``suffixes`` is this format, whatever its first bytes
+    by_suffix: bool = False
 
 
 def _open_tiff(p: Path) -> Slide:
@@ -43,6 +52,18 @@ def _open_image(p: Path) -> Slide:
     from .image import open_image
 
     return open_image(p)
+
+
+def _open_openslide(p: Path) -> Slide:
+    from .openslide_backend import open_openslide
+
+    return open_openslide(p)
+
+
+def _is_bif(p: Path, head: bytes) -> bool:
+    from .openslide_backend import is_ventana_bif
+
+    return is_ventana_bif(p, head)
 
 
 def _is_tiff(head: bytes) -> bool:
@@ -64,6 +85,10 @@ def _is_jpeg(head: bytes) -> bool:
 
 
 FORMATS: tuple[SlideFormat, ...] = (
+    SlideFormat("openslide", (".mrxs", ".scn", ".bif", ".vms", ".vmu", ".svslide"), _is_tiff,
+                _open_openslide, "3DHistech MIRAX, Leica SCN, Ventana/Roche BIF (also as .tif), "
+                "Hamamatsu VMS/VMU, Sakura SVSlide",
+                backend="openslide", sniff=_is_bif, by_suffix=True),
     SlideFormat("tiff", (".svs", ".ndpi", ".tif", ".tiff"), _is_tiff, _open_tiff,
                 "Aperio SVS, Hamamatsu NDPI, OME-TIFF, generic tiled or strip TIFF"),
     SlideFormat("dicom", (".dcm",), lambda head: head[128:132] == b"DICM", _open_dicom,
@@ -96,21 +121,31 @@ def detect_format(p: Path) -> SlideFormat:
     """The format of ``p`` from its first bytes (a folder: DICOM), or a one-line error."""
     if p.is_dir():
         if is_dicom_folder(p):
-            return FORMATS[1]
+            return format_named("dicom")
         raise UnsupportedFormatError(p, "is a folder without DICOM (.dcm) files")
-    head = _head(p)
+    head = check_readable(p)
+    by_suffix = next((f for f in FORMATS if f.by_suffix and p.name.lower().endswith(f.suffixes)),
+                     None)
+    if by_suffix is not None:
+        return by_suffix
     for fmt in FORMATS:
-        if fmt.matches(head):
+        if fmt.matches(head) and (fmt.sniff is None or fmt.sniff(p, head)):
             if fmt.name == "tiff":
                 from .tiff import check_first_ifd
 
                 check_first_ifd(p, head)
             return fmt
     raise UnsupportedFormatError(
-        p, "not a supported slide (unrecognised file header; TIFF family, DICOM, PNG or JPEG)")
+        p, "not a supported slide (unrecognised file header; TIFF family, DICOM, PNG or JPEG; "
+        "with OpenSlide also " + " ".join(format_named("openslide").suffixes) + ")")
 
 
-def _head(p: Path) -> bytes:
+def format_named(name: str) -> SlideFormat:
+    return next(f for f in FORMATS if f.name == name)
+
+
+def check_readable(p: Path) -> bytes:
+    """The first bytes of a readable regular file, or a one-line error."""
     try:
         mode = p.stat().st_mode
     except FileNotFoundError:
