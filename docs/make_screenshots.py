@@ -139,7 +139,7 @@ def make(out: Path, *, smoke: bool = False) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="napari-her2-shots-"))
     width = 700 if smoke else 1150
-    size = (1000, 700) if smoke else (1500, 950)
+    size = (1000, 700) if smoke else (1500, 1150)
     slide = (write_pyramid_tiff(work / "small.tif", ihc_mosaic(rows=1, cols=2), 0.5)
              if smoke else sample_slide_path())
     written: list[Path] = []

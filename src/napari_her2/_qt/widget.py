@@ -20,14 +20,11 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QFileDialog,
-    QFrame,
     QLabel,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -38,6 +35,7 @@ from .controls import FormPanel, RunPanel
 from .explain import ExplainPanel
 from .jobs import JobRunner, error_text
 from .layers import tile_labels
+from .panel import ScrollColumn
 from .regions import RegionPanel
 from .review import ReviewPanel
 from .score_panel import ScorePanel
@@ -84,10 +82,7 @@ class Her2ScoringWidget(QWidget):
                      self.export_button, self.explain, self.review):
             column.addWidget(part)
         column.addStretch(1)
-        scroll = QScrollArea(self)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll = ScrollColumn(self)
         scroll.setWidget(body)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -227,3 +222,4 @@ class Her2ScoringWidget(QWidget):
             return None
         self.status.setText(f"Wrote {written}")
         return written
+
