@@ -127,6 +127,9 @@ def test_bench_pipeline_smoke(capsys):
     ratio = _figure(r"^ratio napari-her2 / pure model += (\d+\.\d\d) .*target >= 0\.85", out)
     assert pure > 0 and ours > 0
     assert ratio == pytest.approx(ours / pure, rel=0.05, abs=0.01)  # one round: its ratio
+    mpx = _figure(r"^tissue throughput: napari-her2 (\d+\.\d\d) Mpx/s", out)
+    assert mpx == pytest.approx(ours * 256**2 / 1e6, rel=0.02, abs=0.01)
+    assert "bare forward" not in out  # a weight-free scorer has no network to time alone
     try:
         import openslide  # noqa: F401
     except ImportError:
@@ -228,3 +231,16 @@ def test_bench_cells_smoke(capsys):
         rates["measure_cells, 1 thread"] / rates["membrane.measure"], rel=0.05, abs=0.01)
     assert re.search(r"^target: measure_cells >= 3\.0 Mpx/s on 2 cores: (met|not met) "
                      r"\(ratio \d+\.\d\d\)$", out, re.MULTILINE)
+
+
+def test_bench_pipeline_times_a_cnn_against_its_bare_forward(capsys):
+    bench_pipeline = _bench_module("bench_pipeline")
+
+    assert bench_pipeline.main(["--model", "her2-resnet", "--mosaic", "1", "--rounds", "1",
+                                "--usual-tiles", "2", "--batch", "8"]) == 0
+    out = capsys.readouterr().out
+    ours = _figure(r"^napari-her2 +(\d+\.\d) tiles/s", out)
+    bare = _figure(r"^bare forward +(\d+\.\d) tiles/s", out)
+    ratio = _figure(r"^ratio napari-her2 / bare forward = (\d+\.\d\d)  \(target >= 0\.85\)$",
+                    out)
+    assert bare > 0 and ratio == pytest.approx(ours / bare, rel=0.05, abs=0.01)
