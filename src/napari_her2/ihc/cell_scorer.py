@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -23,8 +21,8 @@ import numpy as np
 from ..predict import CellColumns, Prediction
 from .cells import CellBatch, CellParams, cell_counts, measure_cells, tile_classes
 from .deconvolution import DEFAULT_DAB, DEFAULT_HAEMATOXYLIN, Vector3, stain_matrix
-from .membrane import CLASSES, STAIN_DECIMALS, DabMembraneParams
-from .scorer import MAX_THREADS, MIN_TILES_PER_THREAD, DabMembraneScorer
+from .membrane import CLASSES, DabMembraneParams, stain_estimates
+from .scorer import DabMembraneScorer, over_slices
 
 #: per-tile features: tumour cells of each class, non-tumour cells, and the mean ring OD
 FEATURE_NAMES: tuple[str, ...] = ("cells_0", "cells_1+", "cells_2+", "cells_3+",
@@ -64,11 +62,7 @@ class DabCellScorer:
             sort_keys=True).encode()).hexdigest()
 
     def slide_estimates(self) -> dict[str, Any]:
-        vectors = {k: [round(float(x), STAIN_DECIMALS) for x in getattr(self, k)]
-                   for k in ("haematoxylin", "dab")}
-        default = (np.allclose(self.haematoxylin, DEFAULT_HAEMATOXYLIN)
-                   and np.allclose(self.dab, DEFAULT_DAB))
-        return {"stain_vectors": {**vectors, "source": "default" if default else "slide"}}
+        return stain_estimates(self.haematoxylin, self.dab)
 
     def at_mpp(self, mpp: float) -> DabCellScorer:
         return self if mpp == self.params.mpp else replace(
@@ -103,18 +97,11 @@ class DabCellScorer:
         return Prediction(probs, features, cells=_columns(cells))
 
     def _measure(self, tiles: np.ndarray) -> CellBatch:
-        """``measure_cells`` over slices of the batch in threads (one in sync mode)."""
-        from ..threads import sync_mode
-
+        """``measure_cells`` over slices of the batch in threads (see :func:`over_slices`)."""
         matrix = stain_matrix(self.haematoxylin, self.dab)
-        n_threads = min(os.cpu_count() or 1, MAX_THREADS, len(tiles) // MIN_TILES_PER_THREAD)
-        if n_threads < 2 or sync_mode():
-            return measure_cells(tiles, self.params, matrix)
-        parts = np.array_split(np.arange(len(tiles)), n_threads)
-        with ThreadPoolExecutor(n_threads, thread_name_prefix="napari-her2-cells") as pool:
-            batches = list(pool.map(lambda idx: measure_cells(tiles[idx], self.params, matrix),
-                                    parts))
-        return _concat(batches, [int(p[0]) if len(p) else 0 for p in parts])
+        parts = over_slices(len(tiles),
+                            lambda idx: measure_cells(tiles[idx], self.params, matrix), "cells")
+        return parts[0][1] if len(parts) == 1 else _concat(parts)
 
     def describe(self) -> dict[str, Any]:
         """Model card: what the scorer measures, its parameters and its limits."""
@@ -139,12 +126,12 @@ class DabCellScorer:
         }
 
 
-def _concat(batches: list[CellBatch], offsets: list[int]) -> CellBatch:
-    """One CellBatch of several, tile indices shifted by each part's first tile."""
-    shifted = [replace(b, tile=b.tile + off) for b, off in zip(batches, offsets, strict=True)]
+def _concat(parts: list[tuple[int, CellBatch]]) -> CellBatch:
+    """One CellBatch of (first tile, batch) slices, tile indices shifted by each first tile."""
+    shifted = [replace(b, tile=b.tile + off) for off, b in parts]
     names = [f for f in CellBatch.__dataclass_fields__ if f != "views_um"]
     joined = {f: np.concatenate([getattr(b, f) for b in shifted]) for f in names}
-    return CellBatch(**joined, views_um=batches[0].views_um)
+    return CellBatch(**joined, views_um=parts[0][1].views_um)
 
 
 def _columns(cells: CellBatch) -> CellColumns:

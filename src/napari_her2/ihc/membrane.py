@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -169,10 +170,23 @@ class DabMembraneParams:
         return json.dumps(fixed, sort_keys=True)
 
     def stain_vectors(self) -> dict[str, list[float]]:
-        """The haematoxylin and DAB OD vectors in use, rounded to what they mean (three
-        decimals of a unit vector: about 0.06°, far finer than two slides' stains differ)."""
-        return {k: [round(float(x), STAIN_DECIMALS) for x in getattr(self, k)]
-                for k in STAIN_FIELDS}
+        """The haematoxylin and DAB OD vectors in use, rounded (see :func:`rounded_stains`)."""
+        return rounded_stains(self.haematoxylin, self.dab)
+
+
+def rounded_stains(haematoxylin: Vector3, dab: Vector3) -> dict[str, list[float]]:
+    """Stain vectors rounded to what they mean (three decimals of a unit vector: about
+    0.06°, far finer than two slides' stains differ)."""
+    return {k: [round(float(x), STAIN_DECIMALS) for x in v]
+            for k, v in zip(STAIN_FIELDS, (haematoxylin, dab), strict=True)}
+
+
+def stain_estimates(haematoxylin: Vector3, dab: Vector3) -> dict[str, Any]:
+    """What a weight-free scorer took from the slide, as its report shows it: the rounded
+    stain vectors, and whether they are the defaults or were estimated."""
+    default = np.allclose(haematoxylin, DEFAULT_HAEMATOXYLIN) and np.allclose(dab, DEFAULT_DAB)
+    return {"stain_vectors": {**rounded_stains(haematoxylin, dab),
+                              "source": "default" if default else "slide"}}
 
 
 # --------------------------------------------------------------------------- measurements

@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -32,11 +33,13 @@ from .membrane import (
     DabMembraneParams,
     classify,
     measure,
+    stain_estimates,
 )
 
 __all__ = ["LIMITS", "DabMembraneScorer"]
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 LIMITS = (
     "Research use only, not for diagnosis. A rule-based reading of DAB membrane staining per "
@@ -82,11 +85,7 @@ class DabMembraneScorer:
     def slide_estimates(self) -> dict[str, Any]:
         """What this scorer took from the slide, rounded: the stain vectors, and whether
         they are the defaults or were estimated."""
-        p = self.params
-        default = (np.allclose(p.haematoxylin, DEFAULT_HAEMATOXYLIN)
-                   and np.allclose(p.dab, DEFAULT_DAB))
-        return {"stain_vectors": {**p.stain_vectors(),
-                                  "source": "default" if default else "slide"}}
+        return stain_estimates(self.params.haematoxylin, self.params.dab)
 
     def predict(self, tiles: np.ndarray) -> Prediction:
         """Score uint8 tiles (N, H, W, 3)."""
@@ -144,17 +143,9 @@ class DabMembraneScorer:
         return DabMembraneScorer(replace(p, haematoxylin=hem, dab=dab))
 
     def _measure_parallel(self, tiles: np.ndarray) -> np.ndarray:
-        """``measure`` over slices of the batch in threads (numpy and scipy.ndimage release
-        the GIL, so the cores share a batch); one thread in sync mode or for small batches."""
-        from napari_her2.threads import sync_mode
-
-        n_threads = min(os.cpu_count() or 1, MAX_THREADS, len(tiles) // MIN_TILES_PER_THREAD)
-        if n_threads < 2 or sync_mode():
-            return measure(tiles, self.params)
-        parts = np.array_split(np.arange(len(tiles)), n_threads)
-        with ThreadPoolExecutor(n_threads, thread_name_prefix="napari-her2-stain") as pool:
-            feats = list(pool.map(lambda idx: measure(tiles[idx], self.params), parts))
-        return np.concatenate(feats)
+        """``measure`` over slices of the batch in threads (see :func:`over_slices`)."""
+        parts = over_slices(len(tiles), lambda idx: measure(tiles[idx], self.params), "stain")
+        return np.concatenate([feats for _, feats in parts])
 
     def describe(self) -> dict[str, Any]:
         """Model card: what the scorer measures, its thresholds and its limits."""
@@ -175,3 +166,18 @@ class DabMembraneScorer:
             "training_data": None,
             "limits": LIMITS,
         }
+
+
+def over_slices(n_tiles: int, work: Callable[[np.ndarray], T], name: str) -> list[tuple[int, T]]:
+    """``work(indices)`` over consecutive slices of a batch of ``n_tiles`` tiles, in threads
+    (numpy and scipy.ndimage release the GIL, so the cores share a batch); one slice in sync
+    mode or for small batches. Returns (first tile index, result) per slice, in order."""
+    from napari_her2.threads import sync_mode
+
+    n_threads = min(os.cpu_count() or 1, MAX_THREADS, n_tiles // MIN_TILES_PER_THREAD)
+    if n_threads < 2 or sync_mode():
+        return [(0, work(np.arange(n_tiles)))]
+    parts = np.array_split(np.arange(n_tiles), n_threads)
+    with ThreadPoolExecutor(n_threads, thread_name_prefix=f"napari-her2-{name}") as pool:
+        results = list(pool.map(work, parts))
+    return [(int(idx[0]) if len(idx) else 0, r) for idx, r in zip(parts, results, strict=True)]

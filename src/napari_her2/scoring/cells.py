@@ -15,6 +15,8 @@ slide gets no call ("no tumour found").
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..classes import HER2_SCORES
@@ -60,7 +62,7 @@ def score_cells(results: TileResults, organ: str = "breast", specimen: str = "re
                        n_unreadable=int((~results.readable).sum()),
                        sampling="tile-bootstrap-of-cells", seed=seed)
     n_tumour_tiles = int((per_tile[:, : len(HER2_SCORES)].sum(axis=1) > 0).sum())
-    return _with(score, method=rule.method + CELLS_SUFFIX, n_tumour_tiles=n_tumour_tiles)
+    return replace(score, method=rule.method + CELLS_SUFFIX, n_tumour_tiles=n_tumour_tiles)
 
 
 def _resample_tiles(per_tile: np.ndarray, n_samples: int, seed: int) -> np.ndarray:
@@ -72,8 +74,3 @@ def _resample_tiles(per_tile: np.ndarray, n_samples: int, seed: int) -> np.ndarr
     picks = rng.multinomial(n, np.full(n, 1.0 / n), size=n_samples)  # times each tile is drawn
     return picks @ per_tile
 
-
-def _with(score: SlideScore, **changes: object) -> SlideScore:
-    from dataclasses import replace
-
-    return replace(score, **changes)  # type: ignore[arg-type]

@@ -11,10 +11,12 @@ OpenSlide reads. The result is the same :class:`Slide`: levels are chunked reade
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import struct
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,38 +125,32 @@ class _Handle:
         self._active = 0
         self._closed = False
 
-    def read(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+    @contextlib.contextmanager
+    def _in_use(self, what: str) -> Iterator[Any]:
+        """The open handle, counted as in use (``close`` waits for it); an OpenSlide or PIL
+        failure inside becomes a ChunkDecodeError that names ``what`` was being read."""
         with self._cond:
             if self._closed:
                 raise ChunkDecodeError("the slide is closed")
             self._active += 1
         try:
-            region = self.osr.read_region(location, level, size)
-            return rgba_on_white(np.asarray(region))
+            yield self.osr
         except ChunkDecodeError:
             raise
         except Exception as err:  # noqa: BLE001 - OpenSlideError, PIL errors
-            raise ChunkDecodeError(f"OpenSlide cannot read level {level} at {location}: "
-                                   f"{_first_line(err)}") from err
+            raise ChunkDecodeError(f"OpenSlide cannot read {what}: {_first_line(err)}") from err
         finally:
             with self._cond:
                 self._active -= 1
                 self._cond.notify_all()
 
+    def read(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        with self._in_use(f"level {level} at {location}") as osr:
+            return rgba_on_white(np.asarray(osr.read_region(location, level, size)))
+
     def associated(self, name: str) -> np.ndarray:
-        with self._cond:
-            if self._closed:
-                raise ChunkDecodeError("the slide is closed")
-            self._active += 1
-        try:
-            return rgba_on_white(np.asarray(self.osr.associated_images[name].convert("RGBA")))
-        except Exception as err:  # noqa: BLE001 - OpenSlideError, PIL errors
-            raise ChunkDecodeError(f"OpenSlide cannot read the {name} image: "
-                                   f"{_first_line(err)}") from err
-        finally:
-            with self._cond:
-                self._active -= 1
-                self._cond.notify_all()
+        with self._in_use(f"the {name} image") as osr:
+            return rgba_on_white(np.asarray(osr.associated_images[name].convert("RGBA")))
 
     def close(self) -> None:
         with self._cond:
