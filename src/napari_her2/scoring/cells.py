@@ -21,7 +21,7 @@ import numpy as np
 
 from ..classes import HER2_SCORES
 from ..tiles.results import TileResults
-from .rules import RuleParams, SlideScore, _summarise, get_rule
+from .rules import RuleParams, SlideScore, get_rule, summarise_counts
 
 #: fewer tumour cells than this give no call: less than a small nest of carcinoma
 MIN_TUMOUR_CELLS = 50
@@ -58,7 +58,7 @@ def score_cells(results: TileResults, organ: str = "breast", specimen: str = "re
         observed = np.concatenate([np.zeros(len(HER2_SCORES), np.int64), observed[-1:]])
         per_tile = np.zeros_like(per_tile)
     samples = _resample_tiles(per_tile, n_samples, seed)
-    score = _summarise(observed, samples, rule, n_tiles=len(results),
+    score = summarise_counts(observed, samples, rule, n_tiles=len(results),
                        n_unreadable=int((~results.readable).sum()),
                        sampling="tile-bootstrap-of-cells", seed=seed)
     n_tumour_tiles = int((per_tile[:, : len(HER2_SCORES)].sum(axis=1) > 0).sum())

@@ -338,9 +338,10 @@ def _modal_outcome(as_called: int, sample_calls: np.ndarray) -> _Outcome:
     return _Outcome(modal.score, modal.share, pair_names(modal.borderline), named)
 
 
-def _summarise(observed: np.ndarray, samples: np.ndarray, rule: ScoringRule, *, n_tiles: int,
-               n_unreadable: int, sampling: str, seed: int) -> SlideScore:
-    """A SlideScore from observed outcome counts (5,) and sampled counts (S, 5)."""
+def summarise_counts(observed: np.ndarray, samples: np.ndarray, rule: ScoringRule, *,
+                     n_tiles: int, n_unreadable: int, sampling: str, seed: int) -> SlideScore:
+    """A SlideScore from observed outcome counts (5,) and sampled counts (S, 5): counts of
+    tiles (the rule over tiles) or of cells (``scoring.cells``)."""
     as_called = int(rule.apply(observed[:_OTHER]))
     sample_calls = rule.apply(samples[:, :_OTHER]) if samples.size else np.zeros(0, int)
     outcome = _modal_outcome(as_called, sample_calls)
@@ -391,7 +392,7 @@ def score_tiles(results: TileResults, organ: str = "breast", specimen: str = "re
     n_unreadable = int((~results.readable).sum())
     logger.debug("scored %d tiles (%d unreadable) by %s", len(results), n_unreadable,
                  rule.method)
-    return _summarise(observed, samples, rule, n_tiles=len(results),
+    return summarise_counts(observed, samples, rule, n_tiles=len(results),
                       n_unreadable=n_unreadable, sampling="tile-probabilities", seed=seed)
 
 
@@ -423,7 +424,7 @@ def score_labels(label_image: np.ndarray, organ: str = "breast", specimen: str =
     rng = np.random.default_rng(seed)
     samples = (_bootstrap_counts(outcomes, n_samples, rng) if outcomes.size
                else np.zeros((0, _OTHER + 1), np.int64))
-    return _summarise(_counts(outcomes), samples, rule, n_tiles=n_tiles,
+    return summarise_counts(_counts(outcomes), samples, rule, n_tiles=n_tiles,
                       n_unreadable=n_unreadable, sampling="bootstrap", seed=seed)
 
 
