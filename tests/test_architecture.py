@@ -70,7 +70,8 @@ def test_declared_dependencies_are_exactly_the_imported_ones():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     declared = _declared(project["dependencies"])
     extras = project["optional-dependencies"]
-    optional = _declared(extras["dicom"]) | _declared(extras["openslide"])
+    optional = set().union(*(_declared(extras[name]) for name in (
+        "dicom", "openslide", "features", "encoders-timm")))
     imported = _imported_top_level()
     assert imported - declared - optional - GUI_ONLY == set(), "imported but not declared"
     assert declared - imported == set(), "declared but never imported"

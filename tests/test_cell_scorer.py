@@ -8,11 +8,13 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from napari_her2 import score_slide
 from napari_her2._sample_data import ihc_mosaic
 from napari_her2.cli import main
-from napari_her2.ihc.cell_scorer import DabCellScorer
+from napari_her2.ihc.cell_scorer import DabCellScorer, tile_probabilities
 from napari_her2.ihc.cells import tile_classes
 from napari_her2.models import load_predictor
 from napari_her2.scoring.cells import MIN_TUMOUR_CELLS, score_cells, tile_cell_counts
@@ -103,3 +105,51 @@ def test_a_field_of_fat_and_stroma_has_no_tumour(shared_data):
     """BCI 00004: fat and fibrous stroma, no carcinoma: no call, whatever the slide's label."""
     rep = score_slide(_bci(shared_data, "00004_test_0.png"), "dab-cells", mpp=0.5)
     assert rep.call.score is None and rep.call.no_call.value == "no tumour found"
+
+
+@given(st.lists(st.tuples(*[st.integers(0, 60)] * 5), min_size=1, max_size=30))
+@example([(9, 0, 1, 0, 3)])  # 1 of 10 tumour cells 2+: exactly at the 10% cut
+def test_tile_probabilities_keep_the_cells_class(rows):
+    counts = np.asarray(rows, np.int64)
+    probs = tile_probabilities(counts)
+    assert probs.shape == (len(rows), 5)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+    assert (probs >= 0).all()
+    np.testing.assert_array_equal(probs.argmax(axis=1), tile_classes(counts))
+
+
+def test_a_tile_a_cell_decides_is_split_one_far_from_the_cut_is_not():
+    near = [90, 0, 10, 0, 0]  # 10 of 100 tumour cells 2+: one more would make it 2+
+    far = [0, 0, 0, 100, 0]  # every tumour cell 3+
+    none = [0, 0, 0, 0, 40]  # no tumour cells
+    probs = tile_probabilities(np.asarray([near, far, none]))
+    assert tile_classes(np.asarray([near]))[0] == 0
+    assert 0.2 < probs[0, 2] < probs[0, 0]  # split across the 0/1+ ... 2+ boundary
+    assert probs[1, 3] > 0.999 and probs[2, 4] == 1.0
+
+
+def test_a_hand_edit_relabels_the_cells_of_that_tile(report):
+    """A pathologist's tile label counts for the cells of that tile; the others keep theirs."""
+    from napari_her2.classes import LABEL_VALUES
+    from napari_her2.scoring.cells import edited_cell_counts
+
+    results = report.results
+    counts = tile_cell_counts(results)
+    labels = results.label_image()
+    np.testing.assert_array_equal(edited_cell_counts(results, labels), counts)
+    tumour = np.flatnonzero(counts[:, :4].sum(axis=1) > 0)
+    first, second = int(tumour[0]), int(tumour[1])
+    at_first = (results.rows[first], results.cols[first])
+    target = "0" if labels[at_first] == LABEL_VALUES["3+"] else "3+"
+    labels[at_first] = LABEL_VALUES[target]
+    labels[results.rows[second], results.cols[second]] = LABEL_VALUES["non-tumour"]
+    edited = edited_cell_counts(results, labels)
+    n_tumour = counts[first, :4].sum()
+    k = 0 if target == "0" else 3
+    assert edited[first, k] == n_tumour and edited[first, :4].sum() == n_tumour
+    assert edited[second, :4].sum() == 0 and edited[second].sum() == counts[second].sum()
+    others = np.setdiff1d(np.arange(len(results)), [first, second])
+    np.testing.assert_array_equal(edited[others], counts[others])
+    everything_3 = results.label_image()
+    everything_3[results.rows, results.cols] = LABEL_VALUES["3+"]
+    assert score_cells(results, label_image=everything_3).score == "3+"

@@ -43,7 +43,7 @@ def test_a_borderline_call_is_said_in_the_line_the_json_and_the_page(tmp_path, c
     out = tmp_path / "out"
     assert main(["score", str(slide), "--out", str(out), "--report"]) == 0
     headline = ("HER2 borderline 0 / 1+: review (0 in 48% of resamplings, 1+ in 45%) "
-                "by asco-cap-breast-2023")
+                "by asco-cap-breast-2023-cells")
     assert capsys.readouterr().out.startswith(f"edge.tif: {headline}; ")
     data = json.loads((out / "edge.json").read_text())
     assert data["borderline"] == ["0", "1+"] and data["headline"] == headline

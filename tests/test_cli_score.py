@@ -84,11 +84,13 @@ def test_score_writes_both_files_and_one_summary_line(capsys, slide, tmp_path):
     rc, stdout, err = run(capsys, "score", slide, "--out", out, *FAST)
     assert rc == 0, err
     assert err == ""
-    assert sorted(p.name for p in out.iterdir()) == ["mosaic.geojson", "mosaic.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["mosaic.cells.geojson", "mosaic.geojson",
+                                                     "mosaic.json"]
     lines = stdout.splitlines()
     match = SUMMARY.match(lines[0])
     assert match, lines[0]
-    assert lines[1:] == [f"wrote {out / 'mosaic.geojson'}", f"wrote {out / 'mosaic.json'}"]
+    assert lines[1:] == [f"wrote {out / 'mosaic.geojson'}", f"wrote {out / 'mosaic.json'}",
+                         f"wrote {out / 'mosaic.cells.geojson'}"]
     report = json.loads((out / "mosaic.json").read_text())
     assert match["name"] == "mosaic.tif"
     assert (match["score"], match["category"]) == (report["score"], report["category"])
@@ -234,7 +236,7 @@ def test_models_lists_the_registry(capsys):
     rc, stdout, err = run(capsys, "models")
     assert rc == 0 and err == ""
     names = [line.split()[0] for line in stdout.splitlines() if line and not line[0].isspace()]
-    assert names[0] == "dab-membrane"
+    assert names[:2] == ["dab-cells", "dab-membrane"]
     for name in ("her2-resnet", "repvgg-gct", "repvgg-se", "resnet18", "abmil"):
         assert name in names
 
@@ -255,11 +257,12 @@ def test_demo_headless_scores_the_sample_slide(capsys, tmp_path):
     assert rc == 0, err
     cache = Path(os.environ["NAPARI_HER2_CACHE"])
     assert (cache / "ihc-sample-v1.tif").is_file(), "sample built in $NAPARI_HER2_CACHE"
-    assert sorted(p.name for p in out.iterdir()) == ["ihc-sample-v1.geojson",
+    assert sorted(p.name for p in out.iterdir()) == ["ihc-sample-v1.cells.geojson",
+                                                     "ihc-sample-v1.geojson",
                                                      "ihc-sample-v1.json"]
     report = json.loads((out / "ihc-sample-v1.json").read_text())
     assert report["score"] in HER2_SCORES and report["n_scored_tiles"] > 0
-    assert report["model"]["name"] == "dab-membrane"
+    assert report["model"]["name"] == "dab-cells" and report["cells"]["n_tumour_cells"] > 0
     assert report["warnings"] == []  # the sample is DAB IHC
     assert any(SUMMARY.match(line) for line in stdout.splitlines())
 
@@ -280,7 +283,8 @@ def test_batch_reports_every_slide_and_goes_on_after_a_bad_one(capsys, slide, tm
     assert rc == 1
     assert "Traceback" not in err
     assert sorted(p.name for p in out.glob("*.json")) == ["a.json", "b.json"]
-    assert sorted(p.name for p in out.glob("*.geojson")) == ["a.geojson", "b.geojson"]
+    assert sorted(p.name for p in out.glob("*.geojson")) == ["a.cells.geojson", "a.geojson",
+                                                              "b.cells.geojson", "b.geojson"]
     with open(out / "batch_summary.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 3
@@ -309,7 +313,8 @@ def test_installed_executable_scores_and_fails_cleanly(slide, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     assert SUMMARY.match(done.stdout.splitlines()[0]), done.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["mosaic.geojson", "mosaic.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["mosaic.cells.geojson", "mosaic.geojson",
+                                                     "mosaic.json"]
 
     text = tmp_path / "notes.svs"
     text.write_text("not a slide\n")

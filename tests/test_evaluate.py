@@ -213,7 +213,7 @@ def test_evaluation_writes_csv_json_and_png(evaluation):
     assert summary["version"] == __version__
     assert summary["params"]["call"]["organ"] == "gastric"
     assert summary["params"]["grid"]["tile_size"] == 64
-    assert summary["model"]["name"] == "dab-membrane"
+    assert summary["model"]["name"] == "dab-cells"
     assert summary["labels"] == "image names"
     assert summary["agreement"]["confusion_4"]["matrix"][1] == [0, 0, 0, 0, 1]  # the blank 1+
     assert summary["agreement"]["ci"]["no_call_rate"] is not None

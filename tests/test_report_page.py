@@ -33,7 +33,7 @@ def test_report_text_has_every_field(report):
     assert lines[0] == report.call.headline()
     for needle in ("Confidence:", "Called by: asco-cap-breast-2023",
                    "95% range when tile classes are resampled",
-                   "7 tiles reviewed, 2 changed", "Model: dab-membrane", "sha256",
+                   "7 tiles reviewed, 2 changed", "Model: dab-cells", "sha256",
                    "Training data:", "Intended use:", "Parameters: tile", "organ breast",
                    "2026-11-03", "napari-her2 "):
         assert needle in text, needle

@@ -186,6 +186,8 @@ def test_outputs_csv_and_qupath_geojson(report, tmp_path):
     assert [r["core"] for r in rows][:3] == ["A1", "A2", "A3"] and len(rows) == 9
     b2 = next(r for r in rows if r["core"] == "B2")
     assert b2["missing"] == "True" and b2["score"] == "" and b2["no_call_reason"]
+    for r, s in zip(rows, report.scores, strict=True):
+        assert r["borderline"] == (" / ".join(s.call.borderline) if s.call.borderline else "")
     a1 = next(r for r in rows if r["core"] == "A1")
     assert float(a1["diameter_um"]) == pytest.approx(911 * MPP, rel=0.4)
     assert 0.3 < float(a1["tissue_fraction"]) <= 1.0

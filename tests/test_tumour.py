@@ -43,7 +43,7 @@ def test_tumour_is_found_from_nuclear_morphology(mask, is_tumour):
     from napari_her2.ihc.deconvolution import deconvolve
 
     h, _ = deconvolve(render(mask)[None])
-    tumour, _ = tumour_mask(h, np.zeros_like(h, bool), TumourParams(), MPP)
+    tumour, _ = tumour_mask(h, TumourParams(), MPP)
     assert (tumour.mean() > 0.5) == is_tumour, tumour.mean()
 
 

@@ -84,3 +84,41 @@ def test_tumour_cells_lie_mostly_in_tumour_regions(by_class):
     assert n_tumour_in_tumor / n_tumour >= 0.5, by_class  # precision floor (goal 0.9)
     assert by_class["Tumor"][1] / by_class["Tumor"][0] > by_class["Stroma"][1] / by_class["Stroma"][0]
     assert by_class["Stroma"][1] / by_class["Stroma"][0] <= 0.3, by_class  # floor (goal ~0)
+
+
+def _region_crops(shared_data: Path, classes: set[str], min_side: int = 200):
+    """(name, RGB crop) of the bounding box of every annotated region of ``classes``."""
+    from skimage.io import imread
+
+    for regions in sorted(REGIONS.glob("*.geojson")):
+        image = shared_data / "her2-ihc-bci" / f"{regions.stem}.png"
+        if not image.is_file():
+            pytest.skip(f"{image} not found")
+        rgb = imread(image)[..., :3]
+        for i, feature in enumerate(json.loads(regions.read_text())["features"]):
+            name = feature["properties"]["classification"]["name"]
+            ring = np.asarray(feature["geometry"]["coordinates"][0], float)
+            (x0, y0), (x1, y1) = np.maximum(ring.min(axis=0), 0).astype(int), ring.max(0).astype(int)
+            if name in classes and min(x1 - x0, y1 - y0) >= min_side:
+                yield f"{regions.stem}-{i}-{name}", rgb[y0:y1, x0:x1]
+
+
+@pytest.mark.parametrize("mpp", [0.5, 1.0])
+def test_fields_of_stroma_or_fat_get_no_call(shared_data, tmp_path, mpp):
+    """A field without carcinoma (the annotated stroma and fat regions, each cut out as an
+    image of its own) gets no HER2 call from the default scorer, at either resolution the
+    patches may have been scanned at: "no tumour found", or no tissue or a failed stain check
+    (never a score)."""
+    from skimage.io import imsave
+
+    from napari_her2.run.pipeline import score_slide
+
+    crops = list(_region_crops(shared_data, {"Stroma", "Fat"}))
+    assert len(crops) >= 6
+    for name, rgb in crops:
+        path = tmp_path / f"{name}.png"
+        imsave(path, rgb, check_contrast=False)
+        data = score_slide(path, mpp=mpp).to_dict()
+        assert data["score"] is None, (name, data["headline"])
+        assert data["no_call"] in ("no tumour found", "no tissue found", "stain check failed"), \
+            (name, data["no_call"])

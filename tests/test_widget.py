@@ -36,7 +36,7 @@ def _wait_done(qtbot, widget):
 def test_widget_controls(viewer_widget):
     viewer, widget = viewer_widget
     assert widget.form.layer_combo.value == "ihc-small"
-    assert widget.form.model_combo.choices[0] == "dab-membrane"
+    assert widget.form.model_combo.choices[:2] == ("dab-cells", "dab-membrane")
     assert widget.score_button.text() == "Score"
     assert widget.export_button.text() == "Export GeoJSON…"
     assert not widget.run_panel.cancel_button.isEnabled()
@@ -117,20 +117,26 @@ def test_hand_edit_updates_the_panel(qtbot, viewer_widget):
     assert widget.panel.category_label.text() == "positive"
 
 
-def _borderline_labels(labels: np.ndarray) -> tuple[np.ndarray, object]:
+def _borderline_labels(labels: np.ndarray, results) -> tuple[np.ndarray, object]:
     """The tissue tiles of ``labels`` relabelled at the 0 / 1+ / 2+ boundary (2+ in about
-    10%, one more 1+) so that the hand-edited call is borderline, and that call."""
+    10%, one more 1+) so that the hand-edited call is borderline, and that call, computed as
+    the widget rescores a hand edit (over the tiles' cells when the scorer counted cells)."""
     from napari_her2.classes import LABEL_VALUES
-    from napari_her2.scoring import call_from_rule, score_labels
+    from napari_her2.scoring import call_from_rule, score_cells, score_labels
+
+    def rescore(edited):
+        if results.cells is not None:
+            return call_from_rule(score_cells(results, label_image=edited))
+        return call_from_rule(score_labels(edited))
 
     cells = np.flatnonzero(labels.ravel() > 0)
-    for n2 in range(max(1, len(cells) // 10 - 2), len(cells) // 10 + 3):
+    for n2 in range(1, len(cells) - 1):
         edited = labels.copy().ravel()
         edited[cells] = LABEL_VALUES["0"]
         edited[cells[:n2]] = LABEL_VALUES["2+"]
         edited[cells[n2]] = LABEL_VALUES["1+"]
         edited = edited.reshape(labels.shape)
-        call = call_from_rule(score_labels(edited))  # as the widget rescores a hand edit
+        call = rescore(edited)
         if call.borderline is not None:
             return edited, call
     raise AssertionError(f"no borderline composition of {len(cells)} tiles")
@@ -142,7 +148,7 @@ def test_a_borderline_hand_edit_shows_both_scores(qtbot, viewer_widget):
     _wait_done(qtbot, widget)
     tiles = viewer.layers["ihc-small HER2 tiles"]
     raster = layer_raster(tiles)
-    edited, call = _borderline_labels(tile_labels(tiles))
+    edited, call = _borderline_labels(tile_labels(tiles), widget.report.results)
     tiles.data = raster.expand(edited)
     tiles.events.paint(value=[])
     low, high = call.borderline

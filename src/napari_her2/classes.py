@@ -7,6 +7,9 @@ of the tile layer, the colours, and what counts as a tumour tile for the slide s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
 HER2_SCORES: tuple[str, ...] = ("0", "1+", "2+", "3+")
@@ -82,3 +85,10 @@ def label_colormap() -> dict[int | None, tuple[float, float, float, float]]:
         r, g, b = CLASS_COLORS[name]
         cmap[value] = (r / 255, g / 255, b / 255, 1.0)
     return cmap
+
+
+def borderline_text(report: Mapping[str, Any]) -> str | None:
+    """"0 / 1+" for a report (a call's or a slide report's ``to_dict()``) whose call is
+    borderline between two scores; None for a clear call or no call."""
+    pair = report.get("borderline")
+    return " / ".join(pair) if pair else None

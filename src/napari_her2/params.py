@@ -138,7 +138,7 @@ class GridParams:
 class ModelParams:
     """The tile scorer: a registry name, a checkpoint name or a checkpoint path."""
 
-    name: str = "dab-membrane"
+    name: str = "dab-cells"
     device: Device = Device.AUTO
     batch_size: int = 32
     workers: int = 2

@@ -90,7 +90,7 @@ def _forbid_weights(monkeypatch) -> None:
 
 def test_listing_never_reads_weights_or_builds_models(real_folder, monkeypatch):
     _forbid_weights(monkeypatch)
-    assert _names(available_predictors()) == ["dab-membrane", "dab-cells", "gct", "resnet"]
+    assert _names(available_predictors()) == ["dab-cells", "dab-membrane", "gct", "resnet"]
     assert sorted(_names(available_slide_models())) == ["mil", "mlp"]
     entries = {e["name"]: e for e in describe_models()}
     assert entries["gct"]["valid"] and entries["gct"]["kind"] == "tile"
@@ -169,7 +169,7 @@ def _bad_files(folder: Path) -> dict[str, str]:
 def test_bad_files_are_skipped_with_a_warning_and_shown_invalid(real_folder, caplog):
     reasons = _bad_files(real_folder)
     with caplog.at_level(logging.WARNING, logger="napari_her2.models.catalog"):
-        assert _names(available_predictors()) == ["dab-membrane", "dab-cells", "gct", "resnet"]
+        assert _names(available_predictors()) == ["dab-cells", "dab-membrane", "gct", "resnet"]
     warned = " ".join(r.getMessage() for r in caplog.records)
     for name in reasons:
         assert f"{name}.safetensors" in warned

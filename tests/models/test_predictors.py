@@ -113,7 +113,8 @@ def test_available_predictors_and_models_dir(tiny_ckpt, models_folder, caplog):
     assert models_dir() == models_folder
     (models_folder / "broken.safetensors").write_bytes(b"\x80\x04garbage")
     infos = available_predictors()
-    assert infos[0].name == "dab-membrane" and infos[0].kind == "weight-free"
+    assert [i.name for i in infos[:2]] == ["dab-cells", "dab-membrane"]  # the default first
+    assert infos[0].kind == infos[1].kind == "weight-free"
     by_name = {i.name: i for i in infos}
     assert by_name["tiny-gct"].kind == "checkpoint"
     assert by_name["tiny-gct"].card["classes"] == list(SIX)
@@ -130,7 +131,7 @@ def test_models_dir_default(monkeypatch, tmp_path):
 def test_describe_models(tiny_ckpt, models_folder):
     (models_folder / "broken.safetensors").write_bytes(b"not a checkpoint at all")
     entries = describe_models()
-    assert entries[0]["name"] == "dab-membrane"
+    assert [e["name"] for e in entries[:2]] == ["dab-cells", "dab-membrane"]
     archs = {e["name"]: e for e in entries if e["type"] == "architecture"}
     assert archs["repvgg-gct"]["parameters"] > archs["repvgg-gct"]["deploy_parameters"]
     assert archs["her2-resnet"]["default_args"]["kernel_sizes"] == [11, 7, 5, 3]
@@ -153,5 +154,5 @@ def test_dab_membrane_is_loaded_lazily_from_stain(monkeypatch, models_folder):
     fake.DabMembraneScorer = FakeScorer
     monkeypatch.setitem(sys.modules, "napari_her2.ihc.scorer", fake)
     assert isinstance(load_predictor("dab-membrane"), FakeScorer)
-    first = available_predictors()[0]
-    assert first.name == "dab-membrane" and first.card["thresholds"] == [0.2, 0.4, 0.6]
+    membrane = available_predictors()[1]
+    assert membrane.name == "dab-membrane" and membrane.card["thresholds"] == [0.2, 0.4, 0.6]

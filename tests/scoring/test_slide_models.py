@@ -269,7 +269,7 @@ def test_mil_uniform_attention_gives_bag_probability(tmp_path):
 
 
 def test_mil_needs_embeddings(mil):
-    with pytest.raises(Her2Error, match="embeddings.*dab-membrane"):
+    with pytest.raises(Her2Error, match="embeddings.*not a weight-free scorer"):
         mil.score(make_results(np.zeros(10, int)))
 
 

@@ -22,7 +22,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import Her2Error
-from ..params import LIMITS, Organ, ScoringParams, Specimen
+from ..params import LIMITS, ModelParams, Organ, ScoringParams, Specimen
 from .layers import META_KEY
 
 if TYPE_CHECKING:
@@ -137,21 +137,25 @@ class FormPanel(QWidget):
         self._add_choice(self.model_combo, path)
 
     def _on_slide_model_changed(self, *args: Any) -> None:
-        """A slide model brings its own tile model: select the one its card names."""
+        """A slide model brings its own tile model (selected here) or its own encoder (named
+        here; loaded and checked when Score is pressed)."""
         from ..errors import CheckpointError
         from ..models import read_card
-        from ..models.pairing import find_tile_model, tile_model_of
+        from ..models.pairing import EncoderRef, find_tile_model, slide_pairing
 
         path = self.slide_model_combo.value
         self.pairing_info.value = ""
         if not path:
             return
         try:
-            ref = tile_model_of(read_card(Path(path)))
+            ref = slide_pairing(read_card(Path(path)))
         except CheckpointError:  # refused, with the reason, when Score is pressed
             self.pairing_info.value = "its card cannot be read"
             return
         if ref is None:
+            return
+        if isinstance(ref, EncoderRef):
+            self.pairing_info.value = f"encoder: {ref} (its own)"
             return
         tile = find_tile_model(ref)
         if tile is None:
@@ -207,7 +211,7 @@ class FormPanel(QWidget):
     def params(self) -> ScoringParams:
         """The form as :class:`ScoringParams` (0 / "model default" = the model card's)."""
         return ScoringParams().with_overrides(
-            model_name=self.model_combo.value or "dab-membrane",
+            model_name=self.model_combo.value or ModelParams().name,
             tile_size=self.tile_spin.value or None,
             target_mpp=self.mag_combo.value,
             organ=self.organ_combo.value,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from ..run.pipeline import Prepared, SlideReport, make_call
-from ..scoring import SlideCall, call_from_rule, score_labels
+from ..scoring import SlideCall, call_from_rule, score_cells, score_labels
 from .jobs import JobRunner
 from .layers import tile_labels, tile_layer_kwargs, tile_layer_name
 from .updates import batch_of, paint_tiles, results_upto, until_cancelled
@@ -116,6 +116,9 @@ class SlideScoring(QObject):
                "µm/px": f"{prep.grid.target_mpp:g}", "organ": prep.params.call.organ.value}
         if prep.params.call.slide_model:
             ctx["slide call"] = Path(prep.params.call.slide_model).name
+        encoder = None if prep.slide_model is None else prep.slide_model.card.encoder
+        if encoder:
+            ctx["encoder"] = encoder["name"]
         if prep.region is not None:
             mpp = prep.slide.require_mpp()
             ctx["region"] = f"{prep.region.source}: {prep.region.describe((mpp.x, mpp.y))}"
@@ -214,8 +217,13 @@ class SlideScoring(QObject):
             return
         self.tiles_edited.emit()
         c = self.prepared.params.call
-        call = call_from_rule(score_labels(tile_labels(self.tiles_layer),
-                                           organ=c.organ.value, specimen=c.specimen.value))
+        labels = tile_labels(self.tiles_layer)
+        results = None if self.report is None else self.report.results
+        if results is not None and results.cells is not None:  # the call counted cells
+            score = score_cells(results, c.organ.value, c.specimen.value, label_image=labels)
+        else:
+            score = score_labels(labels, organ=c.organ.value, specimen=c.specimen.value)
+        call = call_from_rule(score)
         self.show_call(call, {**self.context(), "edited": "by hand"})
 
 

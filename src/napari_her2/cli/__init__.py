@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from .._version import __version__
 from ..errors import Her2Error
 from ..params import ParamError
-from . import info, regions, scoring
+from . import features, info, regions, scoring
 from ._common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE
 
 __all__ = ["build_parser", "main"]
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.register(sub)
     scoring.register(sub)
     regions.register(sub)
+    features.register(sub)
     return parser
 
 

@@ -51,7 +51,7 @@ def add_scoring_options(p: argparse.ArgumentParser) -> None:
                    help="ScoringParams as JSON or TOML (a report's 'params' works too); "
                    "options given on the command line override it")
     p.add_argument("--model", default=None,
-                   help="registered model name, checkpoint name or path (default: dab-membrane)")
+                   help="registered model name, checkpoint name or path (default: dab-cells)")
     p.add_argument("--tile-size", type=limited("tile_size", int), default=None,
                    help="tile size in px (default: the model card's; CNNs take only theirs)")
     p.add_argument("--target-mpp", type=limited("target_mpp"), default=None,

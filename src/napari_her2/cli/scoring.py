@@ -75,8 +75,9 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 
 def _cmd_models(args: argparse.Namespace) -> int:
     from ..models import describe_models
+    from .features import encoder_entries
 
-    entries = describe_models()
+    entries = describe_models() + encoder_entries()
     if args.json:
         sys.stdout.write(json.dumps(entries, indent=2, default=str) + "\n")
         return EXIT_OK
@@ -132,7 +133,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    demo = sub.add_parser("demo", help="score the built-in IHC sample slide with dab-membrane "
+    demo = sub.add_parser("demo", help="score the built-in IHC sample slide with dab-cells "
                           "(in napari when a display is available)")
     add_scoring_options(demo)
     _add_score_outputs(demo)

@@ -25,13 +25,14 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..classes import borderline_text
 from ..errors import Her2Error
 from ..params import ScoringParams
 
 log = logging.getLogger(__name__)
 
-SUMMARY_FIELDS = ("slide", "status", "score", "category", "confidence", "n_tissue_tiles",
-                  "geojson", "report", "error")
+SUMMARY_FIELDS = ("slide", "status", "score", "category", "confidence", "borderline",
+                  "n_tissue_tiles", "geojson", "report", "error")
 SUMMARY_NAME = "batch_summary.csv"
 #: default per-slide time limit (seconds): generous, a large slide on a slow CPU takes minutes
 DEFAULT_TIMEOUT_S = 3600.0
@@ -61,7 +62,7 @@ def skipped_row(path: str, report: dict[str, Any], geojson: Path,
     """A summary row for a slide whose complete outputs were already there."""
     return {"slide": path, "status": "skipped", "score": report.get("score"),
             "category": report.get("category"), "confidence": report.get("confidence"),
-            "n_tissue_tiles": report.get("n_tissue_tiles"), "geojson": str(geojson),
+            "borderline": borderline_text(report), "n_tissue_tiles": report.get("n_tissue_tiles"), "geojson": str(geojson),
             "report": str(report_path)}
 
 
@@ -161,6 +162,7 @@ def _score_and_write(path: str, out_dir: str, params: dict[str, Any], mpp: float
         "score": data["score"],
         "category": data["category"],
         "confidence": data["confidence"],
+        "borderline": borderline_text(data),
         "n_tissue_tiles": data["n_tissue_tiles"],
         "geojson": str(written["geojson"]),
         "report": str(written["report"]),

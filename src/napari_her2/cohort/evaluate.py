@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..classes import borderline_text
 from ..errors import Her2Error, MissingMppError, ScoringCancelled, SlideReadError
 from ..params import ParamError, ScoringParams
 from ..predict import TilePredictor
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".svs", ".ndpi")
 DEFAULT_LABELS_CSV = "labels.csv"
 CSV_FIELDS: tuple[str, ...] = ("file", "label", "call", "category", "confidence",
-                               "n_tumour_tiles", "no_call_reason", "group")
+                               "borderline", "n_tumour_tiles", "no_call_reason", "group")
 FILE_COLUMNS = ("filename", "file", "image", "path")
 LABEL_COLUMNS = ("label", "ihc_score", "score", "her2_score")
 GROUP_COLUMNS = ("group", "patient", "patient_id", "case")
@@ -72,6 +73,8 @@ class ImageResult:
     n_tumour_tiles: int | None
     no_call_reason: str | None
     group: str | None = None
+    #: "0 / 1+" when the call is borderline between two scores (review it), else None
+    borderline: str | None = None
 
     def csv_row(self) -> list[Any]:
         return ["" if v is None else v for v in (getattr(self, f) for f in CSV_FIELDS)]
@@ -236,7 +239,8 @@ def _result_of_report(image: LabelledImage, file: str, report: dict[str, Any]) -
         file=file, label=image.label, call=report.get("score"), category=report.get("category"),
         confidence=None if confidence is None else round(float(confidence), 4),
         n_tumour_tiles=evidence.get("n_tumour_tiles"),
-        no_call_reason=no_call_reason(report), group=image.group)
+        no_call_reason=no_call_reason(report), group=image.group,
+        borderline=borderline_text(report))
 
 
 def _error_reason(err: Her2Error) -> str:
@@ -297,7 +301,7 @@ def evaluate_folder(
 
     ``mpp`` supplies or overrides every image's µm/px; ``organ`` ("breast", "gastric")
     overrides ``params.call.organ`` (default breast); ``model`` is a registry name,
-    checkpoint name or path, or a predictor (default ``params.model.name``, dab-membrane),
+    checkpoint name or path, or a predictor (default ``params.model.name``, dab-cells),
     loaded once. ``progress(done, total, result)`` is called after each image. Bad labels,
     bad settings or an unknown model raise :class:`Her2Error`; an image that cannot be scored
     is a no-call with its reason.

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from scipy import special
 
 from ..predict import CellColumns, Prediction
 from .cells import CellBatch, CellParams, cell_counts, measure_cells, tile_classes
@@ -24,6 +25,9 @@ from .deconvolution import DEFAULT_DAB, DEFAULT_HAEMATOXYLIN, Vector3, stain_mat
 from .membrane import CLASSES, DabMembraneParams, stain_estimates
 from .scorer import DabMembraneScorer, over_slices
 
+#: version of the measurement, part of the identity: the same parameters measured another way
+#: give another hash (2: tile probabilities carry the sampling error of their cell counts)
+METHOD_VERSION = 2
 #: per-tile features: tumour cells of each class, non-tumour cells, and the mean ring OD
 FEATURE_NAMES: tuple[str, ...] = ("cells_0", "cells_1+", "cells_2+", "cells_3+",
                                   "cells_non_tumour", "ring_od_mean")
@@ -58,7 +62,8 @@ class DabCellScorer:
     def sha256(self) -> str:
         """Hash of the fixed parameters (the stain vectors are estimated per slide)."""
         return hashlib.sha256(json.dumps(
-            {"scorer": self.name, "params": json.loads(self.params.to_json())},
+            {"scorer": self.name, "version": METHOD_VERSION,
+             "params": json.loads(self.params.to_json())},
             sort_keys=True).encode()).hexdigest()
 
     def slide_estimates(self) -> dict[str, Any]:
@@ -87,7 +92,7 @@ class DabCellScorer:
         n = tiles.shape[0]
         cells = self._measure(tiles)
         counts = cell_counts(cells, n)
-        probs = np.eye(len(CLASSES), dtype=np.float32)[tile_classes(counts)]
+        probs = tile_probabilities(counts)
         ring = np.full(n, np.nan, np.float32)
         if len(cells):
             total = np.bincount(cells.tile, weights=cells.ring_od_mean, minlength=n)
@@ -124,6 +129,33 @@ class DabCellScorer:
             "training_data": None,
             "limits": LIMITS,
         }
+
+
+def tile_probabilities(counts: np.ndarray, cut: float = 0.1) -> np.ndarray:
+    """(n_tiles, 5) float32 class probabilities of tiles from their cell counts (rows of
+    :func:`.cells.cell_counts`), whose arg-max is always :func:`.cells.tile_classes`.
+
+    Half the mass is the class the cells give. The other half says how near the tile is to
+    the guideline's cut: with ``a_k`` of its ``n`` tumour cells of class k or higher, whether
+    more than ``cut`` of its cells are is uncertain by the sampling error of a proportion,
+    P(>= k) = Phi((a_k - cut n) / sqrt(n cut (1 - cut))), and class k gets
+    P(>= k) - P(>= k + 1). A tile whose class a cell or two decide is then split across that
+    boundary, and the review queue finds it; a tile far from every cut stays one-hot. Tiles
+    without tumour cells are non-tumour with certainty.
+    """
+    counts = np.asarray(counts, np.float64)
+    hard = tile_classes(counts, cut)
+    n = counts[:, :4].sum(axis=1)
+    at_least = np.cumsum(counts[:, 3::-1], axis=1)[:, ::-1][:, 1:]  # classes >= 1+, 2+, 3+
+    spread = np.sqrt(np.maximum(n * cut * (1 - cut), 1e-12))[:, None]
+    over = special.ndtr((at_least - cut * n[:, None]) / spread)
+    cumulative = np.concatenate([np.ones((len(n), 1)), over, np.zeros((len(n), 1))], axis=1)
+    soft = np.zeros((len(n), len(CLASSES)))
+    soft[:, :4] = cumulative[:, :-1] - cumulative[:, 1:]
+    probs = np.eye(len(CLASSES))[hard]
+    tumour = n > 0
+    probs[tumour] = 0.5 * probs[tumour] + 0.5 * soft[tumour]
+    return probs.astype(np.float32)
 
 
 def _concat(parts: list[tuple[int, CellBatch]]) -> CellBatch:

@@ -66,6 +66,9 @@ ORGANS: tuple[str, ...] = ("breast", "gastric")
 
 #: the parameters estimated per slide (left out of the scorer's identity) and the decimals
 #: they are reported with
+#: version of the measurement itself, part of the scorer's identity: a change of what the code
+#: does with the same parameters gives a new hash (2: the tumour mask no longer uses DAB)
+METHOD_VERSION = 2
 STAIN_FIELDS = ("haematoxylin", "dab")
 STAIN_DECIMALS = 3
 
@@ -167,6 +170,7 @@ class DabMembraneParams:
         pixels (an SVD whose last bits change with the BLAS build and the CPU), and they are
         reported beside the identity instead, rounded to :data:`STAIN_DECIMALS`."""
         fixed = {k: v for k, v in asdict(self).items() if k not in STAIN_FIELDS}
+        fixed["method_version"] = METHOD_VERSION
         return json.dumps(fixed, sort_keys=True)
 
     def stain_vectors(self) -> dict[str, list[float]]:
@@ -336,7 +340,7 @@ def _masks(tiles: np.ndarray, p: DabMembraneParams) -> _Masks:
     membrane &= d >= p.membrane_od
     membrane &= d >= (h if p.membrane_dab_ratio == 1 else p.membrane_dab_ratio * h)
     membrane = _drop_small(membrane, p.area_px(p.min_membrane_area_um2))
-    tumour, nuclei_coarse = tumour_mask(h, membrane, p.tumour, p.mpp)
+    tumour, nuclei_coarse = tumour_mask(h, p.tumour, p.mpp)
     membrane &= tumour
     return _Masks(h, d, ridge, nuclei_coarse, membrane, tumour)
 

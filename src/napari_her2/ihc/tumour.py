@@ -11,9 +11,10 @@ own stain vectors when they were estimated) and decides in three steps, every si
    ``min_area_um2``, about 8 µm across, and ``max_area_um2``; width >= ``min_width_um``; area
    at least ``min_fill`` of its moment ellipse). Lymphocytes (about 6-7 µm, 30-40 µm²) are too
    small, fibroblast and smooth-muscle nuclei of stroma are too thin, fat has no nuclei;
-3. **tumour area**: the local density of epithelial-nucleus pixels (plus membrane-like DAB
-   pixels, which only epithelium has) in a window of a few cells; where it reaches
-   ``min_density`` the area is tumour/epithelium, cytoplasm around the nuclei included.
+3. **tumour area**: the local density of epithelial-nucleus pixels in a window of a few
+   cells; where it reaches ``min_density`` the area is tumour/epithelium, cytoplasm around
+   the nuclei included. DAB plays no part: stained stroma or a stained normal duct must not
+   become tumour because it is brown, and an unstained (HER2 0) carcinoma must be found.
 
 What it cannot do: tell invasive carcinoma from in-situ carcinoma or normal epithelium (all
 are plump-nucleated epithelium), or a solid sheet of lymphocytes whose nuclei merge into large
@@ -61,7 +62,7 @@ class TumourParams:
     min_width_um: float = 3.5
     #: side of the window in which epithelial density is measured (µm): a few cells
     window_um: float = 24.0
-    #: local fraction of epithelial-nucleus (or membrane) pixels that makes a pixel tumour
+    #: local fraction of epithelial-nucleus pixels that makes a pixel tumour
     min_density: float = 0.12
 
     def __post_init__(self) -> None:
@@ -268,21 +269,17 @@ def epithelial_nuclei(mask: np.ndarray, p: TumourParams, px_um: float) -> np.nda
     return _plump(labels, n, p, px_um).take(labels)
 
 
-def tumour_mask(h: np.ndarray, membrane: np.ndarray, p: TumourParams, mpp: float
-                ) -> tuple[np.ndarray, np.ndarray]:
+def tumour_mask(h: np.ndarray, p: TumourParams, mpp: float) -> tuple[np.ndarray, np.ndarray]:
     """Tumour/epithelium mask (N, H, W) and nucleus mask (coarse grid, see :func:`nuclei`)
     of haematoxylin OD ``h`` (N, H, W); ``expand(nuclei, COARSE, h.shape)`` is full size.
 
-    ``membrane`` (membrane-like DAB pixels) adds to the epithelial density, so stained
-    epithelium counts whatever its nuclei look like, and unstained epithelium counts by its
-    nuclei alone. The nucleus objects are labelled once: each one with a core is measured for
-    :func:`epithelial_nuclei` as it stands.
+    Morphology only: the density of epithelial nuclei (:func:`epithelial_nuclei`'s criteria)
+    in a window of ``window_um``. The nucleus objects are labelled once: each one with a core
+    is measured as it stands.
     """
     labels, n, has_core = _nucleus_objects(h, p, mpp)
     nuc = has_core.take(labels)
     epi = (_plump(labels, n, p, mpp * COARSE) & has_core).take(labels)
     f = 2 * COARSE
-    evidence = np.maximum(block_reduce(epi, f // COARSE),
-                          block_reduce(membrane, f, "max").astype(np.float32))
-    density = box_mean(evidence, p.window_um / mpp / f)
+    density = box_mean(block_reduce(epi, f // COARSE), p.window_um / mpp / f)
     return expand(density >= p.min_density, f, h.shape), nuc

@@ -7,8 +7,8 @@ Architectures (from the seed papers; see docs/models.md):
 - ``abmil`` (seed 002): gated attention multiple-instance learning;
 - ``whspn-mlp`` / ``whspn-svm`` (seed 001): slide score from tile-class fractions.
 
-``dab-membrane``, the weight-free default scorer, lives in :mod:`napari_her2.ihc.scorer` and is
-reached through :func:`load_predictor`. This package has no Qt imports.
+The weight-free scorers, ``dab-cells`` (the default, :mod:`napari_her2.ihc.cell_scorer`) and
+``dab-membrane`` (:mod:`napari_her2.ihc.scorer`), are reached through :func:`load_predictor`. This package has no Qt imports.
 """
 
 from __future__ import annotations

@@ -36,6 +36,10 @@ MAX_TEXT = 20_000  # description, training_data, provenance, intended_use
 MAX_METRICS_CHARS = 64 * 1024  # metrics as JSON
 MAX_CARD_CHARS = 256 * 1024  # the whole card as JSON
 MAX_JSON_DEPTH = 8  # nesting of the card's JSON (arch_args, metrics)
+MAX_DIM = 1 << 16  # an encoder's embedding size
+MAX_PATCH0 = 1 << 16  # an encoder's patch side in level-0 pixels
+#: what a slide model's card says of the encoder whose tile embeddings it was trained on
+ENCODER_KEYS = ("name", "sha256", "dim", "mpp", "patch_size_level0", "input_px")
 _SHORT_TEXT = ("architecture", "name", "software_version")
 _LONG_TEXT = ("description", "training_data", "provenance", "intended_use")
 
@@ -55,6 +59,11 @@ class ModelCard:
     metrics: named evaluation results; intended_use: limits and intended use.
     software_version: napari-her2 version that wrote the card.
     sha256: hash of the weights (filled in by ``save_checkpoint``; "" before).
+    encoder: for a MIL model trained on tile embeddings, the encoder that made them:
+        ``name`` and ``sha256`` of its weights (both required), ``dim`` (embedding size),
+        ``mpp`` (µm/px of the tiles it embedded), ``patch_size_level0`` (their side in
+        level-0 pixels) and ``input_px`` (the encoder's input side); None for other models.
+        Left out of the JSON when None, so cards without it read as before.
     """
 
     architecture: str
@@ -73,6 +82,7 @@ class ModelCard:
     software_version: str = __version__
     sha256: str = ""
     format_version: int = CARD_FORMAT_VERSION
+    encoder: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -83,6 +93,8 @@ class ModelCard:
         set_(self, "std", _channel_values(self.std, "std"))
         set_(self, "arch_args", _plain_json(self.arch_args, "arch_args"))
         set_(self, "metrics", _plain_json(self.metrics, "metrics"))
+        if self.encoder is not None:
+            set_(self, "encoder", _plain_json(self.encoder, "encoder"))
         if not self.name:
             set_(self, "name", self.architecture)
         self._validate()
@@ -98,6 +110,8 @@ class ModelCard:
         )
         temperature_in(self.metrics)  # ValueError on a malformed calibration temperature
         self._validate_geometry()
+        if self.encoder is not None:
+            _check_encoder(self.encoder, self.arch_args)
         _check(all(v > 0 for v in self.std), "std must be positive")
         _check(
             isinstance(self.sha256, str) and (self.sha256 == "" or _SHA256.match(self.sha256)),
@@ -156,6 +170,8 @@ class ModelCard:
         out = dataclasses.asdict(self)
         for key in ("classes", "mean", "std"):
             out[key] = list(out[key])
+        if out["encoder"] is None:
+            del out["encoder"]
         return out
 
     def to_json(self) -> str:
@@ -187,6 +203,31 @@ class ModelCard:
             len(text) <= MAX_CARD_CHARS, f"model card is larger than {MAX_CARD_CHARS} characters"
         )
         return cls.from_dict(parse_json(text, "model card"))
+
+
+def _check_encoder(enc: dict[str, Any], arch_args: dict[str, Any]) -> None:
+    """ValueError unless ``enc`` is a well-formed encoder block (see :class:`ModelCard`)
+    whose ``dim`` agrees with the architecture's ``in_features`` when both are given."""
+    unknown = sorted(set(enc) - set(ENCODER_KEYS))
+    _check(not unknown, f"unknown encoder field(s): {_few(unknown)}")
+    name, sha = enc.get("name"), enc.get("sha256")
+    _check(isinstance(name, str) and 0 < len(name) <= MAX_SHORT_TEXT,
+           f"encoder name must be 1..{MAX_SHORT_TEXT} characters")
+    _check(isinstance(sha, str) and _SHA256.match(sha),
+           "encoder sha256 must be 64 lowercase hex digits")
+    lo, hi = INPUT_SIZE_RANGE
+    for key, low, high in (("dim", 1, MAX_DIM), ("patch_size_level0", 1, MAX_PATCH0),
+                           ("input_px", lo, hi)):
+        value = enc.get(key)
+        _check(value is None or (_is_int(value) and low <= value <= high),
+               f"encoder {key} must be an integer in {low}..{high}, got {_short(value)}")
+    mpp = enc.get("mpp")
+    _check(mpp is None or (_is_num(mpp) and MPP_RANGE[0] <= mpp <= MPP_RANGE[1]),
+           f"encoder mpp must be a number in {MPP_RANGE[0]}..{MPP_RANGE[1]} um/px, "
+           f"got {_short(mpp)}")
+    dim, wanted = enc.get("dim"), arch_args.get("in_features")
+    _check(dim is None or wanted is None or dim == wanted,
+           f"encoder dim {dim} differs from the model's in_features {_short(wanted)}")
 
 
 def parse_json(text: str | bytes, what: str) -> Any:

@@ -106,15 +106,15 @@ def _cell_scorer_card() -> dict[str, Any]:
 
 
 def available_predictors(models_dir: str | Path | None = None) -> list[PredictorInfo]:
-    """The weight-free scorers first (``dab-membrane``, ``dab-cells``), then every tile-model
-    checkpoint whose
-    card is valid (read from the header; weights are verified when loaded for scoring).
+    """The weight-free scorers first (``dab-cells``, the default, then ``dab-membrane``), then
+    every tile-model checkpoint whose card is valid (read from the header; weights are
+    verified when loaded for scoring).
 
     Unreadable or invalid files are skipped with a warning in the log; non-tile checkpoints
     (MIL, WHSPN) are left out.
     """
-    infos = [PredictorInfo(WEIGHT_FREE, "weight-free", None, _weight_free_card()),
-             PredictorInfo(WEIGHT_FREE_CELLS, "weight-free", None, _cell_scorer_card())]
+    infos = [PredictorInfo(WEIGHT_FREE_CELLS, "weight-free", None, _cell_scorer_card()),
+             PredictorInfo(WEIGHT_FREE, "weight-free", None, _weight_free_card())]
     return infos + _listed_checkpoints(("tile",), models_dir)
 
 
@@ -202,13 +202,13 @@ def describe_checkpoint(name: str, path: Path) -> dict[str, Any]:
 
 
 def describe_models(models_dir: str | Path | None = None) -> list[dict[str, Any]]:
-    """Everything ``napari-her2 models`` shows: the weight-free scorer, the registered
+    """Everything ``napari-her2 models`` shows: the weight-free scorers, the registered
     architectures (name, summary, default args, parameter count) and the checkpoints found
     (with their cards; invalid ones with ``valid: False`` and the error). No checkpoint's
     weights are read and no model is built with real weights."""
     out: list[dict[str, Any]] = [
-        {"type": "weight-free", "name": WEIGHT_FREE, "card": _weight_free_card()},
         {"type": "weight-free", "name": WEIGHT_FREE_CELLS, "card": _cell_scorer_card()},
+        {"type": "weight-free", "name": WEIGHT_FREE, "card": _weight_free_card()},
     ]
     out += [describe_architecture(name) for name in list_models()]
     out += [describe_checkpoint(n, p) for n, p in checkpoint_files(models_dir).items()]

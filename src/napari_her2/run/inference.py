@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -152,10 +152,13 @@ def iter_scoring(
     workers: int = 2,
     prefetch: int = 2,
     cancel: threading.Event | None = None,
+    embed: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Generator[ScoringUpdate, None, TileResults]:
     """Score every tissue tile of ``grid``; yield after each batch, return the results.
 
     Unreadable tiles (a corrupt chunk) are kept with NaN probabilities and readable=False.
+    ``embed``: computes the tiles' embeddings (uint8 tiles -> (n, D) float32) instead of the
+    predictor, for a MIL model trained over another encoder than the tile model.
     Raises :class:`ScoringCancelled` when ``cancel`` is set.
     """
     rows, cols = grid.tissue_tiles()
@@ -175,7 +178,7 @@ def iter_scoring(
             if cancel is not None and cancel.is_set():
                 raise ScoringCancelled(f"{slide.name}: scoring cancelled")
             timings.read += batch.read_seconds
-            probs, feats, emb, cells = _predict(predictor, batch, timings)
+            probs, feats, emb, cells = _predict(predictor, batch, timings, embed)
             start = len(results)
             results.extend(batch.rows, batch.cols, probs, feats, batch.readable, emb)
             if cells is not None:
@@ -188,7 +191,8 @@ def iter_scoring(
     return results
 
 
-def _predict(predictor: TilePredictor, batch: _Batch, timings: Timings):
+def _predict(predictor: TilePredictor, batch: _Batch, timings: Timings,
+             embed: Callable[[np.ndarray], np.ndarray] | None = None):
     """(probs, features, embeddings, cells) of a batch; unreadable tiles get NaN rows."""
     n_c, n_f = len(predictor.classes), len(predictor.feature_names)
     probs = np.full((len(batch.rows), n_c), np.nan, np.float32)
@@ -198,13 +202,14 @@ def _predict(predictor: TilePredictor, batch: _Batch, timings: Timings):
     if ok.any():
         t0 = time.perf_counter()
         pred = predictor.predict(batch.tiles[ok])
+        embeddings = pred.embeddings if embed is None else embed(batch.tiles[ok])
         timings.infer += time.perf_counter() - t0
         probs[ok] = pred.probs
         if n_f:
             feats[ok] = pred.features
-        if pred.embeddings is not None:
-            emb = np.full((len(batch.rows), pred.embeddings.shape[1]), np.nan, np.float32)
-            emb[ok] = pred.embeddings
+        if embeddings is not None:
+            emb = np.full((len(batch.rows), embeddings.shape[1]), np.nan, np.float32)
+            emb[ok] = embeddings
         cells = pred.cells
     return probs, feats, emb, cells
 

@@ -20,14 +20,16 @@ import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from .._version import __version__
 from ..errors import MissingMppError, SlideReadError
 from ..ihc.stain_check import StainCheck, check_stain
 from ..ihc.tissue import TissueMask, detect_tissue
 from ..models.validation import Validation, validation_of
-from ..params import GridParams, ParamError, ScoringParams
+from ..params import GridParams, ModelParams, ParamError, ScoringParams
 from ..predict import TilePredictor
 from ..scoring import NoCallReason, SlideCall, SlideModel, call_slide, no_call
 from ..slide import Slide, open_slide
@@ -35,6 +37,9 @@ from ..tiles.grid import TileGrid, make_grid
 from ..tiles.regions import Region, as_region
 from ..tiles.results import TileResults
 from .inference import ScoringUpdate, Timings, iter_scoring
+
+if TYPE_CHECKING:
+    from ..models.pairing import PairedEncoder
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +86,8 @@ class SlideReport:
             "cells": None if self.results.cells is None else self.results.cells.summary(),
             "slide_model": None if self.slide_model is None else {
                 "name": self.slide_model.name, "sha256": self.slide_model.sha256,
-                "method": self.slide_model.method},
+                "method": self.slide_model.method,
+                **({"encoder": enc} if (enc := self.slide_model.card.encoder) else {})},
             "model": {
                 "name": self.predictor.name,
                 "sha256": self.predictor.sha256,
@@ -175,38 +181,40 @@ def stain_of(slide: Slide, tissue: TissueMask) -> StainCheck | None:
 
 def with_paired_tile_model(params: ScoringParams) -> ScoringParams:
     """``params`` with the tile model the slide model was trained over, when a slide model is
-    chosen, its card names its tile model, and the tile model was left at the weight-free
-    default. A CheckpointError (one line) when that tile model is not installed: raised
-    before anything is scored."""
+    chosen, its card names its tile model (or an encoder that is an installed tile model),
+    and the tile model was left at the weight-free default. A CheckpointError (one line) when
+    that tile model is not installed: raised before anything is scored."""
     from ..models import read_card
-    from ..models.catalog import WEIGHT_FREE
-    from ..models.pairing import paired_tile_model, tile_model_of
+    from ..models.pairing import TileModelRef, paired_tile_model, slide_pairing
 
     slide_model = params.call.slide_model
-    if not slide_model or params.model.name != WEIGHT_FREE:
+    if not slide_model or params.model.name != ModelParams().name:
         return params
     card = read_card(Path(slide_model))
-    if tile_model_of(card) is None:  # trained over no named tile model: the rule's fractions
+    # trained over no named tile model (the rule's fractions) or over a foundation encoder
+    if not isinstance(slide_pairing(card), TileModelRef):
         return params
     tile = paired_tile_model(card, slide_model)
     log.info("slide model %s: scoring tiles with its tile model %s", slide_model, tile)
     return params.with_overrides(model_name=str(tile))
 
 
-def check_pairing(predictor: TilePredictor, slide_model: SlideModel | None) -> None:
+def check_pairing(predictor: TilePredictor, slide_model: SlideModel | None,
+                  encoder: PairedEncoder | None = None) -> None:
     """Refuse, before any tile is read, a slide model used with another tile model than the
-    one it was trained over (or a MIL model with a tile model that gives no embeddings)."""
+    one it was trained over (or a MIL model with a tile model that gives no embeddings and
+    no encoder of its own)."""
     from ..errors import CheckpointError
-    from ..models.pairing import tile_model_of
+    from ..models.pairing import TileModelRef, slide_pairing
 
     if slide_model is None:
         return
-    ref = tile_model_of(slide_model.card)
-    if ref is not None and not ref.matches(predictor.sha256):
+    ref = slide_pairing(slide_model.card)
+    if isinstance(ref, TileModelRef) and not ref.matches(predictor.sha256):
         raise CheckpointError(
             f"{slide_model.name}: this slide model was trained over tile model {ref}; the "
             f"chosen tile model {predictor.name} (sha256 {predictor.sha256[:16]}) is another")
-    if slide_model.kind == "mil" and not hasattr(predictor, "model"):
+    if slide_model.kind == "mil" and encoder is None and not hasattr(predictor, "model"):
         raise CheckpointError(f"{slide_model.name}: MIL scoring needs tile embeddings, and "
                               f"{predictor.name} gives none; choose a CNN tile model")
 
@@ -221,21 +229,40 @@ class Models:
     tile_size: int
     target_mpp: float
     slide_model: SlideModel | None
+    #: the foundation encoder whose embeddings the MIL slide model takes (None: the tile model's)
+    encoder: PairedEncoder | None = None
+
+    @property
+    def embed(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """What computes the tiles' embeddings instead of the tile model, or None."""
+        return None if self.encoder is None else self.encoder.embed
 
 
 def load_models(model: str | os.PathLike | TilePredictor | None,
                 params: ScoringParams) -> Models:
     """Load the tile model (``model``, else the params' own, else the one the slide model was
-    trained over) and the slide model, fit the geometry and check that the two belong
-    together: every refusal comes before the first tile is read."""
+    trained over), the slide model and the foundation encoder it was trained over (if any),
+    fit the geometry and check that they belong together: every refusal comes before the
+    first tile is read."""
+    from ..models.pairing import paired_encoder
+    from ..models.predictors import resolve_device
+
     if model is None:
         params = with_paired_tile_model(params)
     predictor = as_predictor(model if model is not None else params.model.name,
                              params.model.device.value)
-    predictor, tile_size, target_mpp = fit_geometry(predictor, params.grid)
     slide_model = load_slide_model(params)
-    check_pairing(predictor, slide_model)
-    return Models(params, predictor, tile_size, target_mpp, slide_model)
+    encoder = None if slide_model is None else paired_encoder(
+        slide_model.card, slide_model.name, predictor.sha256,
+        device=str(resolve_device(params.model.device.value)))
+    grid = params.grid
+    if encoder is not None and hasattr(predictor, "at_mpp"):  # takes any geometry
+        grid = encoder.grid(grid)
+    predictor, tile_size, target_mpp = fit_geometry(predictor, grid)
+    check_pairing(predictor, slide_model, encoder)
+    if encoder is not None:
+        encoder.check_tiles(tile_size, target_mpp, predictor.name)
+    return Models(params, predictor, tile_size, target_mpp, slide_model, encoder)
 
 
 def load_slide_model(params: ScoringParams) -> SlideModel | None:
@@ -285,6 +312,8 @@ class Prepared:
     stain: StainCheck | None = None
     slide_model: SlideModel | None = None
     region: Region | None = None
+    #: computes the MIL's tile embeddings when its encoder is not the tile model
+    embed: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def prepare(slide_or_path: Slide | str | os.PathLike,
@@ -312,7 +341,8 @@ def prepare(slide_or_path: Slide | str | os.PathLike,
     log.info("%s: %d tissue tiles of %d", slide.name, grid.n_tissue, grid.shape[0] * grid.shape[1])
     stain = stain_of(slide, seen)
     predictor = adapt_to_slide(predictor, params, seen)
-    return Prepared(slide, predictor, params, tissue, grid, stain, slide_model, region)
+    return Prepared(slide, predictor, params, tissue, grid, stain, slide_model, region,
+                    models.embed)
 
 
 def iter_score_slide(
@@ -332,7 +362,7 @@ def iter_score_slide(
     yield prep
     m = prep.params.model
     updates = iter_scoring(prep.slide, prep.predictor, prep.grid, batch_size=m.batch_size,
-                           workers=m.workers, cancel=cancel)
+                           workers=m.workers, cancel=cancel, embed=prep.embed)
     timings = Timings()
     while True:
         try:
@@ -368,7 +398,7 @@ def score_slide(
     """Score a slide and return its :class:`SlideReport`.
 
     ``model``: a registry name, checkpoint name or path, or a predictor (default:
-    ``params.model.name``, i.e. ``dab-membrane``). ``overrides`` are flat ScoringParams names
+    ``params.model.name``, i.e. ``dab-cells``). ``overrides`` are flat ScoringParams names
     (``tile_size=``, ``target_mpp=``, ``organ=``, ``device=``, ``slide_model=``, ...).
     ``region``: score only inside it (a Region or a QuPath GeoJSON path).
     """

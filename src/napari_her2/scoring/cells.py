@@ -19,7 +19,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..classes import HER2_SCORES
+from ..classes import HER2_SCORES, LABEL_NAMES
 from ..tiles.results import TileResults
 from .rules import RuleParams, SlideScore, get_rule, summarise_counts
 
@@ -47,12 +47,40 @@ def tile_cell_counts(results: TileResults) -> np.ndarray:
     return counts
 
 
+def edited_cell_counts(results: TileResults, label_image: np.ndarray) -> np.ndarray:
+    """(N, 5) cells of each scored tile after a pathologist relabelled tiles by hand.
+
+    ``label_image`` (rows, cols) holds ``classes.LABEL_VALUES``. A tile whose label differs
+    from its scored class takes the label for its cells: labelled 0..3+, its tumour cells
+    count as that class (all its cells, when it had no tumour cells); labelled non-tumour,
+    artefact or unreadable, none of its cells is a tumour cell. Other tiles keep their cells.
+    """
+    counts = tile_cell_counts(results)
+    labels = np.asarray(label_image)[results.rows, results.cols]
+    changed = np.flatnonzero(labels != results.tile_labels())
+    n_her2 = len(HER2_SCORES)
+    for i in changed:
+        name = LABEL_NAMES.get(int(labels[i]), "")
+        tumour, total = counts[i, :n_her2].sum(), counts[i].sum()
+        row = np.zeros(n_her2 + 1, np.int64)
+        if name in HER2_SCORES:
+            row[HER2_SCORES.index(name)] = tumour if tumour else total
+            row[n_her2] = total - row[: n_her2].sum()
+        else:
+            row[n_her2] = total
+        counts[i] = row
+    return counts
+
+
 def score_cells(results: TileResults, organ: str = "breast", specimen: str = "resection", *,
-                n_samples: int = 1000, seed: int = 0) -> SlideScore:
-    """The slide score of the tumour cells in ``results`` (see the module docstring)."""
+                n_samples: int = 1000, seed: int = 0,
+                label_image: np.ndarray | None = None) -> SlideScore:
+    """The slide score of the tumour cells in ``results`` (see the module docstring); with
+    ``label_image``, of the cells as a pathologist's tile labels say (:func:`edited_cell_counts`)."""
     params = RuleParams(min_cluster_tiles=MIN_CLUSTER_CELLS)
     rule = get_rule(organ, specimen, params)
-    per_tile = tile_cell_counts(results)
+    per_tile = (tile_cell_counts(results) if label_image is None
+                else edited_cell_counts(results, label_image))
     observed = per_tile.sum(axis=0)
     if observed[: len(HER2_SCORES)].sum() < MIN_TUMOUR_CELLS:
         observed = np.concatenate([np.zeros(len(HER2_SCORES), np.int64), observed[-1:]])

@@ -121,7 +121,7 @@ def _readable_embeddings(results: TileResults, name: str) -> tuple[np.ndarray, n
     if results.embeddings is None:
         raise Her2Error(
             f"{name}: MIL scoring needs tile embeddings, and this tile model gives none; score "
-            "the slide with a CNN checkpoint as the tile model, not dab-membrane"
+            "the slide with a CNN checkpoint as the tile model, not a weight-free scorer"
         )
     emb = np.asarray(results.embeddings, np.float32)
     ok = np.asarray(results.readable, bool) & np.isfinite(emb).all(axis=1)

@@ -68,6 +68,7 @@ class TmaReport:
                 "n_tiles": 0 if s.results is None else len(s.results),
                 "score": call.score or "", "category": call.category or "",
                 "confidence": "" if call.confidence is None else round(call.confidence, 3),
+                "borderline": " / ".join(call.borderline) if call.borderline else "",
                 "no_call_reason": "" if call.no_call is None else call.no_call.value,
             })
         return out
@@ -118,7 +119,7 @@ def iter_score_tma(slide_or_path: Slide | str | os.PathLike, model: str | None =
                 predictor = adapt_to_slide(base, params, seen)
                 results = run_scoring(iter_scoring(
                     slide, predictor, core_grid, batch_size=params.model.batch_size,
-                    workers=params.model.workers, cancel=cancel))
+                    workers=params.model.workers, cancel=cancel, embed=models.embed))
                 call = make_call(results, params, core_grid, stain_of(slide, seen), slide_model,
                                  predictor=predictor)
                 score = CoreScore(core, call, results)

@@ -17,26 +17,29 @@ from napari_her2.errors import Her2Error
 
 from . import __version__
 from .augment import AugmentParams
-from .commands import DataArgs, train_mil, train_tiles, train_whspn
+from .commands import DataArgs, train_mil, train_mil_features, train_tiles, train_whspn
 from .config import PRESETS, TileTrainConfig, preset, tile_size_for
 from .data import TileSpec
+from .errors import TrainError
 from .mil import MILConfig
 from .ship import ShipConfig, ship
 from .whspn import KINDS, WHSPNConfig
 
 TMA = Path("../shared/data/her2-ihc-tma")
 BCI = Path("../shared/data/her2-ihc-bci")
+MAX_TILES = 400
 
 
-def _data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", type=Path, help="folder of labelled images")
+def _data_options(p: argparse.ArgumentParser, data_nargs: str | None = None) -> None:
+    p.add_argument("data", type=Path, nargs=data_nargs, help="folder of labelled images")
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--labels", type=Path, help="CSV: filename,label[,group] (or ihc_score)")
     p.add_argument("--mpp", type=float, help="µm/px of the images when the files lack it")
     p.add_argument("--external", type=Path, help="external test folder (never trained on)")
     p.add_argument("--external-labels", type=Path, help="CSV labels of the external folder")
     p.add_argument("--external-mpp", type=float, help="µm/px of the external images")
-    p.add_argument("--max-tiles", type=int, default=400, help="tiles per image (default 400)")
+    p.add_argument("--max-tiles", type=int,
+                   help=f"tiles per image (default {MAX_TILES}; feature files: all)")
     p.add_argument("--min-tissue", type=float, default=0.5, help="tissue fraction of a tile")
     p.add_argument("--folds", type=int, default=0, help="cross-validation folds (0: none)")
     p.add_argument("--cv", choices=("kfold", "montecarlo"), default="kfold")
@@ -65,12 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--val-fraction", type=float, default=0.2,
                    help="share of training images held out for early stopping")
     t.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    for name, help_ in (("mil", "train attention MIL over a tile model's embeddings"),
+    for name, help_ in (("mil", "train attention MIL over a tile model's embeddings or "
+                                "over feature files"),
                         ("whspn", "train the WHSPN aggregator over tile-class fractions")):
         s = sub.add_parser(name, help=help_)
-        _data_options(s)
-        s.add_argument("--tile-model", type=Path, required=True, help="tile checkpoint")
+        _data_options(s, "?" if name == "mil" else None)
+        s.add_argument("--tile-model", type=Path, required=name != "mil",
+                       help="tile checkpoint")
         s.add_argument("--epochs", type=int)
+    sub.choices["mil"].add_argument(
+        "--features", type=Path, help="folder of <stem>.h5 feature files (TRIDENT/CLAM "
+        "layout, one encoder), instead of DATA and --tile-model; labels from --labels")
     sub.choices["mil"].add_argument("--bag-size", type=int, default=100)
     sub.choices["mil"].add_argument("--bags-per-image", type=int, default=8)
     sub.choices["mil"].add_argument("--lr", type=float, default=2e-4)
@@ -85,10 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _data(a: argparse.Namespace) -> DataArgs:
-    return DataArgs(data=a.data, labels=a.labels, mpp=a.mpp, external=a.external,
+def _data(a: argparse.Namespace, data: Path | None = None) -> DataArgs:
+    return DataArgs(data=data or a.data, labels=a.labels, mpp=a.mpp, external=a.external,
                     external_labels=a.external_labels, external_mpp=a.external_mpp,
-                    max_tiles=a.max_tiles, min_tissue=a.min_tissue)
+                    max_tiles=MAX_TILES if a.max_tiles is None else a.max_tiles,
+                    min_tissue=a.min_tissue)
 
 
 def _tiles(a: argparse.Namespace) -> dict[str, Any]:
@@ -107,6 +116,15 @@ def _mil(a: argparse.Namespace) -> dict[str, Any]:
     cfg = MILConfig(bag_size=a.bag_size, bags_per_image=a.bags_per_image, lr=a.lr,
                     folds=a.folds, cv=a.cv, seed=a.seed,
                     **({"epochs": a.epochs} if a.epochs else {}))
+    if a.features is not None:
+        if a.data is not None or a.tile_model is not None:
+            raise TrainError("mil: --features trains on feature files; leave out DATA and "
+                             "--tile-model")
+        return train_mil_features(_data(a, a.features), cfg, a.out, max_tiles=a.max_tiles,
+                                  name=a.name or "abmil", progress=not a.quiet)
+    if a.data is None or a.tile_model is None:
+        raise TrainError("mil: give DATA and --tile-model (tile images), or --features DIR "
+                         "(feature files)")
     return train_mil(_data(a), a.tile_model, cfg, a.out, cache=a.cache,
                      name=a.name or "abmil", progress=not a.quiet)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from .config import TileTrainConfig
 from .data import file_sha256, load_dataset, manifest
+from .features_h5 import load_feature_bags
 from .image_level import ImageFeatures, TileModel, load_features
 from .labels import discover
 from .mil import MILConfig, run_mil
@@ -115,6 +116,30 @@ def train_mil(data: DataArgs, tile_model: Path, config: MILConfig, out: Path, *,
     _write_config(run, "mil", data, config, tile_model=str(tile_model))
     feats, external = _slide_features(data, tm, run)
     metrics = run_mil(feats, tm, config, run.root, external=external, name=name,
+                      training_data=data.card_text(), progress=progress)
+    metrics["software"] = software()
+    run.write("metrics.json", metrics)
+    _slide_plots(run, metrics)
+    return metrics
+
+
+def train_mil_features(data: DataArgs, config: MILConfig, out: Path, *,
+                       max_tiles: int | None = None, name: str = "abmil",
+                       progress: bool = True) -> dict[str, Any]:
+    """``her2-train mil --features``: attention MIL over the bags of shared feature files
+    (``data.data``: a folder of ``<stem>.h5``; ``data.labels``: slide stem -> score; the
+    external folder, when given, holds feature files of the same encoder)."""
+    run = RunFolder.create(out)
+    _write_config(run, "mil", data, config, features=True, max_tiles=max_tiles)
+    feats, encoder = load_feature_bags(data.data, data.labels, max_tiles=max_tiles)
+    external = None
+    if data.external is not None:
+        external, _ = load_feature_bags(data.external, data.external_labels,
+                                        max_tiles=max_tiles, encoder=encoder)
+    run.write("manifest.json", {"train": _feature_manifest(feats),
+                                "external": _feature_manifest(external) if external else [],
+                                "encoder": encoder.card_block()})
+    metrics = run_mil(feats, encoder, config, run.root, external=external, name=name,
                       training_data=data.card_text(), progress=progress)
     metrics["software"] = software()
     run.write("metrics.json", metrics)

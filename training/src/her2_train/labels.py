@@ -2,8 +2,9 @@
 
 Sources, in order of precedence for one image:
 
-1. a CSV file (``--labels``): ``filename,label[,group]``; the label column may also be
-   called ``ihc_score`` or ``score``, the group column ``patient`` or ``case``;
+1. a CSV file (``--labels``): ``filename,label[,group]``; the file column may also be
+   called ``slide_id`` (as CLAM's), the label column ``ihc_score`` or ``score``, the group
+   column ``patient`` or ``case``;
 2. the BCI file-name convention ``NNNNN_<split>_<score>.png`` (e.g. ``00052_train_3+.png``);
 3. a leading score in the file name (``2_<uuid>.jpg``);
 4. the name of the image's sub-folder (``DATA/2+/x.png``).
@@ -29,7 +30,7 @@ _SCORE = re.compile(r"^\s*(?:her2[\s_:-]*)?([0-3])\s*(\+)?\s*$", re.IGNORECASE)
 _BCI = re.compile(r"^\d+_(?:train|test|val|valid)_([0-3]\+?)$", re.IGNORECASE)
 _LEADING = re.compile(r"^([0-3])\+?[_-]")
 _LABEL_COLUMNS = ("label", "ihc_score", "score", "her2_score")
-_FILE_COLUMNS = ("filename", "file", "image", "path")
+_FILE_COLUMNS = ("filename", "file", "image", "path", "slide_id", "slide")
 _GROUP_COLUMNS = ("group", "patient", "case", "patient_id")
 
 

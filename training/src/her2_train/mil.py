@@ -1,4 +1,5 @@
-"""``her2-train mil``: gated attention MIL (seed 002) over a frozen tile model's embeddings.
+"""``her2-train mil``: gated attention MIL (seed 002) over a frozen tile model's embeddings,
+or over the features of shared feature files (:mod:`her2_train.features_h5`).
 
 Every epoch draws new bags (bag-level augmentation, seed 002): for each training image,
 ``bags_per_image`` bags of ``min(bag_size, N)`` of its tile embeddings, drawn without
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 
 from .calibration import external_calibration, probs_at
 from .errors import TrainError
+from .features_h5 import FeatureEncoder
 from .image_level import ImageFeatures, TileModel, cross_validate, logits_of, predict_all
 from .labels import CLASSES
 from .state import load_state, save_state
@@ -156,10 +158,26 @@ def mc_predict(model: nn.Module, feat: ImageFeatures, n_bags: int = 64, bag_size
     return probs_at(mc_logits(model, feat, n_bags, bag_size, seed)[None], temperature)[0]
 
 
-def run_mil(feats: list[ImageFeatures], tile_model: TileModel, cfg: MILConfig, out: Path, *,
-            external: list[ImageFeatures] | None = None, name: str = "abmil",
+def _source_card(source: TileModel | FeatureEncoder) -> dict[str, Any]:
+    """What the card says of the embeddings' source: the tile model (named in the
+    description, as the plugin's pairing reads it), or the encoder (its ``encoder`` field)."""
+    if isinstance(source, TileModel):
+        return {"target_mpp": source.card.target_mpp,
+                "description": f"Gated attention MIL over the embeddings of tile model "
+                               f"{source.describe()}; use it with that tile model."}
+    return {"target_mpp": source.mpp, "encoder": source.card_block(),
+            "description": f"Gated attention MIL over the {source.dim}-d tile embeddings of "
+                           f"encoder {source.name} (sha256 {source.sha256[:16]}), read from "
+                           "feature files; use it with that encoder."}
+
+
+def run_mil(feats: list[ImageFeatures], source: TileModel | FeatureEncoder, cfg: MILConfig,
+            out: Path, *, external: list[ImageFeatures] | None = None, name: str = "abmil",
             training_data: str = "", progress: bool = True) -> dict[str, Any]:
-    """CV (when cfg.folds >= 2), final model on all images, external test, checkpoint."""
+    """CV (when cfg.folds >= 2), final model on all images, external test, checkpoint.
+
+    source: the tile model whose embeddings ``feats`` hold, or the encoder of the feature
+    files they were read from; the card names it."""
     def predict(model: nn.Module, f: ImageFeatures) -> np.ndarray:
         return mc_predict(model, f, cfg.n_bags_eval, cfg.bag_size, cfg.seed)
 
@@ -179,10 +197,8 @@ def run_mil(feats: list[ImageFeatures], tile_model: TileModel, cfg: MILConfig, o
                                                  cv["calibration"])
     metrics = {"cross_validation": cv, "external": ext, "history": final.history}
     card = ModelCard(
-        architecture="abmil", classes=CLASSES, arch_args=dict(final.arch_args),
-        target_mpp=tile_model.card.target_mpp, name=name,
-        description=f"Gated attention MIL over the embeddings of tile model "
-                    f"{tile_model.describe()}; use it with that tile model.",
+        architecture="abmil", classes=CLASSES, arch_args=dict(final.arch_args), name=name,
+        **_source_card(source),
         training_data=f"{training_data or 'labelled images'}: {len(feats)} images with "
                       "image-level labels; bags of tile embeddings resampled every epoch.",
         provenance=f"her2-train mil (bag size {cfg.bag_size}, {cfg.epochs} epochs, "
