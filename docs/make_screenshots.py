@@ -158,8 +158,28 @@ def make(out: Path, *, smoke: bool = False) -> list[Path]:
 
         # Score with the default weight-free scorer: tiles, panel, review queue
         score(widget)
+        cells_layer = f"{image.name} cells"
+        if cells_layer in viewer.layers:  # the tiles first; the cells get their own picture
+            viewer.layers[cells_layer].visible = False
+            settle(0.5)
         shot("scored", window(viewer))
         shot("score-panel", grab(widget), w=min(width, 520))
+
+        # the cells the call counted: zoomed in to the slide's own pixels, the cells layer
+        # shows each cell at its nucleus, coloured by its class
+        h, w = widget.report.slide.dimensions
+        mpp = widget.report.slide.require_mpp()
+        camera = viewer_camera(viewer)
+        camera.center = (0.45 * h * mpp.y, 0.45 * w * mpp.x)
+        camera.zoom = 1.0 / mpp.x
+        wait_until(lambda: cells_layer in viewer.layers
+                   and len(viewer.layers[cells_layer].data) > 0, 60, "the cells layer")
+        viewer.layers[cells_layer].visible = True
+        viewer.layers.selection.active = viewer.layers[cells_layer]
+        settle(1.0)
+        shot("cells", window(viewer))
+        viewer.reset_view()
+        settle(0.5)
 
         # the review queue: a click takes the viewer to a tile that decides the call, and a
         # key corrects its class (here: the first such tile away from the slide's edge)
@@ -218,7 +238,7 @@ def make(out: Path, *, smoke: bool = False) -> list[Path]:
         settle(1.0)
         shot("gradcam", window(viewer))
         widget.form.slide_model_combo.value = None
-        choose(widget.form.model_combo, "dab-membrane")
+        choose(widget.form.model_combo, "dab-cells")
 
         # a tissue microarray, core by core
         for layer in list(viewer.layers):

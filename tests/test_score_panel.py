@@ -59,3 +59,16 @@ def test_a_clear_call_shows_one_score(qtbot):
     assert panel.score_label.text() == "3+"
     assert panel.category_label.full_text() == "positive"
     assert panel.confidence_label.full_text() == "100%"
+    assert panel.bars_title.text() == "Tumour tiles by class"
+
+
+def test_a_call_over_cells_says_its_bars_are_cells(qtbot):
+    from dataclasses import replace
+
+    panel = ScorePanel()
+    qtbot.addWidget(panel)
+    tiles = call_from_rule(score_tiles(_results([[0, 0, 0, 1, 0]] * 4)))
+    panel.show_call(replace(tiles, method=tiles.method + "-cells"))
+    assert panel.bars_title.text() == "Tumour cells by class"
+    panel.show_call(tiles)
+    assert panel.bars_title.text() == "Tumour tiles by class"

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PICTURES = ["open-slide", "scored", "score-panel", "review", "region", "attention", "gradcam",
-            "tma"]
+PICTURES = ["open-slide", "scored", "score-panel", "cells", "review", "region", "attention",
+            "gradcam", "tma"]
 
 
 @pytest.mark.slow

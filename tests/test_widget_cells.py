@@ -55,6 +55,18 @@ def test_cells_are_drawn_only_zoomed_in_and_only_in_view(qtbot, make_napari_view
     np.testing.assert_allclose(layer.face_color[0][:3], np.array(CLASS_COLORS[first]) / 255,
                                atol=1e-6)
 
+    # hidden, the layer is not refilled as the view moves (napari would not reslice it, and a
+    # later colour change would index past its data); shown again, it catches up
+    layer.visible = False
+    before = layer.data.copy()
+    camera.zoom, camera.center = 4.0, (1500.0, 1500.0)  # fewer cells in a smaller view
+    overlay.refresh()
+    np.testing.assert_array_equal(layer.data, before)
+    layer.visible = True
+    qtbot.waitUntil(lambda: overlay.view_box0()[0] < layer.data[:, 0].min(), timeout=5_000)
+    y0, x0, y1, x1 = overlay.view_box0()
+    assert ((layer.data[:, 0] >= y0) & (layer.data[:, 0] < y1)).all()
+
     camera.zoom = 0.01  # zoomed out again: nothing drawn
     qtbot.waitUntil(lambda: len(layer.data) == 0, timeout=5_000)
     viewer.layers.remove(layer)

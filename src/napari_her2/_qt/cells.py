@@ -4,6 +4,7 @@ A whole slide holds millions of cells, more than a Points layer can draw and sta
 layer therefore holds only the cells in view, and only once the view is zoomed in far enough
 to tell cells apart (:data:`DRAW_BELOW_UM_PER_PX`, about ×5): panning or zooming refreshes it
 after a short pause, never more than :data:`MAX_DRAWN` cells (an even subset beyond that).
+A hidden layer is left as it is and filled when it is shown again.
 Each point carries the cell's class, membrane OD, completeness and whether it is tumour as
 layer features, so hovering shows them in napari's status bar.
 """
@@ -69,6 +70,7 @@ class CellsOverlay(QObject):
             translate=tuple(image.translate[-2:]), units=tuple(image.units[-2:]),
             size=CELL_DIAMETER_UM / float(self._scale.mean()), border_width=0, opacity=0.9,
             features=_features(CellTable()))
+        self.layer.events.visible.connect(self._schedule)
         self.refresh()
 
     def _schedule(self, event: Any = None) -> None:
@@ -93,6 +95,8 @@ class CellsOverlay(QObject):
         if self.layer not in self.viewer.layers:  # removed by the user
             self.layer, self.cells = None, None
             return
+        if not self.layer.visible:  # hidden: napari does not reslice it, so filling it now
+            return  # would leave stale view indices; it is filled when shown again
         # the image's world units are microns (its scale is the slide's µm/px)
         um_per_px = 1.0 / max(float(viewer_camera(self.viewer).zoom), 1e-12)
         index = np.zeros(0, np.int64)

@@ -36,7 +36,8 @@ MAGNIFICATIONS: list[tuple[str, float | None]] = [
     ("10x (1 µm/px)", 1.0),
     ("5x (2 µm/px)", 2.0),
 ]
-RULE_CHOICE: tuple[str, str | None] = ("ASCO/CAP rule over tiles", None)
+#: the guideline's rule, over the scorer's tumour cells (dab-cells) or tumour tiles
+RULE_CHOICE: tuple[str, str | None] = ("Guideline rule (ASCO/CAP)", None)
 
 
 def _spin(name: str, kind: type = SpinBox, label: str | None = None, **kw: Any) -> Any:

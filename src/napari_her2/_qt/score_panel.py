@@ -14,10 +14,14 @@ from qtpy.QtWidgets import QFormLayout, QLabel, QSizePolicy, QVBoxLayout, QWidge
 
 from ..classes import CLASS_COLORS, HER2_SCORES
 from ..scoring import Her2LowEvidence, SlideCall
+from ..scoring.cells import CELLS_SUFFIX
+
+#: what the bars show: the percentages of tumour cells when the call counted cells
+BARS_TITLE = {"tiles": "Tumour tiles by class", "cells": "Tumour cells by class"}
 
 
 class FractionBars(QWidget):
-    """A small bar chart of the fraction of tumour tiles in each HER2 class."""
+    """A small bar chart of the fraction of tumour cells (or tiles) in each HER2 class."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -118,7 +122,8 @@ class ScorePanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
-        layout.addWidget(QLabel("Tumour tiles by class"))
+        self.bars_title = QLabel(BARS_TITLE["tiles"])
+        layout.addWidget(self.bars_title)
         layout.addWidget(self.bars)
         self.last: SlideCall | None = None
         self.clear()
@@ -162,6 +167,8 @@ class ScorePanel(QWidget):
                                  + (f", {ev.n_unreadable} unreadable" if ev.n_unreadable else ""))
         self.method_label.setText(call.method + (" (partial)" if call.partial else ""))
         self.bars.set_fractions(ev.class_fractions or None)
+        self.bars_title.setText(BARS_TITLE["cells" if call.method.endswith(CELLS_SUFFIX)
+                                           else "tiles"])
         ctx = dict(context or {})
         self.cells_label.setText(ctx.pop("cells", None) or "not counted (tile scorer)")
         self.model_label.setText(", ".join(f"{k} {v}" for k, v in ctx.items() if v is not None))

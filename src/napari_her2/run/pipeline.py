@@ -26,7 +26,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import MissingMppError, SlideReadError
-from ..ihc.stain_check import StainCheck, check_stain
+from ..ihc.stain_check import StainCheck
 from ..ihc.tissue import TissueMask, detect_tissue
 from ..models.validation import Validation, validation_of
 from ..params import GridParams, ModelParams, ParamError, ScoringParams
@@ -36,6 +36,7 @@ from ..slide import Slide, open_slide
 from ..tiles.grid import TileGrid, make_grid
 from ..tiles.regions import Region, as_region
 from ..tiles.results import TileResults
+from .adapt import adapt_to_slide, stain_of
 from .inference import ScoringUpdate, Timings, iter_scoring
 
 if TYPE_CHECKING:
@@ -157,26 +158,6 @@ def fit_geometry(predictor: TilePredictor, grid: GridParams) -> tuple[TilePredic
         raise ParamError(f"{predictor.name} was trained at {card_mpp:g} µm/px (its model card); "
                          f"tiles at {grid.target_mpp:g} µm/px cannot be used with it")
     return predictor, card_size, float(card_mpp)
-
-
-def adapt_to_slide(predictor: TilePredictor, params: ScoringParams,
-                   tissue: TissueMask) -> TilePredictor:
-    """A scorer that adapts to the organ and the slide's stains does so (others unchanged)."""
-    if hasattr(predictor, "for_organ"):
-        predictor = predictor.for_organ(params.call.organ.value)
-    if hasattr(predictor, "for_slide") and tissue.thumbnail is not None:
-        predictor = predictor.for_slide(tissue.thumbnail, tissue.mask)
-    return predictor
-
-
-def stain_of(slide: Slide, tissue: TissueMask) -> StainCheck | None:
-    """Stain check of the slide's tissue (logged as a warning when it is not DAB)."""
-    if tissue.thumbnail is None:
-        return None
-    check = check_stain(tissue.thumbnail, tissue.mask)
-    if check.warning:
-        log.warning("%s: %s", slide.name, check.warning)
-    return check
 
 
 def with_paired_tile_model(params: ScoringParams) -> ScoringParams:

@@ -84,8 +84,9 @@ def iter_score_tma(slide_or_path: Slide | str | os.PathLike, model: str | None =
     Each core gets what a slide of that core alone would: the stain adaptation and the stain
     check look at the core's pixels only, and its call is made from its tiles only."""
     from ..ihc.tissue import detect_tissue
+    from ..run.adapt import adapt_to_slide, stain_of
     from ..run.inference import iter_scoring, run_scoring
-    from ..run.pipeline import adapt_to_slide, as_slide, load_models, make_call, stain_of
+    from ..run.pipeline import as_slide, load_models, make_call
     from ..tiles.grid import make_grid
 
     params = params or ScoringParams()
