@@ -314,3 +314,23 @@ def isolated_env(tmp_path, monkeypatch):
     is seen by the next (stricter than the session-wide isolation)."""
     monkeypatch.setenv("NAPARI_HER2_MODELS", str(tmp_path / "user-models"))
     monkeypatch.setenv("NAPARI_HER2_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def borderline_calls(monkeypatch):
+    """Every slide call of ``run.pipeline`` becomes borderline 0 / 1+ (0 in 48% of the
+    resamplings, 1+ in 45%), whatever the tiles say."""
+    from dataclasses import replace
+
+    from napari_her2.run import pipeline
+
+    real = pipeline.call_slide
+
+    def borderline(results, **kwargs):
+        call = real(results, **kwargs)
+        shares = {"0": 0.48, "1+": 0.45, "2+": 0.07, "3+": 0.0}
+        return replace(call, score="0", category="negative", confidence=0.48,
+                       borderline=("0", "1+"),
+                       evidence=replace(call.evidence, score_shares=shares))
+
+    monkeypatch.setattr(pipeline, "call_slide", borderline)

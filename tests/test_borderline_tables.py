@@ -4,9 +4,6 @@ evaluation CSV and the TMA cores CSV carry its pair ("0 / 1+"), a clear call lea
 from __future__ import annotations
 
 import csv
-from dataclasses import replace
-
-import pytest
 
 from napari_her2._sample_data import ihc_mosaic
 from napari_her2.cohort.batch import SUMMARY_FIELDS, score_one, skipped_row
@@ -14,23 +11,6 @@ from napari_her2.cohort.evaluate import CSV_FIELDS, evaluate_folder
 from napari_her2.export.tma import CSV_FIELDS as TMA_FIELDS
 from napari_her2.params import ScoringParams
 from napari_her2.slide import write_pyramid_tiff
-
-
-@pytest.fixture
-def borderline_calls(monkeypatch):
-    """Every slide call becomes borderline 0 / 1+, whatever the tiles say."""
-    from napari_her2.run import pipeline
-
-    real = pipeline.call_slide
-
-    def borderline(results, **kwargs):
-        call = real(results, **kwargs)
-        shares = {"0": 0.48, "1+": 0.45, "2+": 0.07, "3+": 0.0}
-        return replace(call, score="0", category="negative", confidence=0.48,
-                       borderline=("0", "1+"),
-                       evidence=replace(call.evidence, score_shares=shares))
-
-    monkeypatch.setattr(pipeline, "call_slide", borderline)
 
 
 def test_every_table_has_the_column():
