@@ -191,6 +191,10 @@ class ChunkedLevel:
     decode(iy, ix) returns the chunk at grid position (iy, ix) as (h, w, 3) uint8, h and w at
     most the chunk size (edge chunks may be cropped or padded; extra pixels are ignored), or
     None where the file stores no data for it. It raises ChunkDecodeError on corrupt data.
+
+    decode_into(iy, ix, target), where a format can, decodes straight into ``target`` (a
+    C-contiguous view of a read's output holding exactly the chunk's image pixels); False
+    where the file stores no data (the caller paints background).
     """
 
     key: str
@@ -198,6 +202,7 @@ class ChunkedLevel:
     chunk: tuple[int, int]
     decode: Callable[[int, int], np.ndarray | None]
     cache: ChunkCache | None = None
+    decode_into: Callable[[int, int, np.ndarray], bool] | None = None
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -260,14 +265,43 @@ class ChunkedLevel:
         out = np.empty((h, w, 3), np.uint8)
         _fill_outside(out, (y, x), bounds)
         if workers > 1 and len(cells) >= 2 * workers:
-            rows = [cells[i::workers] for i in range(workers)]
-            with ThreadPoolExecutor(workers, thread_name_prefix="napari-her2-decode") as pool:
-                for _ in pool.map(lambda part: self._paste_all(out, part, (y, x), bounds, strict),
-                                  rows):
-                    pass
+            self._paste_shared(out, cells, (y, x), bounds, strict, workers)
         else:
             self._paste_all(out, cells, (y, x), bounds, strict)
         return out
+
+    def _paste_shared(self, out, cells, origin, bounds, strict, workers: int) -> None:
+        """Paste ``cells`` from ``workers`` threads (the caller's among them) that each take
+        the next chunk when done with one, so a thread slowed by other work on its core takes
+        fewer; a chunk another read is decoding right now is left for the end."""
+        lock = threading.Lock()
+        todo = iter(cells)
+
+        def work() -> None:
+            later = []
+            while True:
+                with lock:
+                    cell = next(todo, None)
+                if cell is None:
+                    break
+                iy, ix = cell
+                if self.cache is not None and self.cache.in_flight((self.key, iy, ix)):
+                    later.append(cell)
+                else:
+                    self._paste(out, iy, ix, origin, bounds, strict)
+            for iy, ix in later:
+                self._paste(out, iy, ix, origin, bounds, strict)
+
+        with ThreadPoolExecutor(workers - 1, thread_name_prefix="napari-her2-decode") as pool:
+            helpers = [pool.submit(work) for _ in range(workers - 1)]
+            try:
+                work()
+            except BaseException:
+                with lock:  # the helpers stop after the chunk they are on
+                    todo = iter(())
+                raise
+            for helper in helpers:
+                helper.result()
 
     def _covers(self, iy: int, ix: int, bounds: tuple[int, int, int, int]) -> bool:
         """True when ``bounds`` contains every image pixel of chunk (iy, ix)."""
@@ -305,6 +339,23 @@ class ChunkedLevel:
             return np.array(arr[:h, :w, :3], order="C")  # a copy the caller owns
         return arr
 
+    def _decode_into(self, iy: int, ix: int, target: np.ndarray, strict: bool) -> bool:
+        """Decode chunk (iy, ix) straight into ``target``; False: copy it from the cache."""
+        decode_into = self.decode_into
+        if decode_into is None or (self.cache is not None
+                                   and self.cache.get((self.key, iy, ix)) is not None):
+            return False
+        try:
+            stored = decode_into(iy, ix, target)
+        except ChunkDecodeError:
+            if strict:
+                raise
+            log.warning("%s: chunk (%d, %d) is unreadable; shown as background", self.key, iy, ix)
+            stored = False
+        if not stored:
+            target[...] = FILL_VALUE
+        return True
+
     def _paste_all(self, out, cells, origin, bounds, strict) -> None:
         """Paste ``cells``; a chunk another thread is decoding right now is left for last, so
         that two threads reading neighbouring regions decode instead of waiting."""
@@ -324,8 +375,12 @@ class ChunkedLevel:
         sy0, sx0 = max(y0, cy), max(x0, cx)
         sy1, sx1 = min(y1, cy + ch), min(x1, cx + cw)
         target = out[sy0 - origin[0] : sy1 - origin[0], sx0 - origin[1] : sx1 - origin[1]]
+        covered = self._covers(iy, ix, bounds)
+        if covered and self.decode_into is not None and target.flags.c_contiguous:
+            if self._decode_into(iy, ix, target, strict):
+                return
         try:
-            arr = self._fetch(iy, ix, self._covers(iy, ix, bounds))
+            arr = self._fetch(iy, ix, covered)
         except ChunkDecodeError:
             if strict:
                 raise
@@ -379,17 +434,3 @@ class LevelArray:
         x0, x1, _ = xs.indices(self.shape[1])
         region = self.level.read_region(y0, x0, max(y1 - y0, 0), max(x1 - x0, 0), strict=False)
         return region[:, :, cs]
-
-
-def dask_chunks(shape: tuple[int, int], chunk: tuple[int, int], target: int = 1024) -> tuple:
-    """Dask block shape: whole multiples of the file's chunk, about ``target``² pixels.
-
-    Wide chunks (NDPI restart-interval strips, TIFF strips) get fewer rows, so that a block of
-    a 100,000 px wide scan stays a few MB.
-    """
-    ch, cw = chunk
-    bx = cw * max(1, round(target / cw)) if cw < target else cw
-    bx = min(bx, cw * math.ceil(shape[1] / cw))  # a narrow image gets taller blocks instead
-    rows = max(1, round(target * target / (ch * bx)))
-    by = ch * rows
-    return (min(by, shape[0]), min(bx, shape[1]), 3)

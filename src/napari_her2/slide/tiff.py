@@ -20,7 +20,7 @@ import dask.array as da
 import numpy as np
 
 from ..errors import SlideReadError
-from ._chunks import FILL_VALUE, ChunkCache, ChunkDecodeError, ChunkedLevel, FileHandle
+from ._chunks import ChunkCache, ChunkDecodeError, ChunkedLevel, FileHandle
 from ._model import (
     SLIDE_LIMITS,
     Slide,
@@ -29,6 +29,7 @@ from ._model import (
     check_level_size,
     to_dask,
 )
+from .bands import RestartBands, band_rows, banded
 from .vendors import tiff_metadata
 
 log = logging.getLogger(__name__)
@@ -218,43 +219,17 @@ def _tiff_level(p: Path, fh: FileHandle, page, key: str, cache: ChunkCache | Non
             return None
         return np.asarray(seg).reshape(seg.shape[-3:])
 
-    g = band_rows(ch, cw)
+    header = decode_kw["jpegheader"]
+    g = band_rows(ch, cw, restart_intervals=header is not None)
     if g > 1:
-        return ChunkedLevel(key=key, shape=(h, w), chunk=(ch * g, cw),
-                            decode=_banded(decode, ch, cw, g, math.ceil(h / ch)), cache=cache)
+        per_strip = banded(decode, ch, cw, g, math.ceil(h / ch))
+        bands = RestartBands.for_page(fh, page, (h, w), (ch, cw), g, per_strip)
+        if bands is not None:
+            return ChunkedLevel(key=key, shape=(h, w), chunk=(ch * g, cw), decode=bands.decode,
+                                cache=cache, decode_into=bands.decode_into)
+        return ChunkedLevel(key=key, shape=(h, w), chunk=(ch * g, cw), decode=per_strip,
+                            cache=cache)
     return ChunkedLevel(key=key, shape=(h, w), chunk=(ch, cw), decode=decode, cache=cache)
-
-
-#: chunks this few rows high (NDPI restart intervals: 8 or 16 rows) are read in bands of
-#: about this many rows, so that a tile costs a few chunk lookups instead of dozens
-BAND_ROWS = 64
-
-
-def band_rows(ch: int, cw: int) -> int:
-    """How many chunk rows of ``ch`` x ``cw`` px chunks make one band (1: no banding)."""
-    return max(1, BAND_ROWS // ch) if ch < BAND_ROWS and cw > ch else 1
-
-
-def _banded(decode, ch: int, cw: int, g: int, rows: int):
-    """decode(iy, ix) of bands of ``g`` chunk rows, each chunk decoded by ``decode``."""
-
-    def decode_band(iy: int, ix: int) -> np.ndarray | None:
-        band = np.empty((ch * g, cw, 3), np.uint8)
-        found = False
-        for j in range(g):
-            part = decode(iy * g + j, ix) if iy * g + j < rows else None
-            target = band[j * ch : (j + 1) * ch]
-            if part is None:
-                target[...] = FILL_VALUE
-                continue
-            found = True
-            ph, pw = min(ch, part.shape[0]), min(cw, part.shape[1])
-            target[:ph, :pw] = part[:ph, :pw, :3]
-            target[ph:] = FILL_VALUE
-            target[:ph, pw:] = FILL_VALUE
-        return band if found else None
-
-    return decode_band
 
 
 def _ycbcr_to_rgb(seg: np.ndarray) -> np.ndarray:
