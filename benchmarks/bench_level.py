@@ -42,14 +42,13 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bci_fixture import fixture  # noqa: E402
-from bench_read import describe_machine, warm_page_cache  # noqa: E402
+from bench_read import describe_machine, run_pool, warm_page_cache  # noqa: E402
 
 NDPI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "slides" / \
     "test3-DAPI-2-387.ndpi"
@@ -80,16 +79,6 @@ def open_ours(path: Path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MissingMppWarning)
         return open_slide(path)
-
-
-def run_pool(func: Callable, items: list, threads: int) -> None:
-    if threads == 1:
-        for item in items:
-            func(item)
-        return
-    with ThreadPoolExecutor(threads) as pool:
-        for _ in pool.map(func, items):
-            pass
 
 
 class Level:
