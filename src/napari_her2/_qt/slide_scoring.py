@@ -218,7 +218,11 @@ class SlideScoring(QObject):
         self.tiles_edited.emit()
         c = self.prepared.params.call
         labels = tile_labels(self.tiles_layer)
-        results = None if self.report is None else self.report.results
+        # the cells of this run's tiles (a report of an earlier run, while a new one is
+        # scoring, has another grid: its cells are not these tiles')
+        report = self.report
+        results = (report.results if report is not None and report.grid is self.prepared.grid
+                   else None)
         if results is not None and results.cells is not None:  # the call counted cells
             score = score_cells(results, c.organ.value, c.specimen.value, label_image=labels)
         else:
