@@ -64,11 +64,11 @@ CLASSES: tuple[str, ...] = ("0", "1+", "2+", "3+", "non-tumour")
 ORGANS: tuple[str, ...] = ("breast", "gastric")
 
 
-#: the parameters estimated per slide (left out of the scorer's identity) and the decimals
-#: they are reported with
 #: version of the measurement itself, part of the scorer's identity: a change of what the code
 #: does with the same parameters gives a new hash (2: the tumour mask no longer uses DAB)
 METHOD_VERSION = 2
+#: the parameters estimated per slide (left out of the scorer's identity) and the decimals
+#: they are reported with
 STAIN_FIELDS = ("haematoxylin", "dab")
 STAIN_DECIMALS = 3
 
