@@ -62,8 +62,8 @@ def skipped_row(path: str, report: dict[str, Any], geojson: Path,
     """A summary row for a slide whose complete outputs were already there."""
     return {"slide": path, "status": "skipped", "score": report.get("score"),
             "category": report.get("category"), "confidence": report.get("confidence"),
-            "borderline": borderline_text(report), "n_tissue_tiles": report.get("n_tissue_tiles"), "geojson": str(geojson),
-            "report": str(report_path)}
+            "borderline": borderline_text(report), "n_tissue_tiles": report.get("n_tissue_tiles"),
+            "geojson": str(geojson), "report": str(report_path)}
 
 
 def finished_row(path: str, out_dir: str | os.PathLike, stem: str,
