@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..classes import HER2_SCORES
-from ..errors import Her2Error, OutputError
+from ..errors import Her2Error
 
 CLASSES: tuple[str, ...] = HER2_SCORES
 CATEGORIES: tuple[str, ...] = ("negative", "equivocal", "positive")
@@ -47,7 +46,6 @@ _NO_CALL_TEXT = frozenset({"", "none", "nan", "no call", "no-call", "nocall"})
 _CATEGORY_OF = {"0": "negative", "1+": "negative", "2+": "equivocal", "3+": "positive"}
 _K = len(CLASSES)
 _NO_CALL_INDEX = _K  # column of no-calls in the count matrices
-_NEW_FILE_MODE = 0o644
 
 
 class LabelError(Her2Error, ValueError):
@@ -393,18 +391,7 @@ def plot_confusion(result: dict[str, Any], path: str | os.PathLike) -> Path:
 def save_png_atomic(fig: Any, target: Path) -> None:
     """Save a matplotlib figure as PNG: temporary file in the same folder, fsync, rename;
     an error gives :class:`~napari_her2.errors.OutputError` naming the file."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as err:
-        raise OutputError(f"{target}: cannot write to {target.parent} ({err.strerror})") from err
-    mode = target.stat().st_mode & 0o777 if target.is_file() else _NEW_FILE_MODE
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            fig.savefig(f, format="png")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except Exception as err:
-        Path(tmp).unlink(missing_ok=True)
-        raise OutputError(f"{target}: not written ({err})") from err
+    from ..export.atomic import atomic_write
+
+    with atomic_write(target, binary=True) as f:
+        fig.savefig(f, format="png")

@@ -52,19 +52,20 @@ def _reason(err: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, *, newline: str | None = None) -> Iterator[IO[str]]:
-    """Open a text file that replaces ``path`` only when the ``with`` block succeeds."""
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` for a writer that opens files by name (h5py); it
+    replaces ``path`` (fsynced, with the old file's mode) only when the block succeeds."""
     target = Path(path)
     mode = target.stat().st_mode & 0o777 if target.is_file() else _NEW_FILE_MODE
     try:
         fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=target.parent)
     except OSError as err:
         raise OutputError(f"{target}: cannot write to {target.parent} ({_reason(err)})") from err
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as f:
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:
             os.fchmod(f.fileno(), mode)
-            yield f
-            f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
     except Exception as err:
@@ -73,6 +74,20 @@ def atomic_write(path: str | os.PathLike, *, newline: str | None = None) -> Iter
     except BaseException:
         _remove(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, *, newline: str | None = None,
+                 binary: bool = False) -> Iterator[IO[Any]]:
+    """Open a text (or, with ``binary``, a bytes) file that replaces ``path`` only when the
+    ``with`` block succeeds (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        if binary:
+            with open(tmp, "wb") as f:
+                yield f
+        else:
+            with open(tmp, "w", encoding="utf-8", newline=newline) as f:
+                yield f
 
 
 def _remove(path: str) -> None:

@@ -11,16 +11,14 @@ h5py is an optional extra: ``pip install 'napari-her2[features]'``.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import OutputError
-from .atomic import TEMP_PREFIX, TEMP_SUFFIX
+from .atomic import atomic_path
 
 EXTRA_HINT = "pip install 'napari-her2[features]'"
 
@@ -49,26 +47,9 @@ def write_features_h5(path: str | os.PathLike, features: np.ndarray, coords: np.
     if feats.ndim != 2 or xy.shape != (feats.shape[0], 2):
         raise ValueError(f"features {feats.shape} and coords {xy.shape} do not pair up")
     h5py = require_h5py()
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=target.parent)
-    except OSError as err:
-        raise OutputError(f"{target}: cannot write to {target.parent} ({err.strerror})") from err
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("features", data=feats)
-            dset = f.create_dataset("coords", data=xy)
-            for key, value in attrs.items():
-                f.attrs[key] = dset.attrs[key] = _attr(value)
-        with open(tmp, "rb+") as raw:
-            os.fsync(raw.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException as err:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(err, Exception):
-            reason = " ".join(str(err).split()) or type(err).__name__
-            raise OutputError(f"{target}: not written ({reason})") from err
-        raise
+    with atomic_path(target) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("features", data=feats)
+        dset = f.create_dataset("coords", data=xy)
+        for key, value in attrs.items():
+            f.attrs[key] = dset.attrs[key] = _attr(value)
     return target

@@ -18,7 +18,6 @@ import datetime as _dt
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,7 @@ import numpy as np
 
 from .._version import __version__
 from ..classes import CLASS_COLORS, HER2_SCORES, LABEL_NAMES
-from ..errors import OutputError
-from .atomic import TEMP_PREFIX, TEMP_SUFFIX
+from .atomic import atomic_write
 
 A4_INCHES = (8.27, 11.69)
 MIN_DPI = 150
@@ -236,20 +234,8 @@ def render_figure(report: Any, options: PageOptions | None = None):
 
 def _write_bytes(path: Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file and a rename."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=path.parent)
-    except OSError as err:
-        raise OutputError(f"cannot write to the folder ({err.strerror}): {path}") from err
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
-        raise OutputError(f"report not written ({err.strerror}): {path}") from err
+    with atomic_write(path, binary=True) as f:
+        f.write(data)
     return path
 
 
