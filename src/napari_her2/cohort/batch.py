@@ -60,10 +60,15 @@ def error_row(path: str, reason: str) -> dict[str, Any]:
 def skipped_row(path: str, report: dict[str, Any], geojson: Path,
                 report_path: Path) -> dict[str, Any]:
     """A summary row for a slide whose complete outputs were already there."""
-    return {"slide": path, "status": "skipped", "score": report.get("score"),
-            "category": report.get("category"), "confidence": report.get("confidence"),
-            "borderline": borderline_text(report), "n_tissue_tiles": report.get("n_tissue_tiles"),
+    return {"slide": path, "status": "skipped", **call_columns(report),
             "geojson": str(geojson), "report": str(report_path)}
+
+
+def call_columns(report: dict[str, Any]) -> dict[str, Any]:
+    """The summary columns a slide report gives: its call and how many tissue tiles."""
+    return {"score": report.get("score"), "category": report.get("category"),
+            "confidence": report.get("confidence"), "borderline": borderline_text(report),
+            "n_tissue_tiles": report.get("n_tissue_tiles")}
 
 
 def finished_row(path: str, out_dir: str | os.PathLike, stem: str,
@@ -159,11 +164,7 @@ def _score_and_write(path: str, out_dir: str, params: dict[str, Any], mpp: float
     return {
         "slide": path,
         "status": "ok",
-        "score": data["score"],
-        "category": data["category"],
-        "confidence": data["confidence"],
-        "borderline": borderline_text(data),
-        "n_tissue_tiles": data["n_tissue_tiles"],
+        **call_columns(data),
         "geojson": str(written["geojson"]),
         "report": str(written["report"]),
     }
