@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from napari_her2 import open_slide
 from napari_her2._sample_data import ihc_mosaic
 from napari_her2.ihc.tissue import detect_tissue
+from napari_her2.models.preprocess import resize_batch, resize_tile
 from napari_her2.run import inference
-from napari_her2.run.inference import read_tile, resize_batch, resize_tile, tile_runs
+from napari_her2.run.inference import read_tile, tile_runs
 from napari_her2.slide import write_pyramid_tiff
 from napari_her2.tiles.grid import make_grid
 

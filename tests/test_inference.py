@@ -12,8 +12,9 @@ from napari_her2 import open_slide
 from napari_her2._sample_data import ihc_mosaic
 from napari_her2.errors import ScoringCancelled
 from napari_her2.ihc.tissue import detect_tissue
+from napari_her2.models.preprocess import resize_tile
 from napari_her2.predict import Prediction
-from napari_her2.run.inference import iter_scoring, read_tile, resize_tile, run_scoring
+from napari_her2.run.inference import iter_scoring, read_tile, run_scoring
 from napari_her2.slide import write_pyramid_tiff
 from napari_her2.tiles.grid import make_grid
 

@@ -1,4 +1,5 @@
-"""Tile preprocessing shared by inference and Grad-CAM: uint8 RGB -> normalised float NCHW."""
+"""Tile preprocessing shared by inference, Grad-CAM and the encoders: uint8 RGB -> normalised
+float NCHW, and the one resize of uint8 tiles to a model's input size."""
 
 from __future__ import annotations
 
@@ -54,3 +55,34 @@ def preprocess(
         x = torch.addcmul(-m / s, x.to(torch.float32), 1.0 / (255.0 * s))
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     return x.contiguous(memory_format=memory_format)
+
+
+def resize_batch(regions: np.ndarray, size: int) -> np.ndarray:
+    """Resize uint8 RGB regions (N, h, w, 3) to (N, size, size, 3) in one interpolation.
+
+    Bilinear, with antialiasing (area-like averaging) when shrinking; the array is returned
+    as it is when it already has the size. The interpolation runs on uint8 in channels-last
+    layout (torch's fixed-point kernel, rounding to nearest); where this torch has no uint8
+    kernel it runs in float32 and rounds, which agrees to within one grey level."""
+    if regions.shape[1] == size and regions.shape[2] == size:
+        return regions
+    t = torch.from_numpy(np.ascontiguousarray(regions)).permute(0, 3, 1, 2)
+    shrink = regions.shape[1] > size or regions.shape[2] > size
+
+    def interpolate(x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                             antialias=shrink)
+
+    try:
+        out = interpolate(t)
+    except (RuntimeError, NotImplementedError):  # no uint8 kernel in this torch
+        out = interpolate(t.float()).round_().clamp_(0, 255).to(torch.uint8)
+    return np.ascontiguousarray(out.permute(0, 2, 3, 1).numpy())
+
+
+def resize_tile(region: np.ndarray, size: int) -> np.ndarray:
+    """Resize one RGB region to size x size: :func:`resize_batch` of a batch of one, so a
+    tile comes out the same whether it is resized alone or in a batch."""
+    if region.shape[0] == size and region.shape[1] == size:
+        return region
+    return resize_batch(np.ascontiguousarray(region)[None], size)[0]

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..errors import ScoringCancelled, SlideReadError
+from ..models.preprocess import resize_batch, resize_tile
 from ..predict import CellColumns, TilePredictor
 from ..slide import Slide
 from ..threads import sync_mode
@@ -322,40 +323,6 @@ def read_tile(slide: Slide, grid: TileGrid, row: int, col: int) -> np.ndarray | 
     if not _read_region_into(slide, grid, row, col, region):
         return None
     return resize_tile(region, grid.tile_size)
-
-
-def resize_batch(regions: np.ndarray, size: int) -> np.ndarray:
-    """Resize uint8 RGB regions (N, h, w, 3) to (N, size, size, 3) in one interpolation.
-
-    Bilinear, with antialiasing (area-like averaging) when shrinking; the array is returned
-    as it is when it already has the size. The interpolation runs on uint8 in channels-last
-    layout (torch's fixed-point kernel, rounding to nearest); where this torch has no uint8
-    kernel it runs in float32 and rounds, which agrees to within one grey level."""
-    if regions.shape[1] == size and regions.shape[2] == size:
-        return regions
-    import torch
-    import torch.nn.functional as F
-
-    t = torch.from_numpy(np.ascontiguousarray(regions)).permute(0, 3, 1, 2)
-    shrink = regions.shape[1] > size or regions.shape[2] > size
-
-    def interpolate(x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                             antialias=shrink)
-
-    try:
-        out = interpolate(t)
-    except (RuntimeError, NotImplementedError):  # no uint8 kernel in this torch
-        out = interpolate(t.float()).round_().clamp_(0, 255).to(torch.uint8)
-    return np.ascontiguousarray(out.permute(0, 2, 3, 1).numpy())
-
-
-def resize_tile(region: np.ndarray, size: int) -> np.ndarray:
-    """Resize one RGB region to size x size: :func:`resize_batch` of a batch of one, so a
-    tile comes out the same whether it is resized alone or in a batch."""
-    if region.shape[0] == size and region.shape[1] == size:
-        return region
-    return resize_batch(np.ascontiguousarray(region)[None], size)[0]
 
 
 def run_scoring(gen: Generator[ScoringUpdate, None, TileResults]) -> TileResults:

@@ -20,7 +20,8 @@ import numpy as np
 from napari_her2 import open_slide
 from napari_her2.errors import Her2Error
 from napari_her2.ihc.tissue import detect_tissue
-from napari_her2.run.inference import read_tile, resize_tile
+from napari_her2.models.preprocess import resize_tile
+from napari_her2.run.inference import read_tile
 from napari_her2.tiles.grid import make_grid
 
 from .errors import DatasetError

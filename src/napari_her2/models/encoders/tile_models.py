@@ -12,26 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ...errors import CheckpointError, ModelNotFoundError
 from ..catalog import available_predictors
+from ..preprocess import resize_batch
 from .encoder import Encoder
 from .specs import SPECS
 
 _LICENCE = "napari-her2's own checkpoint (BSD-3-Clause); research use only, not for diagnosis"
-
-
-def resize_tiles(arr: np.ndarray, size: int) -> np.ndarray:
-    """uint8 (N, h, w, 3) -> (N, size, size, 3), bilinear (antialiased when shrinking)."""
-    if arr.shape[1:3] == (size, size):
-        return arr
-    x = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float()
-    shrink = arr.shape[1] > size or arr.shape[2] > size
-    y = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                      antialias=shrink)
-    return y.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def _tile_checkpoint(name: str, models_dir: str | Path | None) -> Path:
@@ -75,7 +63,7 @@ def tile_encoder(name_or_path: str, *, models_dir: str | Path | None = None,
         raise CheckpointError(f"{path}: {card.architecture} gives no penultimate features")
 
     def run(arr: np.ndarray) -> np.ndarray:
-        _, emb = predictor.logits(resize_tiles(arr, size))
+        _, emb = predictor.logits(resize_batch(arr, size))
         if emb is None:
             raise CheckpointError(f"{path}: {card.architecture} gave no embeddings")
         return emb
