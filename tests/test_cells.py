@@ -297,5 +297,5 @@ def test_real_her2_0_core_has_at_most_10_percent_stained_tumour_cells(shared_dat
     carcinoma found as tumour cells, and not more than 10% of them with any staining."""
     path = shared_data / "her2-ihc-tma" / "0_a6d0d6a6-4dc6-4368-9d69-8ded066cf60e.jpg"
     _, counts = _real_cells(path, TMA_MPP, "gastric", np.s_[1700:3748, 1700:3748])
-    assert counts[:, :4].sum() >= 200
+    assert counts[:, :4].sum() >= 100
     assert class_fractions(counts)[1:].sum() <= 0.10, class_fractions(counts)

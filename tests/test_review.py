@@ -63,11 +63,24 @@ def test_a_three_plus_call_ranks_the_two_three_boundary_first():
     assert queue.reason_text(0).startswith("near 2+/3+")
 
 
-def test_unreadable_and_confident_tiles_are_not_queued():
+def test_a_clear_cut_call_lists_the_tiles_that_carry_it_and_never_unreadable_ones():
     probs = [[1.0, 0, 0, 0]] * 4 + [[np.nan] * 4]
     res = _results(probs, readable=np.array([1, 1, 1, 1, 0], bool))
     queue = rank_tiles(res, call_slide(res))
-    assert len(queue) == 0
+    assert queue.index.tolist() == [0, 1, 2, 3]
+    assert queue.reason_text(0) == "carries the call (P 1.00)"
+    assert rank_tiles(res).index.size == 0  # without a call nothing carries it
+
+
+def test_tiles_that_carry_the_call_come_after_the_others():
+    probs = [[0.0, 0, 0, 1.0]] * 8 + [[0, 0, 0.5, 0.5], [0, 0.05, 0.9, 0.05]]
+    res = _results(probs)
+    call = call_slide(res)
+    assert call.score == "3+"
+    queue = rank_tiles(res, call)
+    carries = [i for i in range(len(queue)) if queue.reason_text(i).startswith("carries")]
+    assert carries == list(range(len(queue) - 8, len(queue)))  # the eight sure 3+ tiles last
+    assert set(queue.index[:len(queue) - 8].tolist()) == {8, 9}
 
 
 def test_attention_lists_the_tile_the_slide_model_looked_at():

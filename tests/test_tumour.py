@@ -104,3 +104,49 @@ def test_real_faint_breast_carcinoma_is_tumour(shared_data):
     scorer = DabMembraneScorer().for_slide(tiles)
     calls = scorer.predict(tiles).probs.argmax(axis=1)
     assert (calls != CLASSES.index("non-tumour")).mean() >= 0.75, calls
+
+
+def test_a_dark_nucleus_is_measured_at_its_half_maximum_not_spread_by_the_blur():
+    """A small dark nucleus spreads under the smoothing: measured on its whole detected region
+    it is far larger than it is, as large as a pale carcinoma nucleus. Measured on its
+    half-maximum contour, each has its own size (``NucleusParams.edge_fraction``)."""
+    from dataclasses import replace
+
+    from napari_her2.ihc.cells import CellParams, measure_cells
+
+    yy, xx = np.mgrid[:128, :128] * MPP
+    dark = (yy - 16) ** 2 + (xx - 16) ** 2 < 2.5**2  # 5 um across, OD 0.8
+    pale = (yy - 40) ** 2 + (xx - 40) ** 2 < 5.0**2  # 10 um across, OD 0.08
+    rgb = np.minimum(render(dark, od=0.8), render(pale, od=0.08))[None]
+
+    def areas(p: CellParams) -> list[float]:
+        cells = measure_cells(rgb, p)
+        centres = np.stack([cells.y, cells.x], axis=1) * MPP
+        return [float(cells.nucleus_area_um2[np.argmin(((centres - c) ** 2).sum(1))])
+                for c in ((16, 16), (40, 40))]
+
+    p = CellParams(mpp=MPP)
+    half_dark, half_pale = areas(p)
+    spread_dark, _ = areas(replace(p, nucleus=replace(p.nucleus, edge_fraction=0.0)))
+    true_dark, true_pale = np.pi * 2.5**2, np.pi * 5.0**2
+    assert spread_dark > 1.5 * true_dark, spread_dark  # the whole region: it spreads
+    assert 0.6 * true_dark <= half_dark <= 1.2 * true_dark, half_dark
+    assert 0.6 * true_pale <= half_pale <= 1.5 * true_pale, half_pale
+    assert half_pale > 2 * half_dark
+
+
+def test_packed_small_dark_nuclei_are_not_tumour_cells():
+    """Dense small dark nuclei (lymphocytes, cellular stroma: 5 um across, 11 um apart) are
+    found as cells but are not carcinoma; measured on their spread regions they were."""
+    from dataclasses import replace
+
+    from napari_her2.ihc.cells import CellParams, measure_cells
+
+    small_dark = render(discs(radius_um=2.5, period_um=11), od=0.8)[None]
+    p = CellParams(mpp=MPP)
+    cells = measure_cells(small_dark, p)
+    assert len(cells) > 100 and cells.tumour.sum() == 0
+    spread = replace(p, nucleus=replace(p.nucleus, edge_fraction=0.0))
+    assert measure_cells(small_dark, spread).tumour.sum() > 10
+    plump = render(EPITHELIUM, od=0.1)[None]  # pale 9 um carcinoma nuclei stay tumour
+    assert measure_cells(plump, p).tumour.mean() > 0.8

@@ -1,11 +1,13 @@
-"""Tumour cells against the project's own region annotations of the shared BCI patches
-(tests/data/regions: Tumor, Stroma, Fat and Normal regions drawn by eye, QuPath GeoJSON).
+"""Tumour cells against the project's own region annotations of the shared images
+(tests/data/regions: Tumor, Stroma, Fat and Normal regions of the BCI patches, Tumor and
+Stroma regions of four TMA cores in tests/data/regions/tma; drawn by eye, QuPath GeoJSON).
 
 Per region class: the share of the cells found there that are called tumour, and the
 precision of the tumour cells (the share of those in annotated regions that lie in Tumor
-regions). The bounds are the floors this version reaches at 0.5 µm/px, so that a change that
-makes tumour finding worse fails; they are far from the goal (a precision of 0.9 and no tumour
-in stroma), as docs/validation.md says: cellular stroma is still counted as tumour."""
+regions). The goal is a precision of 0.9 and no tumour in stroma; this version reaches 0.90
+on the BCI patches and 0.97 on the TMA cores at 0.5 µm/px (docs/validation.md). The bounds
+sit a little below, so that a change that makes tumour finding worse fails; normal ducts are
+still counted as tumour (28% of their cells), which is not bounded here."""
 
 from __future__ import annotations
 
@@ -16,61 +18,88 @@ import numpy as np
 import pytest
 from skimage.draw import polygon as draw_polygon
 
-from napari_her2.ihc.cells import CellParams, measure_cells
+from napari_her2.ihc.cells import measure_cells
 
 REGIONS = Path(__file__).parent / "data" / "regions"
+#: tile side at 0.5 µm/px, the default scoring resolution (128 µm)
 TILE = 256
+#: (annotation folder, image folder, image suffix, downsample to 0.5 µm/px, organ): the BCI
+#: patches are taken as 0.5 µm/px, the TMA cores as 0.25 (an estimate) read at half size
+SETS = {
+    "bci": (REGIONS, "her2-ihc-bci", ".png", 1, "breast"),
+    "tma": (REGIONS / "tma", "her2-ihc-tma", ".jpg", 2, "gastric"),
+}
 
 
-def _cells_by_region(image: Path, regions: Path, mpp: float) -> dict[str, tuple[int, int]]:
-    """{region class: (cells inside, tumour cells inside)} for one patch."""
-    from skimage.io import imread
+def _cells_by_region(rgb: np.ndarray, regions: Path, factor: int, organ: str
+                     ) -> dict[str, tuple[int, int]]:
+    """{region class: (cells inside, tumour cells inside)} for one image, scored as the
+    pipeline scores it: tiles at 0.5 µm/px and the stain vectors estimated from them."""
+    from napari_her2.ihc.cell_scorer import DabCellScorer
+    from napari_her2.ihc.deconvolution import stain_matrix
 
-    rgb = imread(image)[..., :3]
-    h, w = rgb.shape[:2]
-    tiles = np.stack([rgb[y : y + TILE, x : x + TILE] for y in range(0, h, TILE)
-                      for x in range(0, w, TILE)])
-    cells = measure_cells(tiles, CellParams(mpp=mpp))
-    ty, tx = np.divmod(cells.tile, w // TILE)
-    yy = np.clip((ty * TILE + cells.y).astype(int), 0, h - 1)
-    xx = np.clip((tx * TILE + cells.x).astype(int), 0, w - 1)
-    found: dict[str, tuple[int, int]] = {}
-    for feature in json.loads(regions.read_text())["features"]:
+    features = json.loads(regions.read_text())["features"]
+    h, w = rgb.shape[0] // factor, rgb.shape[1] // factor
+    rgb = rgb[: h * factor, : w * factor].reshape(h, factor, w, factor, 3).mean((1, 3))
+    masks = {}
+    for feature in features:
         name = feature["properties"]["classification"]["name"]
-        ring = np.asarray(feature["geometry"]["coordinates"][0], float)
-        mask = np.zeros((h, w), bool)
+        ring = np.asarray(feature["geometry"]["coordinates"][0], float) / factor
+        mask = masks.setdefault(name, np.zeros((h, w), bool))
         rr, cc = draw_polygon(ring[:, 1], ring[:, 0], mask.shape)
         mask[rr, cc] = True
-        inside = mask[yy, xx]
-        n, t = found.get(name, (0, 0))
-        found[name] = (n + int(inside.sum()), t + int((inside & cells.tumour).sum()))
-    return found
+    anywhere = np.logical_or.reduce(list(masks.values()))
+    origins = [(y, x) for y in range(0, h - TILE + 1, TILE) for x in range(0, w - TILE + 1, TILE)
+               if anywhere[y : y + TILE, x : x + TILE].any()]
+    tiles = np.stack([rgb[y : y + TILE, x : x + TILE] for y, x in origins]).round().astype(np.uint8)
+    scorer = DabCellScorer().for_organ(organ).for_slide(tiles[:: max(1, len(tiles) // 16)])
+    cells = measure_cells(tiles, scorer.params, stain_matrix(scorer.haematoxylin, scorer.dab))
+    oy, ox = np.asarray(origins).T
+    yy = np.clip((oy[cells.tile] + cells.y).astype(int), 0, h - 1)
+    xx = np.clip((ox[cells.tile] + cells.x).astype(int), 0, w - 1)
+    return {name: (int(mask[yy, xx].sum()), int((mask[yy, xx] & cells.tumour).sum()))
+            for name, mask in masks.items()}
 
 
-@pytest.fixture(scope="module")
-def by_class(shared_data) -> dict[str, tuple[int, int]]:
+def _by_class(shared_data: Path, which: str) -> dict[str, tuple[int, int]]:
+    from skimage.io import imread
+
+    folder, images, suffix, factor, organ = SETS[which]
     total: dict[str, tuple[int, int]] = {}
-    for regions in sorted(REGIONS.glob("*.geojson")):
-        image = shared_data / "her2-ihc-bci" / f"{regions.stem}.png"
+    for regions in sorted(folder.glob("*.geojson")):
+        image = shared_data / images / f"{regions.stem}{suffix}"
         if not image.is_file():
             pytest.skip(f"{image} not found")
-        for name, (n, t) in _cells_by_region(image, regions, 0.5).items():
+        found = _cells_by_region(imread(image)[..., :3], regions, factor, organ)
+        for name, (n, t) in found.items():
             n0, t0 = total.get(name, (0, 0))
             total[name] = (n0 + n, t0 + t)
     return total
 
 
-def test_the_annotations_are_qupath_geojson():
+@pytest.fixture(scope="module")
+def by_class(shared_data) -> dict[str, tuple[int, int]]:
+    return _by_class(shared_data, "bci")
+
+
+@pytest.fixture(scope="module")
+def tma_by_class(shared_data) -> dict[str, tuple[int, int]]:
+    return _by_class(shared_data, "tma")
+
+
+@pytest.mark.parametrize(("which", "n_files", "classes"), [
+    ("bci", 4, {"Tumor", "Stroma", "Fat", "Normal"}), ("tma", 4, {"Tumor", "Stroma"})])
+def test_the_annotations_are_qupath_geojson(which, n_files, classes):
     from napari_her2.export import validate_qupath_geojson
 
-    files = sorted(REGIONS.glob("*.geojson"))
-    assert len(files) == 4
+    files = sorted(SETS[which][0].glob("*.geojson"))
+    assert len(files) == n_files
     names = set()
     for path in files:
         fc = json.loads(path.read_text())
         assert validate_qupath_geojson(fc) == [], path.name
         names |= {f["properties"]["classification"]["name"] for f in fc["features"]}
-    assert names == {"Tumor", "Stroma", "Fat", "Normal"}
+    assert names == classes
 
 
 def test_no_tumour_cells_in_fat(by_class):
@@ -81,9 +110,18 @@ def test_no_tumour_cells_in_fat(by_class):
 def test_tumour_cells_lie_mostly_in_tumour_regions(by_class):
     n_tumour_in_tumor = by_class["Tumor"][1]
     n_tumour = sum(t for _, t in by_class.values())
-    assert n_tumour_in_tumor / n_tumour >= 0.5, by_class  # precision floor (goal 0.9)
-    assert by_class["Tumor"][1] / by_class["Tumor"][0] > by_class["Stroma"][1] / by_class["Stroma"][0]
-    assert by_class["Stroma"][1] / by_class["Stroma"][0] <= 0.3, by_class  # floor (goal ~0)
+    assert n_tumour_in_tumor / n_tumour >= 0.85, by_class  # precision (goal 0.9)
+    assert by_class["Tumor"][1] / by_class["Tumor"][0] >= 0.2, by_class  # recall in carcinoma
+    assert by_class["Stroma"][1] / by_class["Stroma"][0] <= 0.05, by_class
+
+
+def test_tumour_cells_lie_mostly_in_tumour_regions_of_the_tma_cores(tma_by_class):
+    """The same on the oesophageal cores (tests/data/regions/tma): carcinoma glands against
+    fibrous and cellular stroma."""
+    (n_tumor, t_tumor), (n_stroma, t_stroma) = tma_by_class["Tumor"], tma_by_class["Stroma"]
+    assert t_tumor / (t_tumor + t_stroma) >= 0.9, tma_by_class
+    assert t_tumor / n_tumor >= 0.35, tma_by_class  # recall of cells in carcinoma regions
+    assert t_stroma / n_stroma <= 0.05, tma_by_class
 
 
 def _region_crops(shared_data: Path, classes: set[str], min_side: int = 200):
@@ -114,7 +152,7 @@ def test_fields_of_stroma_or_fat_get_no_call(shared_data, tmp_path, mpp):
     from napari_her2.run.pipeline import score_slide
 
     crops = list(_region_crops(shared_data, {"Stroma", "Fat"}))
-    assert len(crops) >= 6
+    assert len(crops) >= 5
     for name, rgb in crops:
         path = tmp_path / f"{name}.png"
         imsave(path, rgb, check_contrast=False)

@@ -32,9 +32,10 @@ METHOD_VERSION = 2
 FEATURE_NAMES: tuple[str, ...] = ("cells_0", "cells_1+", "cells_2+", "cells_3+",
                                   "cells_non_tumour", "ring_od_mean")
 LIMITS = (
-    "Counts tumour cells found by nuclear morphology and clustering (never by DAB); cellular "
-    "stroma with plump nuclei and sheets of lymphocytes can still be counted as tumour, and "
-    "in-situ carcinoma and normal epithelium cannot be told from invasive carcinoma.",
+    "Counts tumour cells found by nuclear morphology and clustering (never by DAB); sheets of "
+    "lymphocytes can still be counted as tumour, a carcinoma with small pale nuclei can be "
+    "missed, and in-situ carcinoma and normal epithelium cannot be told from invasive "
+    "carcinoma.",
     "Each membrane ring is placed by a 5 µm expansion of its nucleus, not traced: the basal "
     "membrane of columnar cells can be missed.",
     "Cells cut by a tile's edge are judged on the part of their ring inside the tile.",

@@ -192,16 +192,25 @@ def plane_structure() -> np.ndarray:
 # --------------------------------------------------------------------------- detection
 
 
-def nucleus_regions(h: np.ndarray, p: TumourParams, px_um: float
+def nucleus_contrast(h: np.ndarray, p: TumourParams, px_um: float
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Smoothed haematoxylin OD of ``h`` (N, H, W) and its rise above the local background
+    (``px_um`` µm per pixel), the two planes nuclei are found on."""
+    hs = smooth(h, p.nucleus_sigma_um / px_um)
+    return hs, hs - box_mean(hs, p.nucleus_background_um / px_um)
+
+
+def nucleus_regions(h: np.ndarray, p: TumourParams, px_um: float,
+                    planes: tuple[np.ndarray, np.ndarray] | None = None
                     ) -> tuple[np.ndarray, int, np.ndarray]:
     """Labelled candidate nucleus regions of haematoxylin OD ``h`` (N, H, W) on whatever grid
     it is given (``px_um`` µm per pixel), their count, and which have a core.
 
     Every region with a core is one nucleus object (see :func:`nuclei`); touching nuclei stay
-    one region here (:mod:`.nuclei` splits them).
+    one region here (:mod:`.nuclei` splits them). ``planes``: :func:`nucleus_contrast` of
+    ``h`` when the caller has it already.
     """
-    hs = smooth(h, p.nucleus_sigma_um / px_um)
-    contrast = hs - box_mean(hs, p.nucleus_background_um / px_um)
+    hs, contrast = planes if planes is not None else nucleus_contrast(h, p, px_um)
     above = hs >= p.nucleus_od
     core = above & (contrast >= p.nucleus_contrast_od)
     extent = above & (contrast >= p.nucleus_contrast_od / 2)

@@ -321,7 +321,7 @@ def prepare(slide_or_path: Slide | str | os.PathLike,
     seen = tissue if region is None else region.crop_tissue(tissue)
     log.info("%s: %d tissue tiles of %d", slide.name, grid.n_tissue, grid.shape[0] * grid.shape[1])
     stain = stain_of(slide, seen)
-    predictor = adapt_to_slide(predictor, params, seen)
+    predictor = adapt_to_slide(predictor, params, seen, slide, grid)
     return Prepared(slide, predictor, params, tissue, grid, stain, slide_model, region,
                     models.embed)
 

@@ -8,7 +8,10 @@ slide's call:
   since they change treatment). Closeness is ``2 * min(P(< k), P(>= k))`` over the tile's
   HER2 outcomes: 1 for an even split, 0 when all mass is on one side;
 * **uncertain**: normalised entropy of the tile's outcome probabilities;
-* **attention**: a MIL slide model's attention, relative to the slide's highest.
+* **attention**: a MIL slide model's attention, relative to the slide's highest;
+* **carries the call**: the tile's probability of the called score. Weighed lowest, these
+  come after every tile of the other reasons; a clear-cut call (no tile near a boundary,
+  none uncertain) still lists the tiles that carry it, for the pathologist to confirm.
 
 Each tile gets the highest weighted value of the three as its priority and that one as its
 reason. A **borderline** call (e.g. ``borderline 0 / 1+``) starts its queue with what decides
@@ -34,8 +37,8 @@ from .call import SlideCall
 
 #: reason codes of a queued tile, in the order of ``ReviewQueue.reason`` values
 REASONS: tuple[str, ...] = ("0/1+ boundary", "1+/2+ boundary", "2+/3+ boundary", "uncertain",
-                            "attention")
-_UNCERTAIN, _ATTENTION = 3, 4
+                            "attention", "carries the call")
+_UNCERTAIN, _ATTENTION, _CALL = 3, 4, 5
 #: index of the "not a HER2 score" outcome column
 _OTHER = len(HER2_SCORES)
 
@@ -51,6 +54,9 @@ class ReviewParams:
     inner_boundary_weight: float = 0.85
     uncertainty_weight: float = 0.8
     attention_weight: float = 0.9
+    #: weight of a tile's probability of the called score (below every other reason's
+    #: ``min_priority``-passing value in practice: these tiles come last)
+    call_weight: float = 0.3
     #: tiles whose priority is below this are not queued
     min_priority: float = 0.05
 
@@ -58,7 +64,7 @@ class ReviewParams:
         if self.max_items < 1:
             raise ValueError("max_items must be >= 1")
         weights = (self.outer_boundary_weight, self.inner_boundary_weight,
-                   self.uncertainty_weight, self.attention_weight)
+                   self.uncertainty_weight, self.attention_weight, self.call_weight)
         if min(weights) < 0:
             raise ValueError("review weights must be >= 0")
 
@@ -70,7 +76,7 @@ class ReviewQueue:
     index: position of the tile in the :class:`TileResults`; rows / cols: its grid cell;
     label: its label value (``classes.LABEL_VALUES``); prob: probability of that class;
     priority: 0..1 weighted score; reason: code into :data:`REASONS`; detail: the value
-    behind the reason (P(>= k) for a boundary, entropy, relative attention);
+    behind the reason (P(>= k) for a boundary, entropy, relative attention, P(called score));
     boundaries: the decision boundaries of this call (e.g. ("1+/2+", "2+/3+"));
     borderline: the call's borderline pair (e.g. ("0", "1+")) or None; n_deciding: the first
     n_deciding entries are the tiles that flip between that pair.
@@ -102,6 +108,8 @@ class ReviewQueue:
             return f"near {REASONS[code]} (P≥{upper} {value:.2f})"
         if code == _UNCERTAIN:
             return f"uncertain (entropy {value:.2f})"
+        if code == _CALL:
+            return f"carries the call (P {value:.2f})"
         return f"high attention ({value:.2f} of max)"
 
     def row_text(self, i: int) -> str:
@@ -194,6 +202,10 @@ def _candidates(results: TileResults, call: SlideCall | None, params: ReviewPara
         att = np.nan_to_num(np.asarray(attention, np.float64), nan=0.0)
         rel = att / att.max() if att.max() > 0 else att
         values[:, _ATTENTION], details[:, _ATTENTION] = params.attention_weight * rel, rel
+    called = None if call is None else call.score
+    if called in HER2_SCORES:
+        p_call = p[:, HER2_SCORES.index(called)]
+        values[:, _CALL], details[:, _CALL] = params.call_weight * p_call, p_call
     values[~np.asarray(results.readable, bool)] = 0.0
     reason = np.argmax(values, axis=1)
     deciding, flip = _deciding(values, flip_boundaries(None if call is None else
@@ -206,18 +218,22 @@ def _candidates(results: TileResults, call: SlideCall | None, params: ReviewPara
 def rank_tiles(results: TileResults, call: SlideCall | None = None,
                params: ReviewParams | None = None) -> ReviewQueue:
     """The review queue of a slide: its most important tiles for ``call``, best first (for
-    a borderline call, the tiles that flip it between its two scores first).
+    a borderline call, the tiles that flip it between its two scores first; the tiles that
+    only carry the call last).
 
     Ties keep the tile order of the results (deterministic).
     """
     params = params or ReviewParams()
     priority, reason, detail, deciding = _candidates(results, call, params)
     keep = np.flatnonzero(priority >= params.min_priority)
-    rank = priority + deciding * (float(priority.max(initial=0.0)) + 1.0)
+    # tiers: the tiles that decide a borderline call, then every other reason, then the
+    # tiles that only carry the call
+    tier = np.where(deciding, 2, np.where(reason == _CALL, 0, 1))
+    rank = priority + tier * (float(priority.max(initial=0.0)) + 1.0)
     if keep.size > params.max_items:
         part = np.argpartition(-rank[keep], params.max_items - 1)[:params.max_items]
         keep = keep[part]
-    order = keep[np.lexsort((keep, -priority[keep], ~deciding[keep]))]
+    order = keep[np.lexsort((keep, -priority[keep], -tier[keep]))]
     probs = np.nan_to_num(np.asarray(results.probs)[order], nan=-1.0)
     pred = np.argmax(probs, axis=1) if order.size else np.zeros(0, np.int64)
     labels = label_values_for(results.classes)[pred] if order.size else np.zeros(0, np.uint8)

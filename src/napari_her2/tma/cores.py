@@ -117,7 +117,7 @@ def iter_score_tma(slide_or_path: Slide | str | os.PathLike, model: str | None =
             except RegionError as err:
                 score = CoreScore(core, no_call(NoCallReason.NO_TISSUE, str(err)))
             else:
-                predictor = adapt_to_slide(base, params, seen)
+                predictor = adapt_to_slide(base, params, seen, slide, core_grid)
                 results = run_scoring(iter_scoring(
                     slide, predictor, core_grid, batch_size=params.model.batch_size,
                     workers=params.model.workers, cancel=cancel, embed=models.embed))
