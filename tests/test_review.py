@@ -69,6 +69,7 @@ def test_a_clear_cut_call_lists_the_tiles_that_carry_it_and_never_unreadable_one
     queue = rank_tiles(res, call_slide(res))
     assert queue.index.tolist() == [0, 1, 2, 3]
     assert queue.reason_text(0) == "carries the call (P 1.00)"
+    assert queue.n_carrying == 4
     assert rank_tiles(res).index.size == 0  # without a call nothing carries it
 
 

@@ -259,6 +259,10 @@ def test_review_queue_navigates_edits_saves_and_reports(qtbot, viewer_widget, tm
     qtbot.waitUntil(lambda: widget.review.review_list.queue is not None, timeout=WAIT_MS)
     queue = widget.review.review_list.queue
     assert len(queue) > 0
+    # a clear-cut 3+: no tile near its boundary, the queue lists the tiles that carry it
+    assert queue.n_carrying == len(queue)
+    assert widget.review.review_list.summary.text() == (
+        f"no tile near a decisive boundary (2+/3+); then {len(queue)} that carry the call")
     widget.review.review_list.list.setCurrentRow(0)
     r, c = int(queue.rows[0]), int(queue.cols[0])
     tiles = viewer.layers["ihc-small HER2 tiles"]

@@ -94,7 +94,11 @@ class ReviewList(QWidget):
             self.summary.setText("Score a slide to list the tiles to review.")
         else:
             bounds = ", ".join(queue.boundaries) or "none"
-            text = f"{len(queue)} tiles to review (decisive boundaries: {bounds})"
+            near = len(queue) - queue.n_carrying
+            text = (f"{near} tiles to review (decisive boundaries: {bounds})" if near else
+                    f"no tile near a decisive boundary ({bounds})")
+            if queue.n_carrying:
+                text += f"; then {queue.n_carrying} that carry the call"
             if queue.borderline is not None:
                 text += (f"; borderline {' / '.join(queue.borderline)}: the first "
                          f"{queue.n_deciding} decide it")

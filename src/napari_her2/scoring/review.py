@@ -97,6 +97,11 @@ class ReviewQueue:
     def __len__(self) -> int:
         return int(self.index.shape[0])
 
+    @property
+    def n_carrying(self) -> int:
+        """Entries listed only because they carry the call (they come last)."""
+        return int(np.count_nonzero(self.reason == _CALL))
+
     def reason_text(self, i: int) -> str:
         """Why entry ``i`` is listed, in words with its value."""
         code, value = int(self.reason[i]), float(self.detail[i])
