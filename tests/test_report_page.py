@@ -32,12 +32,19 @@ def test_report_text_has_every_field(report):
     text = "\n".join(lines)
     assert lines[0] == report.call.headline()
     for needle in ("Confidence:", "Called by: asco-cap-breast-2023",
-                   "95% range when tile classes are resampled",
+                   "Tumour cells by class, as called (95% range when tiles are resampled",
                    "7 tiles reviewed, 2 changed", "Model: dab-cells", "sha256",
                    "Training data:", "Intended use:", "Parameters: tile", "organ breast",
                    "2026-11-03", "napari-her2 "):
         assert needle in text, needle
     assert lines[-1] == NOT_FOR_DIAGNOSIS_LINE  # the rule-based scorer states no clinical use
+
+
+def test_a_tile_scorer_report_says_tiles(report):
+    tiles = score_slide(report.slide.path, "dab-membrane")
+    text = "\n".join(report_lines(tiles))
+    assert "Tumour tiles by class, as called (95% range when tile classes are resampled" in text
+    tiles.slide.close()
 
 
 def test_report_files_are_an_a4_page_with_the_overlay(report, tmp_path):

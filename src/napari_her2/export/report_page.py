@@ -26,6 +26,7 @@ import numpy as np
 
 from .._version import __version__
 from ..classes import CLASS_COLORS, HER2_SCORES, LABEL_NAMES
+from ..scoring.cells import CELLS_SUFFIX
 from .atomic import atomic_write
 
 A4_INCHES = (8.27, 11.69)
@@ -104,7 +105,9 @@ def _call_lines(call: Any) -> list[str]:
     # the fractions count each tile's called class (as the rule does); the range is the 95%
     # range of the fraction when every tile's class is drawn from its probabilities (or,
     # after hand edits, when the tiles are resampled), widened to include the shown value
-    return lines + ["Tumour tiles by class, as called (95% range when tile classes are "
+    unit = "cells" if (call.method or "").endswith(CELLS_SUFFIX) else "tiles"
+    resampled = "tiles are" if unit == "cells" else "tile classes are"
+    return lines + [f"Tumour {unit} by class, as called (95% range when {resampled} "
                     "resampled, widened to include the value shown):"] + _fraction_lines(call)
 
 
