@@ -74,14 +74,16 @@ def test_a_clear_cut_call_lists_the_tiles_that_carry_it_and_never_unreadable_one
 
 
 def test_tiles_that_carry_the_call_come_after_the_others():
-    probs = [[0.0, 0, 0, 1.0]] * 8 + [[0, 0, 0.5, 0.5], [0, 0.05, 0.9, 0.05]]
+    probs = [[0.0, 0, 0, 1.0]] * 8 + [[0, 0, 0.5, 0.5], [0, 0.05, 0.9, 0.05], [0, 0, 0.1, 0.9]]
     res = _results(probs)
     call = call_slide(res)
     assert call.score == "3+"
     queue = rank_tiles(res, call)
     carries = [i for i in range(len(queue)) if queue.reason_text(i).startswith("carries")]
     assert carries == list(range(len(queue) - 8, len(queue)))  # the eight sure 3+ tiles last
-    assert set(queue.index[:len(queue) - 8].tolist()) == {8, 9}
+    assert set(queue.index[:len(queue) - 8].tolist()) == {8, 9, 10}
+    # a mostly-3+ tile with a tenth across the 2+/3+ boundary is listed for that boundary
+    assert queue.reason_text(int(np.flatnonzero(queue.index == 10)[0])).startswith("near 2+/3+")
 
 
 def test_attention_lists_the_tile_the_slide_model_looked_at():

@@ -73,8 +73,8 @@ Limits: cells are measured within their tile (a cell cut by the tile edge is jud
 part of its ring inside; clusters are counted within a tile); in situ carcinoma and normal
 epithelium are epithelium too; sheets of lymphocytes whose nuclei reach the epithelial size
 (``NucleusParams.tumour.min_area_um2`` on the half-maximum contour) read as tumour, and a
-carcinoma whose nuclei are small and pale can be missed; a mesh of DAB-stained strands closing cell-sized holes
-reads as cells (the unstained-interior rule of :mod:`.nuclei`); the ring is placed by
+carcinoma whose nuclei are small and pale can be missed; a mesh of DAB-stained strands
+closing cell-sized holes reads as cells (the unstained-interior rule of :mod:`.nuclei`); the ring is placed by
 expansion, not found on the membrane, so a membrane more than ``ring_um`` from the expansion
 boundary is missed (columnar cells whose nucleus sits at the base).
 """

@@ -9,12 +9,13 @@ slide's call:
   HER2 outcomes: 1 for an even split, 0 when all mass is on one side;
 * **uncertain**: normalised entropy of the tile's outcome probabilities;
 * **attention**: a MIL slide model's attention, relative to the slide's highest;
-* **carries the call**: the tile's probability of the called score. Weighed lowest, these
-  come after every tile of the other reasons; a clear-cut call (no tile near a boundary,
-  none uncertain) still lists the tiles that carry it, for the pathologist to confirm.
+* **carries the call**: the tile's probability of the called score, for the tiles that no
+  other reason lists. They come after every other tile, so a clear-cut call (no tile near a
+  boundary, none uncertain) still lists the tiles that carry it, for the pathologist to
+  confirm.
 
-Each tile gets the highest weighted value of the three as its priority and that one as its
-reason. A **borderline** call (e.g. ``borderline 0 / 1+``) starts its queue with what decides
+Each tile gets the highest weighted value of the first four reasons as its priority and that
+one as its reason; a tile for which none of them reaches ``min_priority`` carries the call. A **borderline** call (e.g. ``borderline 0 / 1+``) starts its queue with what decides
 it: the tiles whose class flips between the two borderline scores (split across the
 boundaries between them) come first, by their closeness, then the rest by priority.
 Everything is vectorised: 100,000 tiles rank in milliseconds.
@@ -54,8 +55,8 @@ class ReviewParams:
     inner_boundary_weight: float = 0.85
     uncertainty_weight: float = 0.8
     attention_weight: float = 0.9
-    #: weight of a tile's probability of the called score (below every other reason's
-    #: ``min_priority``-passing value in practice: these tiles come last)
+    #: weight of a tile's probability of the called score, for the tiles no other reason
+    #: lists: it orders them among themselves (they come after every other tile)
     call_weight: float = 0.3
     #: tiles whose priority is below this are not queued
     min_priority: float = 0.05
@@ -212,11 +213,12 @@ def _candidates(results: TileResults, call: SlideCall | None, params: ReviewPara
         p_call = p[:, HER2_SCORES.index(called)]
         values[:, _CALL], details[:, _CALL] = params.call_weight * p_call, p_call
     values[~np.asarray(results.readable, bool)] = 0.0
-    reason = np.argmax(values, axis=1)
+    pick = np.arange(n)
+    other = np.argmax(values[:, :_CALL], axis=1)
+    reason = np.where(values[pick, other] >= params.min_priority, other, _CALL)
     deciding, flip = _deciding(values, flip_boundaries(None if call is None else
                                                        call.borderline), params)
     reason = np.where(deciding, flip, reason)
-    pick = np.arange(n)
     return values[pick, reason], reason, details[pick, reason], deciding
 
 
