@@ -132,6 +132,13 @@ class Level:
         return out
 
 
+def level_tiles(w: int, h: int) -> list[tuple[int, int, int, int]]:
+    """(x, y, width, height) of the ``TILE`` px tiles of a w x h level, in reading order,
+    the last column and row cut to the level (how a tile-by-tile reader walks it)."""
+    return [(x, y, min(TILE, w - x), min(TILE, h - y))
+            for y in range(0, h, TILE) for x in range(0, w, TILE)]
+
+
 def timed(func: Callable[[], object]) -> float:
     t0 = time.perf_counter()
     func()
@@ -159,8 +166,7 @@ def methods(path: Path, level: int, ndpi: bool) -> dict[str, Callable[[], float]
         osr = openslide.OpenSlide(str(path))
         w, h = osr.level_dimensions[level]
         ds = osr.level_downsamples[level]
-        tiles = [(x, y, min(TILE, w - x), min(TILE, h - y))
-                 for y in range(0, h, TILE) for x in range(0, w, TILE)]
+        tiles = level_tiles(w, h)
 
         def read() -> None:
             for x, y, tw, th in tiles:
@@ -187,8 +193,7 @@ def methods(path: Path, level: int, ndpi: bool) -> dict[str, Callable[[], float]
         ts = tiffslide.TiffSlide(path)
         w, h = ts.level_dimensions[level]
         ds = ts.level_downsamples[level]
-        tiles = [(x, y, min(TILE, w - x), min(TILE, h - y))
-                 for y in range(0, h, TILE) for x in range(0, w, TILE)]
+        tiles = level_tiles(w, h)
 
         def read() -> None:
             for x, y, tw, th in tiles:

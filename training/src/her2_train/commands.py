@@ -97,6 +97,15 @@ def _slide_features(data: DataArgs, tile_model: TileModel,
     return feats, external
 
 
+def _recorded(run: RunFolder, metrics: dict[str, Any]) -> dict[str, Any]:
+    """A slide-level run's metrics with the software versions, written to
+    ``metrics.json`` with their plots."""
+    metrics["software"] = software()
+    run.write("metrics.json", metrics)
+    _slide_plots(run, metrics)
+    return metrics
+
+
 def _slide_plots(run: RunFolder, metrics: dict[str, Any]) -> None:
     if metrics.get("history"):
         plot_curves({"final": metrics["history"]}, run.plot("training_curve.png"))
@@ -117,10 +126,7 @@ def train_mil(data: DataArgs, tile_model: Path, config: MILConfig, out: Path, *,
     feats, external = _slide_features(data, tm, run)
     metrics = run_mil(feats, tm, config, run.root, external=external, name=name,
                       training_data=data.card_text(), progress=progress)
-    metrics["software"] = software()
-    run.write("metrics.json", metrics)
-    _slide_plots(run, metrics)
-    return metrics
+    return _recorded(run, metrics)
 
 
 def train_mil_features(data: DataArgs, config: MILConfig, out: Path, *,
@@ -141,10 +147,7 @@ def train_mil_features(data: DataArgs, config: MILConfig, out: Path, *,
                                 "encoder": encoder.card_block()})
     metrics = run_mil(feats, encoder, config, run.root, external=external, name=name,
                       training_data=data.card_text(), progress=progress)
-    metrics["software"] = software()
-    run.write("metrics.json", metrics)
-    _slide_plots(run, metrics)
-    return metrics
+    return _recorded(run, metrics)
 
 
 def train_whspn(data: DataArgs, tile_model: Path, config: WHSPNConfig, out: Path, *,
@@ -156,8 +159,5 @@ def train_whspn(data: DataArgs, tile_model: Path, config: WHSPNConfig, out: Path
     feats, external = _slide_features(data, tm, run)
     metrics = run_whspn(feats, tm, config, run.root, external=external, name=name,
                         training_data=data.card_text())
-    metrics["software"] = software()
-    run.write("metrics.json", metrics)
-    _slide_plots(run, metrics)
-    return metrics
+    return _recorded(run, metrics)
 
