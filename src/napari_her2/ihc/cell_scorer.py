@@ -123,7 +123,7 @@ class DabCellScorer:
             "method": (
                 "H-DAB colour deconvolution; nuclei split by a distance-transform watershed; "
                 "cells by a 5 µm expansion; membrane ring completeness in 16 sectors; "
-                "intensity by the magnification rule (visible at ~2 / ~1 µm/px or only at full "
+                "intensity by the magnification rule (visible at 2.25 / 1 µm/px or only at full "
                 "resolution); tumour cells by nuclear morphology in cohesive clusters; ASCO/CAP "
                 "cell classes; tile class = the guideline's class of its tumour cells"
             ),
