@@ -8,6 +8,7 @@ import pytest
 from napari_her2 import score_slide
 from napari_her2._sample_data import ihc_mosaic
 from napari_her2.cli import main
+from napari_her2.ihc.scorer import DabMembraneScorer
 from napari_her2.models import ModelCard, get_model, load_predictor, save_checkpoint
 from napari_her2.params import ParamError
 from napari_her2.slide import write_pyramid_tiff
@@ -77,6 +78,33 @@ def test_the_weight_free_scorer_takes_any_size_and_resolution(files):
     np.testing.assert_allclose(np.array(report.grid.tile_size0) * SCAN_MPP / 96, 1.0, rtol=0.02)
     default = score_slide(slide, "dab-membrane")
     assert (default.grid.tile_size, default.grid.target_mpp) == (256, 0.5)  # its card's
+
+
+@pytest.mark.parametrize("scan, expected", [(0.25, (0.25, 512)), (0.228, (0.25, 512)),
+                                            (0.3, (0.25, 512)), (0.32, (0.5, 256)),
+                                            (0.46, (0.5, 256)), (0.5, (0.5, 256)),
+                                            (1.0, (0.5, 256))])
+def test_the_cell_scorer_reads_a_40x_scan_at_40x_in_128_um_tiles(scan, expected):
+    """The magnification rule sees 1+ membranes only at ×40: dab-cells reads a ×40 scan there
+    (and any other at ×20), in tiles of the card's 128 µm either way."""
+    from napari_her2.ihc.cell_scorer import DabCellScorer
+    from napari_her2.params import GridParams
+    from napari_her2.run.pipeline import fit_geometry
+
+    predictor, size, mpp = fit_geometry(DabCellScorer(), GridParams(), scan)
+    assert (mpp, size) == expected and predictor.params.mpp == mpp
+    # what is asked for wins; the tile-area scorer keeps its card's ×20
+    assert fit_geometry(DabCellScorer(), GridParams(target_mpp=0.5), scan)[1:] == (256, 0.5)
+    assert fit_geometry(DabCellScorer(), GridParams(tile_size=200), scan)[1:] == (200, mpp)
+    assert fit_geometry(DabMembraneScorer(), GridParams(), scan)[1:] == (256, 0.5)
+
+
+def test_a_40x_slide_is_scored_at_40x(tmp_path):
+    slide = write_pyramid_tiff(tmp_path / "x40.tif", ihc_mosaic(rows=2, cols=2, gap=64), 0.25)
+    report = score_slide(slide)
+    assert (report.grid.tile_size, report.grid.target_mpp) == (512, 0.25)
+    assert report.to_dict()["params"]["grid"]["target_mpp"] is None  # chosen, not asked for
+    assert (score_slide(slide, "dab-membrane").grid.target_mpp) == 0.5
 
 
 def test_config_file_round_trips_through_the_report(files, tmp_path):

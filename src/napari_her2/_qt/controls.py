@@ -61,6 +61,9 @@ class FormPanel(QWidget):
         self.tile_spin = _spin("tile_size", label="Tile size (px, 0 = model's)", value=0)
         self.mag_combo = ComboBox(name="magnification", label="Magnification",
                                   choices=MAGNIFICATIONS)
+        self.mag_combo.tooltip = ("Tile resolution. Model default: the card's; dab-cells reads "
+                                  "a 40x scan at 40x (1+ membranes show only there), any "
+                                  "other at 20x")
         self.organ_combo = ComboBox(name="organ", label="Organ",
                                     choices=[(o.value, o) for o in Organ], value=Organ.BREAST)
         self.specimen_combo = ComboBox(name="specimen", label="Specimen",

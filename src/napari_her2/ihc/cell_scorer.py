@@ -43,6 +43,10 @@ LIMITS = (
 )
 
 
+#: a scan up to this factor coarser than ``CellParams.fine_um`` (×40) is read at ×40
+FORTY_X_SLACK = 1.2
+
+
 @dataclass
 class DabCellScorer:
     """The weight-free ``dab-cells`` tile scorer (implements ``TilePredictor``)."""
@@ -69,6 +73,15 @@ class DabCellScorer:
 
     def slide_estimates(self) -> dict[str, Any]:
         return stain_estimates(self.haematoxylin, self.dab)
+
+    def mpp_for_scan(self, scan_mpp: float) -> float:
+        """The tile resolution (µm/px) this scorer reads a scan of ``scan_mpp`` at when none
+        is asked for: ×40 (``fine_um``, 0.25) where the scan has it, else ×20 (0.5). The
+        magnification rule sees 1+ membranes only at ×40; a scan up to a fifth coarser than
+        ×40 (0.3 µm/px: Aperio, Hamamatsu, Leica and 3DHistech ×40 scanners give 0.23-0.26)
+        counts as ×40."""
+        default = CellParams().mpp
+        return self.params.fine_um if scan_mpp <= self.params.fine_um * FORTY_X_SLACK else default
 
     def at_mpp(self, mpp: float) -> DabCellScorer:
         return self if mpp == self.params.mpp else replace(

@@ -137,15 +137,23 @@ def as_predictor(model: str | os.PathLike | TilePredictor, device: str = "auto")
     return load_predictor(str(model), device=device)
 
 
-def fit_geometry(predictor: TilePredictor, grid: GridParams) -> tuple[TilePredictor, int, float]:
+def fit_geometry(predictor: TilePredictor, grid: GridParams, scan_mpp: float | None = None
+                 ) -> tuple[TilePredictor, int, float]:
     """(predictor, tile size px, µm/px) the tiles are cut at: the scorer's card decides.
 
     A scorer that measures in microns (``at_mpp``: the weight-free one) takes any size and
-    resolution; a network takes its card's, and an override that differs is refused."""
+    resolution; a network takes its card's, and an override that differs is refused. Where
+    no resolution is asked for, a scorer with ``mpp_for_scan`` picks it from the scan's own
+    (``scan_mpp``, level 0; the cell scorer reads a ×40 scan at ×40), and its tiles keep the
+    card's extent in microns unless a tile size is asked for."""
     card_size, card_mpp = int(predictor.input_size), predictor.target_mpp
     if hasattr(predictor, "at_mpp"):
         mpp = float(grid.target_mpp or card_mpp or 0.5)
-        return predictor.at_mpp(mpp), int(grid.tile_size or card_size), mpp
+        size = card_size
+        if grid.target_mpp is None and scan_mpp and hasattr(predictor, "mpp_for_scan"):
+            mpp = float(predictor.mpp_for_scan(scan_mpp))
+            size = int(round(card_size * float(card_mpp or mpp) / mpp))
+        return predictor.at_mpp(mpp), int(grid.tile_size or size), mpp
     if grid.tile_size is not None and grid.tile_size != card_size:
         raise ParamError(f"{predictor.name} takes {card_size} px tiles (its model card); "
                          f"tile size {grid.tile_size} cannot be used with it")
@@ -220,11 +228,11 @@ class Models:
 
 
 def load_models(model: str | os.PathLike | TilePredictor | None,
-                params: ScoringParams) -> Models:
+                params: ScoringParams, scan_mpp: float | None = None) -> Models:
     """Load the tile model (``model``, else the params' own, else the one the slide model was
     trained over), the slide model and the foundation encoder it was trained over (if any),
-    fit the geometry and check that they belong together: every refusal comes before the
-    first tile is read."""
+    fit the geometry (for a scan of ``scan_mpp`` µm/px at level 0, when known) and check that
+    they belong together: every refusal comes before the first tile is read."""
     from ..models.pairing import paired_encoder
     from ..models.predictors import resolve_device
 
@@ -239,11 +247,16 @@ def load_models(model: str | os.PathLike | TilePredictor | None,
     grid = params.grid
     if encoder is not None and hasattr(predictor, "at_mpp"):  # takes any geometry
         grid = encoder.grid(grid)
-    predictor, tile_size, target_mpp = fit_geometry(predictor, grid)
+    predictor, tile_size, target_mpp = fit_geometry(predictor, grid, scan_mpp)
     check_pairing(predictor, slide_model, encoder)
     if encoder is not None:
         encoder.check_tiles(tile_size, target_mpp, predictor.name)
     return Models(params, predictor, tile_size, target_mpp, slide_model, encoder)
+
+
+def scan_resolution(slide: Slide) -> float:
+    """The level-0 µm/px of ``slide`` (the finer axis), or MissingMppError naming the file."""
+    return float(min(slide.require_mpp()))
 
 
 def load_slide_model(params: ScoringParams) -> SlideModel | None:
@@ -307,8 +320,7 @@ def prepare(slide_or_path: Slide | str | os.PathLike,
     whose centre lies in it are scored, and the stain adaptation and check look at it only."""
     params = params or ScoringParams()
     slide = as_slide(slide_or_path, mpp)
-    slide.require_mpp()
-    models = load_models(model, params)
+    models = load_models(model, params, scan_mpp=scan_resolution(slide))
     params, predictor, slide_model = models.params, models.predictor, models.slide_model
     tile_size, target_mpp = models.tile_size, models.target_mpp
     tissue = detect_tissue(slide, params.tissue)

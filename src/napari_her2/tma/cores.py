@@ -86,13 +86,13 @@ def iter_score_tma(slide_or_path: Slide | str | os.PathLike, model: str | None =
     from ..ihc.tissue import detect_tissue
     from ..run.adapt import adapt_to_slide, stain_of
     from ..run.inference import iter_scoring, run_scoring
-    from ..run.pipeline import as_slide, load_models, make_call
+    from ..run.pipeline import as_slide, load_models, make_call, scan_resolution
     from ..tiles.grid import make_grid
 
     params = params or ScoringParams()
     slide = as_slide(slide_or_path, mpp)
     mpp0 = slide.require_mpp()
-    models = load_models(model or None, params)
+    models = load_models(model or None, params, scan_mpp=scan_resolution(slide))
     params, base, slide_model = models.params, models.predictor, models.slide_model
     tile_size, target_mpp = models.tile_size, models.target_mpp
     tissue = detect_tissue(slide, params.tissue)
