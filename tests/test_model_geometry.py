@@ -97,6 +97,10 @@ def test_the_cell_scorer_reads_a_40x_scan_at_40x_in_128_um_tiles(scan, expected)
     assert fit_geometry(DabCellScorer(), GridParams(target_mpp=0.5), scan)[1:] == (256, 0.5)
     assert fit_geometry(DabCellScorer(), GridParams(tile_size=200), scan)[1:] == (200, mpp)
     assert fit_geometry(DabMembraneScorer(), GridParams(), scan)[1:] == (256, 0.5)
+    # a scorer already set to another resolution (one a run has prepared) gets the same tiles
+    for preset in (0.25, 1.0):
+        assert fit_geometry(DabCellScorer().at_mpp(preset), GridParams(), scan)[1:] == (
+            size, mpp)
 
 
 def test_a_40x_slide_is_scored_at_40x(tmp_path):

@@ -74,14 +74,15 @@ class DabCellScorer:
     def slide_estimates(self) -> dict[str, Any]:
         return stain_estimates(self.haematoxylin, self.dab)
 
-    def mpp_for_scan(self, scan_mpp: float) -> float:
-        """The tile resolution (µm/px) this scorer reads a scan of ``scan_mpp`` at when none
-        is asked for: ×40 (``fine_um``, 0.25) where the scan has it, else ×20 (0.5). The
-        magnification rule sees 1+ membranes only at ×40; a scan up to a fifth coarser than
-        ×40 (0.3 µm/px: Aperio, Hamamatsu, Leica and 3DHistech ×40 scanners give 0.23-0.26)
-        counts as ×40."""
+    def geometry_for_scan(self, scan_mpp: float) -> tuple[int, float]:
+        """(tile px, µm/px) this scorer reads a scan of ``scan_mpp`` at when no resolution is
+        asked for: ×40 (``fine_um``, 0.25) where the scan has it, else ×20 (0.5), in tiles of
+        the card's 128 µm either way. The magnification rule sees 1+ membranes only at ×40;
+        a scan up to a fifth coarser than ×40 (0.3 µm/px: Aperio, Hamamatsu, Leica and
+        3DHistech ×40 scanners give 0.23-0.26) counts as ×40."""
         default = CellParams().mpp
-        return self.params.fine_um if scan_mpp <= self.params.fine_um * FORTY_X_SLACK else default
+        mpp = self.params.fine_um if scan_mpp <= self.params.fine_um * FORTY_X_SLACK else default
+        return int(round(self.input_size * default / mpp)), mpp
 
     def at_mpp(self, mpp: float) -> DabCellScorer:
         return self if mpp == self.params.mpp else replace(

@@ -143,17 +143,15 @@ def fit_geometry(predictor: TilePredictor, grid: GridParams, scan_mpp: float | N
 
     A scorer that measures in microns (``at_mpp``: the weight-free one) takes any size and
     resolution; a network takes its card's, and an override that differs is refused. Where
-    no resolution is asked for, a scorer with ``mpp_for_scan`` picks it from the scan's own
-    (``scan_mpp``, level 0; the cell scorer reads a ×40 scan at ×40), and its tiles keep the
-    card's extent in microns unless a tile size is asked for."""
+    no resolution is asked for, a scorer with ``geometry_for_scan`` picks its tiles from the
+    scan's own resolution (``scan_mpp``, level 0; the cell scorer reads a ×40 scan at ×40),
+    and a tile size asked for still wins."""
     card_size, card_mpp = int(predictor.input_size), predictor.target_mpp
     if hasattr(predictor, "at_mpp"):
-        mpp = float(grid.target_mpp or card_mpp or 0.5)
-        size = card_size
-        if grid.target_mpp is None and scan_mpp and hasattr(predictor, "mpp_for_scan"):
-            mpp = float(predictor.mpp_for_scan(scan_mpp))
-            size = int(round(card_size * float(card_mpp or mpp) / mpp))
-        return predictor.at_mpp(mpp), int(grid.tile_size or size), mpp
+        size, mpp = card_size, float(grid.target_mpp or card_mpp or 0.5)
+        if grid.target_mpp is None and scan_mpp and hasattr(predictor, "geometry_for_scan"):
+            size, mpp = predictor.geometry_for_scan(scan_mpp)
+        return predictor.at_mpp(mpp), int(grid.tile_size or size), float(mpp)
     if grid.tile_size is not None and grid.tile_size != card_size:
         raise ParamError(f"{predictor.name} takes {card_size} px tiles (its model card); "
                          f"tile size {grid.tile_size} cannot be used with it")
