@@ -38,6 +38,8 @@ def test_report_text_has_every_field(report):
                    "2026-11-03", "napari-her2 "):
         assert needle in text, needle
     assert lines[-1] == NOT_FOR_DIAGNOSIS_LINE  # the rule-based scorer states no clinical use
+    use = next(line for line in lines if line.startswith("Intended use:"))
+    assert "research use only; not for diagnosis" in use.lower() and "breast" in use
 
 
 def test_a_tile_scorer_report_says_tiles(report):

@@ -80,6 +80,7 @@ def test_model_card_is_json_and_names_thresholds_and_limits(scorer):
     assert card["thresholds"]["strong_od"] == 0.6
     assert "not for diagnosis" in card["limits"]
     assert "in-situ" in card["limits"]
+    assert card["intended_use"].startswith("Research use only; not for diagnosis.")
 
 
 def test_params_reject_unordered_thresholds():

@@ -23,7 +23,7 @@ from ..predict import CellColumns, Prediction
 from .cells import CellBatch, CellParams, cell_counts, measure_cells, tile_classes
 from .deconvolution import DEFAULT_DAB, DEFAULT_HAEMATOXYLIN, Vector3, stain_matrix
 from .membrane import CLASSES, DabMembraneParams, stain_estimates
-from .scorer import DabMembraneScorer, over_slices
+from .scorer import INTENDED_USE, DabMembraneScorer, over_slices
 
 #: version of the measurement, part of the identity: the same parameters measured another way
 #: give another hash (2: tile probabilities carry the sampling error of their cell counts)
@@ -142,6 +142,7 @@ class DabCellScorer:
                 "cell classes; tile class = the guideline's class of its tumour cells"
             ),
             "training_data": None,
+            "intended_use": INTENDED_USE,
             "limits": LIMITS,
         }
 

@@ -164,8 +164,18 @@ class DabMembraneScorer:
                 "membrane rings; ASCO/CAP tile classes with logistic soft thresholds"
             ),
             "training_data": None,
+            "intended_use": INTENDED_USE,
             "limits": LIMITS,
         }
+
+
+#: the intended use on the weight-free scorers' cards
+INTENDED_USE = (
+    "Research use only; not for diagnosis. Scores HER2 IHC (DAB with a haematoxylin "
+    "counterstain) of invasive breast carcinoma (ASCO/CAP 2018) and gastro-oesophageal "
+    "adenocarcinoma (gastric rules) for a pathologist to review; its thresholds are not "
+    "calibrated to a scanner or a laboratory."
+)
 
 
 def over_slices(n_tiles: int, work: Callable[[np.ndarray], T], name: str) -> list[tuple[int, T]]:
