@@ -89,3 +89,39 @@ def test_scoring_with_dab_cells_adds_the_cells_layer(qtbot, viewer_widget):
     assert widget.cells.cells is report.results.cells
     n_tumour = report.to_dict()["cells"]["n_tumour_cells"]
     assert widget.panel.cells_label.full_text().startswith(f"{n_tumour:,} tumour of ")
+
+
+def test_a_40x_slide_is_scored_at_40x_and_its_cells_lie_on_it(qtbot, make_napari_viewer,
+                                                               tmp_path):
+    """Model default on a ×40 scan: 512 px tiles at 0.25 µm/px (128 µm, as at ×20), the tile
+    layer and the cells placed on the slide in its own level-0 pixels."""
+    from qtpy.QtCore import Qt
+
+    from napari_her2._qt.widget import Her2ScoringWidget
+    from napari_her2._sample_data import ihc_mosaic
+    from napari_her2.slide import write_pyramid_tiff
+
+    path = write_pyramid_tiff(tmp_path / "x40.tif", ihc_mosaic(rows=2, cols=2, gap=64), 0.25,
+                              tile=256)
+    viewer = make_napari_viewer()
+    (image,) = viewer.open(str(path), plugin="napari-her2")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-her2", "HER2 scoring")
+    assert isinstance(widget, Her2ScoringWidget)
+    try:
+        widget.form.model_combo.value = "dab-cells"
+        qtbot.mouseClick(widget.score_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: widget.jobs.worker is None, timeout=120_000)
+        report = widget.report
+        assert report is not None, widget.status.text()
+        assert (report.grid.tile_size, report.grid.target_mpp) == (512, 0.25)
+        assert "µm/px 0.25" in widget.panel.model_label.full_text()
+        cells = report.results.cells
+        assert cells is not None and len(cells) > 0
+        h, w = report.slide.dimensions
+        assert cells.y0.min() >= 0 and cells.y0.max() < h and cells.x0.min() >= 0
+        assert cells.x0.max() < w
+        # over the whole mosaic, not crowded into a corner by a tile-size mix-up
+        assert cells.y0.max() > 0.75 * h and cells.x0.max() > 0.75 * w
+        assert f"{image.name} HER2 tiles" in viewer.layers
+    finally:
+        widget.jobs.stop()
