@@ -36,9 +36,9 @@ How each step decides
    shows, touching nuclei split by a distance-transform watershed.
 3. **Cells**: each nucleus grown by ``expansion_um`` (5 µm, QuPath's default cell expansion);
    an object whose edge is an unstained interior closed by DAB (``Nuclei.closed``) already
-   reaches the membrane and grows only ``hole_expansion_um``. The **ring** is the band within ``ring_um`` (1 µm) of the cell's
-   boundary on both sides: two touching cells share the band around the border between
-   them, where their common membrane lies.
+   reaches the membrane and grows only ``hole_expansion_um``. The **ring** is the band
+   within ``ring_um`` (1 µm) of the cell's boundary on both sides: two touching cells share
+   the band around the border between them, where their common membrane lies.
 4. **Per cell**: ring DAB mean and 95th percentile; the ring split into ``ring_sectors``
    sectors around the nucleus, each sector's crest (its brightest fine-grid DAB); a sector is
    **stained** when its crest reaches ``floor_od`` and stands ``visible_od`` above the cell's
@@ -56,8 +56,8 @@ How each step decides
    renders), less the blur the fine grid and the block average already have (variances
    subtract). A ring's **contrast** at a view is the mean over its stained sectors of crest
    minus background, both read from that view's plane; its **visibility** is the coarsest
-   view at which the contrast still reaches ``visible_od``: 3 strong (seen at 2.25 µm/px, ×4-×5),
-   2 moderate (at ~1 µm/px, ×10), 1 faint (only on the fine grid), 0 none (fewer than
+   view at which the contrast still reaches ``visible_od``: 3 strong (seen at 2.25 µm/px,
+   ×4-×5), 2 moderate (at ~1 µm/px, ×10), 1 faint (only on the fine grid), 0 none (fewer than
    ``min_stained_fraction`` of the ring stained). The absolute ring OD stays as evidence.
    On tiles at 1 µm/px or coarser the fine grid is the ×10 view itself, and "faint" cannot
    be told from "moderate" (as the rule says: 1+ needs ×40).
@@ -74,9 +74,9 @@ part of its ring inside; clusters are counted within a tile); in situ carcinoma 
 epithelium are epithelium too; sheets of lymphocytes whose nuclei reach the epithelial size
 (``NucleusParams.tumour.min_area_um2`` on the half-maximum contour) read as tumour, and a
 carcinoma whose nuclei are small and pale can be missed; a mesh of DAB-stained strands
-closing cell-sized holes reads as cells (the unstained-interior rule of :mod:`.nuclei`); the ring is placed by
-expansion, not found on the membrane, so a membrane more than ``ring_um`` from the expansion
-boundary is missed (columnar cells whose nucleus sits at the base).
+closing cell-sized holes reads as cells (the unstained-interior rule of :mod:`.nuclei`); the
+ring is placed by expansion, not found on the membrane, so a membrane more than ``ring_um``
+from the expansion boundary is missed (columnar cells whose nucleus sits at the base).
 """
 
 from __future__ import annotations

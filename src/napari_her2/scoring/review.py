@@ -14,8 +14,9 @@ slide's call:
   boundary, none uncertain) still lists the tiles that carry it, for the pathologist to
   confirm.
 
-Each tile gets the highest weighted value of the first four reasons as its priority and that
-one as its reason; a tile for which none of them reaches ``min_priority`` carries the call. A **borderline** call (e.g. ``borderline 0 / 1+``) starts its queue with what decides
+Each tile gets the highest weighted value of the first three reasons as its priority and
+that one as its reason; a tile for which none of them reaches ``min_priority`` carries the
+call. A **borderline** call (e.g. ``borderline 0 / 1+``) starts its queue with what decides
 it: the tiles whose class flips between the two borderline scores (split across the
 boundaries between them) come first, by their closeness, then the rest by priority.
 Everything is vectorised: 100,000 tiles rank in milliseconds.
