@@ -14,6 +14,7 @@ from skimage.io import imread
 from napari_her2.ihc.deconvolution import (
     DEFAULT_DAB,
     DEFAULT_HAEMATOXYLIN,
+    angle_deg,
     deconvolve,
     estimate_stain_matrix,
     stain_matrix,
@@ -304,6 +305,33 @@ def test_for_slide_estimates_stains_and_falls_back_when_implausible():
     # a tissue mask leaves the masked-out pixels out
     mask = np.zeros(ihc.shape[:2], bool)
     assert base.for_slide(ihc, mask) is base
+
+
+def test_for_slide_thins_a_large_sample_to_the_pixel_budget(monkeypatch):
+    """A stain sample read at ×40 (16 tiles of 512 px) is thinned to every k-th pixel: the
+    estimate sees at most ``STAIN_PIXELS`` pixels and lands within a fraction of a degree of
+    the estimate from every pixel."""
+    from napari_her2.ihc import scorer as scorer_module
+
+    ihc = data.immunohistochemistry()  # 512 x 512
+    sample = np.stack([np.rot90(ihc, k) for k in range(4)] * 4)  # 16 tiles of 512 px
+    seen: list[int] = []
+    real = scorer_module.estimate_stain_matrix
+
+    def spy(rgb, **kw):
+        seen.append(len(rgb))
+        return real(rgb, **kw)
+
+    monkeypatch.setattr(scorer_module, "estimate_stain_matrix", spy)
+    thinned = DabMembraneScorer().for_slide(sample).params
+    assert seen == [scorer_module.STAIN_PIXELS]  # 4 times the budget: every 4th pixel
+    full_h, full_d = real(sample.reshape(-1, 3))
+    assert angle_deg(thinned.haematoxylin, full_h) < 0.5
+    assert angle_deg(thinned.dab, full_d) < 0.5
+    # a sample within the budget is used whole
+    seen.clear()
+    DabMembraneScorer().for_slide(sample[:4])
+    assert seen == [4 * 512 * 512]
 
 
 def test_for_slide_keeps_scoring_the_sample_image():
