@@ -24,9 +24,15 @@ from napari_her2.slide import write_pyramid_tiff
 EXE = Path(sys.executable).parent / "napari-her2"
 FAST = ["--tile-size", "64", "--target-mpp", "1.0"]
 #: the summary line: "<file>: HER2 <score> (<category>)[, confidence C ...]; N tissue tiles in T s"
+SCORE = r"(?:0|1\+|2\+|3\+)"
+CATEGORY = r"(?:negative|equivocal|positive)"
+#: a clear call ("HER2 2+ (equivocal), confidence 0.97") or a borderline one ("HER2 borderline
+#: 0 / 1+: review (...)", "HER2 borderline 2+ / 3+ (equivocal / positive): review (...)"),
+#: then the tile count
 SUMMARY = re.compile(
-    r"^(?P<name>\S+): HER2 (?P<score>0|1\+|2\+|3\+) \((?P<category>negative|equivocal|positive)\)"
-    r"(, confidence \d\.\d\d)?[^;]*; (?P<tiles>\d+) tissue tiles in \d+\.\d s(;|$)"
+    rf"^(?P<name>\S+): HER2 (?:(?P<score>{SCORE}) \((?P<category>{CATEGORY})\)"
+    rf"|borderline {SCORE} / {SCORE}(?: \({CATEGORY} / {CATEGORY}\))?: review)"
+    r"(, confidence \d\.\d\d)?.*?; (?P<tiles>\d+) tissue tiles in \d+\.\d s(;|$)"
 )
 
 

@@ -75,7 +75,7 @@ def test_a_borderline_call_is_said_on_the_page(report):
     from napari_her2.scoring import call_from_rule, score_tiles
     from napari_her2.tiles.results import TileResults
 
-    rows = [[0, 0, 1, 0, 0]] * 5 + [[0.93, 0, 0.07, 0, 0]] + [[0.985, 0.015, 0, 0, 0]] * 44
+    rows = [[0, 0, 1, 0, 0]] * 5 + [[0.48, 0.30, 0.22, 0, 0]] * 45  # 0 / 1+ / 2+ in 48 / 30 / 22%
     probs = np.asarray(rows, np.float32)
     n = len(probs)
     results = TileResults(("0", "1+", "2+", "3+", "non-tumour"), (), (1, n), (0.0, 0.0),

@@ -130,10 +130,12 @@ def test_review_log_keeps_the_first_original():
 
 
 def test_a_borderline_queue_starts_with_the_tiles_that_flip_it():
-    # 4 tiles 2+, one split 2+/3+ (tile 4), one 44% 2+ (tile 5: flips 1+ <-> 2+), one split
-    # 0/1+ (tile 6), 43 tiles 2% 1+: the slide is borderline 1+ / 2+
-    five = [[0, 0, 1, 0]] * 4 + [[0, 0, 0.5, 0.5]] + [[0.56, 0, 0.44, 0]] + [[0.5, 0.5, 0, 0]]
-    res = _results(five + [[0.98, 0.02, 0, 0]] * 43)
+    # 4 tiles 90% 2+ / 10% 3+, one split 2+/3+ (tile 4), one 44% 2+ (tile 5: flips 1+ <-> 2+),
+    # one split 0/1+ (tile 6), one 90% 1+ (tile 7), 42 tiles 2% 1+. Read together: 0 in 10%
+    # of the resamplings, 1+ in 46%, 2+ in 34% (tile 5 2+), 3+ in 10%: borderline 1+ / 2+
+    five = ([[0, 0, 0.9, 0.1]] * 4 + [[0, 0, 0.5, 0.5]] + [[0.56, 0, 0.34, 0.1]]
+            + [[0.5, 0.5, 0, 0]] + [[0.1, 0.9, 0, 0]])
+    res = _results(five + [[0.98, 0.02, 0, 0]] * 42)
     call = call_slide(res)
     assert call.borderline == ("1+", "2+")
     queue = rank_tiles(res, call)
@@ -146,13 +148,14 @@ def test_a_borderline_queue_starts_with_the_tiles_that_flip_it():
 
 
 def test_a_zero_one_borderline_queue_starts_near_zero_one():
-    # 4 tiles 2+ and one split 2+/3+ (10% >= 2+, not over the cut), one 7% 2+ (tile 5),
-    # 44 tiles 1.5% 1+: the slide is 0 or 1+ about equally often
-    res = _results([[0, 0, 1, 0]] * 4 + [[0, 0, 0.5, 0.5]] + [[0.93, 0, 0.07, 0]]
+    # 4 tiles 2+ and one split 2+/3+ (10% >= 2+, not over the cut), one 48% 0 / 30% 1+ /
+    # 22% 2+ (tile 5), 44 tiles 1.5% 1+: read together, 0 in 48% of the resamplings, 1+ in
+    # 30% (tile 5 1+), 2+ in 22% (tile 5 2+)
+    res = _results([[0, 0, 1, 0]] * 4 + [[0, 0, 0.5, 0.5]] + [[0.48, 0.30, 0.22, 0]]
                    + [[0.985, 0.015, 0, 0]] * 44)
     call = call_slide(res)
     assert call.borderline == ("0", "1+")
     queue = rank_tiles(res, call)
     assert queue.index[0] == 5 and queue.reason_text(0).startswith("decides borderline 0 / 1+")
-    assert queue.index[1] == 4  # the more uncertain 2+/3+ tile comes after it
-    assert queue.priority[1] > queue.priority[0]
+    assert queue.n_deciding == 1
+    assert queue.index[1] == 4  # the uncertain 2+/3+ tile comes after it

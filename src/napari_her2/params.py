@@ -153,7 +153,7 @@ class CallParams:
     """How tile results become the slide call.
 
     slide_model: a WHSPN or attention-MIL checkpoint that makes the call instead of the
-    guideline rule (None). n_samples: Monte-Carlo resamplings of the tile classes behind the
+    guideline rule (None). n_samples: Monte-Carlo readings of the tile classes behind the
     rule's confidence; n_bags / bag_size: the attention-MIL Monte-Carlo bags (None = the
     model's defaults).
     """

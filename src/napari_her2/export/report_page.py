@@ -103,8 +103,8 @@ def _call_lines(call: Any) -> list[str]:
         lines.append(f"Tiles as called alone give {rule.as_called}; the call is the score "
                      "most resamplings give")
     # the fractions count each tile's called class (as the rule does); the range is the 95%
-    # range of the fraction when every tile's class is drawn from its probabilities (or,
-    # after hand edits, when the tiles are resampled), widened to include the shown value
+    # range of the fraction over the rule's resamplings (the tile classes read again
+    # together, or after hand edits the tiles resampled), widened to include the shown value
     unit = "cells" if (call.method or "").endswith(CELLS_SUFFIX) else "tiles"
     resampled = "tiles are" if unit == "cells" else "tile classes are"
     return lines + [f"Tumour {unit} by class, as called (95% range when {resampled} "

@@ -48,10 +48,11 @@ class Evidence:
 
     class_fractions / class_fraction_intervals: tumour-tile fractions per class "0".."3+",
     counting each tile's called (arg-max) class, and a range for each: the 95% range of the
-    fraction when every tile's class is drawn from its probabilities (the guideline rule's
-    Monte-Carlo sampling; a bootstrap over tiles after hand edits), **widened to include the
-    fraction shown**, so a shown fraction always lies inside its range (tiles all
-    60% 2+ / 40% 3+: 3+ is 0% as called and about 40% when sampled, so its range is 0-45%).
+    fraction over the guideline rule's resamplings (the tiles read again together, see
+    :func:`.rules._sample_counts`; a bootstrap over tiles after hand edits), **widened to
+    include the fraction shown**, so a shown fraction always lies inside its range (tiles all
+    60% 2+ / 40% 3+: 3+ is 0% as called, and all tiles are 3+ in 40% of the resamplings, so
+    its range is 0-100%).
     score_shares: share of each score in the computation that made the call: the rule's
     resamplings (rule call) or the model's class probabilities (slide model).
     n_tiles / n_tumour_tiles / n_unreadable: tiles scored, tumour tiles, unreadable tiles.

@@ -12,8 +12,9 @@ The guideline rule is the default, transparent way from tiles to a slide score:
   tiles, the slide takes the highest class k that at least ``min_cluster_tiles`` tumour tiles
   reach (class >= k).
 
-The call and its confidence are one computation (:mod:`.modal`): each tile's class is drawn
-from its probabilities, the rule is applied to every resampling, and the call is the score the
+The call and its confidence are one computation (:mod:`.modal`): the tiles are read again
+together (one shared draw places every tile within its class probabilities, see
+:func:`_sample_counts`), the rule is applied to every resampling, and the call is the score the
 most resamplings give (the modal outcome), its confidence that score's share. A share below
 one half makes the call *borderline* between the two most frequent scores. The class
 fractions are those of the tiles as called (arg-max), with the 95% range of the resampled
@@ -148,7 +149,8 @@ class SlideScore:
         (or another score is as frequent); None otherwise.
     score_shares: share of the resamplings giving each score ({} without resamplings).
     as_called: what the rule gives the tiles' arg-max classes alone (evidence only).
-    sampling: "tile-probabilities" (Monte-Carlo over tile classes) or "bootstrap" (tiles).
+    sampling: "tile-probabilities" (Monte-Carlo readings of the tile classes) or "bootstrap"
+        (tiles).
     """
 
     score: str | None
@@ -247,21 +249,34 @@ def tumour_fractions(results: TileResults) -> tuple[np.ndarray, int]:
 
 
 def _sample_counts(probs: np.ndarray, n_samples: int, rng: np.random.Generator) -> np.ndarray:
-    """Counts (S, 5) of outcomes when every tile's outcome is drawn from its probabilities.
+    """Counts (S, 5) of outcomes when the tiles are read again, together.
 
-    A tile's outcome exceeds k when its uniform draw is at least its cumulative probability
-    of outcomes 0..k, so the counts of "outcome > k" are column sums of comparisons.
+    Each resampling draws one reading ``u`` ~ U(0, 1) that every tile shares: a tile's class
+    is where ``u`` falls in its cumulative class probabilities given tumour (0, 1+, 2+, 3+),
+    so a low ``u`` reads every tile at the low end of what its probabilities allow and a high
+    ``u`` at the high end, as a reader who reads a slide a little more strictly reads every
+    tile of it lower. The errors of a tile model on one slide (its stain, its scanner, its
+    tissue) are shared by its tiles, not independent: independent draws would average a
+    model's doubt away, and tiles a model cannot tell apart (near-uniform probabilities)
+    would give a confident call. Whether a tile is tumour at all is drawn per tile.
     """
     n = probs.shape[0]
-    cum = np.cumsum(probs[:, :-1], axis=1).astype(np.float32)
+    p_tumour = probs[:, :_OTHER].sum(axis=1).astype(np.float32)
+    cum = (np.cumsum(probs[:, : _OTHER - 1], axis=1)
+           / np.maximum(probs[:, :_OTHER].sum(axis=1), 1e-12)[:, None]).astype(np.float32)
     chunk = max(1, _DRAWS_PER_CHUNK // max(n, 1))
     parts = []
     for start in range(0, n_samples, chunk):
-        u = rng.random((min(chunk, n_samples - start), n), dtype=np.float32)
-        above = [np.count_nonzero(u >= cum[:, k], axis=1) for k in range(cum.shape[1])]
-        at_least = np.stack([np.full(u.shape[0], n), *above], axis=1)
-        parts.append(at_least - np.concatenate([at_least[:, 1:], np.zeros_like(at_least[:, :1])],
-                                               axis=1))
+        m = min(chunk, n_samples - start)
+        u = rng.random(m, dtype=np.float32)
+        tumour = rng.random((m, n), dtype=np.float32) < p_tumour
+        # a tile's class exceeds k when the shared reading is at least P(class <= k | tumour)
+        above = [np.count_nonzero(tumour & (u[:, None] >= cum[:, k]), axis=1)
+                 for k in range(cum.shape[1])]
+        at_least = np.stack([np.count_nonzero(tumour, axis=1), *above], axis=1)
+        counts = at_least - np.concatenate([at_least[:, 1:], np.zeros_like(at_least[:, :1])],
+                                           axis=1)
+        parts.append(np.concatenate([counts, (n - at_least[:, :1])], axis=1))
     return np.concatenate(parts) if parts else np.zeros((0, _OTHER + 1), np.int64)
 
 
@@ -378,8 +393,8 @@ def score_tiles(results: TileResults, organ: str = "breast", specimen: str = "re
                 params: RuleParams | None = None) -> SlideScore:
     """Slide score of (possibly partial) tile results by the guideline rule.
 
-    ``n_samples`` Monte-Carlo draws of every tile's class from its probabilities (seeded:
-    same inputs, same output) each give a score; the call is the most frequent one, its
+    ``n_samples`` Monte-Carlo readings of the tiles (one shared draw places every tile's
+    class within its probabilities; seeded: same inputs, same output) each give a score; the call is the most frequent one, its
     confidence that score's share, borderline below one half. The class fractions count
     each readable tile's arg-max class (as the tile layer shows them).
     """
