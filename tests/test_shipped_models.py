@@ -28,6 +28,31 @@ def test_cards_state_data_metrics_and_intended_use(name):
     assert (PACKAGE_CHECKPOINTS / f"{name}.safetensors").stat().st_size < 2 * 2**20
 
 
+@pytest.mark.parametrize("name", [SHIPPED_TILE, SHIPPED_MIL, SHIPPED_WHSPN])
+def test_shipped_cards_carry_a_fitted_temperature(name):
+    """Each shipped model is calibrated on the held-out folds of its cross-validation: the card
+    holds the temperature the plugin applies and the ECE before and after it."""
+    cal = read_card(PACKAGE_CHECKPOINTS / f"{name}.safetensors").metrics["calibration"]
+    assert 0.01 <= cal["temperature"] <= 100
+    assert cal["ece_after"] <= cal["ece_before"]
+    assert "out-of-fold" in cal["fitted_on"]
+
+
+def test_a_shipped_model_that_knows_little_gives_no_confident_call():
+    """The shipped tile model's held-out predictions carry almost no information (its fitted
+    temperature is at the bound): with it applied, the guideline rule must not turn its tiles
+    into a sure call (read independently they would give 3+ at 1.00)."""
+    from napari_her2 import score_slide
+    from napari_her2._sample_data import sample_slide_path
+
+    card = read_card(PACKAGE_CHECKPOINTS / f"{SHIPPED_TILE}.safetensors")
+    assert card.metrics["calibration"]["temperature"] > 50
+    report = score_slide(sample_slide_path(), SHIPPED_TILE)
+    probs = report.results.probs[report.results.readable]
+    assert probs.max() < 0.4  # near-uniform tiles: the temperature was applied
+    assert report.call.confidence < 0.5 and report.call.borderline is not None
+
+
 def test_fresh_install_shows_cnn_tiles_and_the_attention_heatmap(qtbot, make_napari_viewer):
     from napari_her2._qt.widget import Her2ScoringWidget
     from napari_her2._sample_data import sample_slide_path
