@@ -19,13 +19,14 @@ from napari_her2.tiles.cells import CellTable
 from napari_her2.tiles.grid import TileGeometry, make_grid
 
 
-def columns(tile, y, x, cls) -> CellColumns:
+def columns(tile, y, x, cls, outlined=None) -> CellColumns:
     n = len(tile)
     return CellColumns(tile=np.asarray(tile), y=np.asarray(y, float), x=np.asarray(x, float),
                        cls=np.asarray(cls, np.int8), ring_od=np.full(n, 0.3),
                        completeness=np.linspace(0, 1, n),
                        visible_mpp=np.array([2.0] + [np.nan] * (n - 1)),
-                       nucleus_um2=np.full(n, 50.0))
+                       nucleus_um2=np.full(n, 50.0),
+                       outlined=None if outlined is None else np.asarray(outlined, bool))
 
 
 def test_cells_are_placed_in_level0_pixels_through_the_grid():
@@ -56,10 +57,30 @@ def test_counts_are_of_tumour_cells_per_class():
     assert CellTable().tumour_percentages() == {}
 
 
+def test_tumour_cells_outlined_by_dab_only_are_counted_and_said():
+    """Cells found as interiors outlined by DAB (no haematoxylin nucleus) are counted among the
+    tumour cells, so that the report can say how much of a call rests on them; a scorer that
+    does not say counts none."""
+    from napari_her2.tiles.cells import outlined_text
+
+    geometry = TileGeometry((1, 1), (8.0, 8.0))
+    table = CellTable()
+    table.extend(columns([0] * 5, [1] * 5, [1] * 5, [3, 3, 3, 0, NOT_TUMOUR],
+                         outlined=[True, True, False, False, True]),
+                 np.array([0]), np.array([0]), (8, 8), geometry)
+    table.extend(columns([0] * 2, [1] * 2, [1] * 2, [3, 3]), np.array([0]), np.array([0]),
+                 (8, 8), geometry)  # outlined=None: the scorer does not say
+    summary = table.summary()
+    assert summary["n_tumour_cells"] == 6 and summary["n_tumour_outlined"] == 2  # not the stroma
+    assert outlined_text(summary) == "2 (33%) outlined by DAB only, no blue nucleus"
+    assert outlined_text(CellTable().summary()) == ""
+    assert table.take(np.array([0, 4])).outlined.tolist() == [True, True]
+
+
 def test_cells_export_as_qupath_detections(tmp_path):
     table = CellTable()
-    table.extend(columns([0, 0], [4, 10], [4, 10], [3, NOT_TUMOUR]), np.array([2]),
-                 np.array([1]), (16, 16), TileGeometry((3, 3), (32.0, 32.0)))
+    table.extend(columns([0, 0], [4, 10], [4, 10], [3, NOT_TUMOUR], outlined=[True, False]),
+                 np.array([2]), np.array([1]), (16, 16), TileGeometry((3, 3), (32.0, 32.0)))
     path = write_cells_geojson(tmp_path / "s.cells.geojson", table, "s", mpp=0.5)
     fc = json.loads(path.read_text())
     assert validate_qupath_geojson(fc) == []
@@ -69,6 +90,8 @@ def test_cells_export_as_qupath_detections(tmp_path):
     assert second["properties"]["classification"]["name"] == "Non-tumour"
     m = first["properties"]["measurements"]
     assert m["Tumour"] == 1.0 and m["Membrane visible at um/px"] == 2.0
+    assert m["Outlined by DAB only"] == 1.0
+    assert second["properties"]["measurements"]["Outlined by DAB only"] == 0.0
     assert "Membrane visible at um/px" not in second["properties"]["measurements"]
     ring = np.array(first["geometry"]["coordinates"][0])
     assert len(ring) == NUCLEUS_VERTICES + 1 and (ring[0] == ring[-1]).all()

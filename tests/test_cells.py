@@ -292,6 +292,23 @@ def test_real_field_without_carcinoma_has_almost_no_tumour_cells(shared_data, mp
     assert len(cells) > 50  # stromal and adipocyte nuclei are found, as non-tumour cells
 
 
+def test_real_normal_ducts_call_says_its_tumour_cells_are_outlined_by_dab(shared_data):
+    """BCI 00249: stained normal ducts, called 3+ from their lumens and secretion vacuoles
+    (unstained interiors closed by DAB, cell-sized at 0.5 µm/px; docs/validation.md). The
+    call is wrong, and the report must at least say what it rests on: most of its tumour
+    cells have no haematoxylin nucleus, only a DAB outline."""
+    from napari_her2 import score_slide
+    from napari_her2.export.report_page import report_lines
+
+    report = score_slide(shared_data / "her2-ihc-bci" / "00249_test_2+.png", mpp=0.5)
+    summary = report.results.cells.summary()
+    assert summary["n_tumour_outlined"] > summary["n_tumour_cells"] / 2
+    assert any(ln.startswith("Tumour cells ") and "outlined by DAB only" in ln
+               for ln in report_lines(report))
+    assert report.to_dict()["cells"]["n_tumour_outlined"] == summary["n_tumour_outlined"]
+    report.slide.close()
+
+
 def test_real_her2_0_core_has_at_most_10_percent_stained_tumour_cells(shared_data):
     """Oesophageal adenocarcinoma core scored 0 by pathologists (gastric rules, 0.25 µm/px):
     carcinoma found as tumour cells, and not more than 10% of them with any staining."""

@@ -42,6 +42,16 @@ def test_report_text_has_every_field(report):
     assert "research use only; not for diagnosis" in use.lower() and "breast" in use
 
 
+def test_the_page_says_how_many_tumour_cells_dab_outlines_only(report):
+    summary = report.results.cells.summary()
+    # the sample's strongly stained carcinoma has both kinds of tumour cell
+    assert 0 < summary["n_tumour_outlined"] < summary["n_tumour_cells"]
+    share = 100 * summary["n_tumour_outlined"] / summary["n_tumour_cells"]
+    said = [ln for ln in report_lines(report) if "outlined by DAB only" in ln]
+    assert said == [f"Tumour cells {summary['n_tumour_outlined']:,} ({share:.0f}%) outlined by "
+                    "DAB only, no blue nucleus: check they are carcinoma cells, not duct lumens"]
+
+
 def test_a_tile_scorer_report_says_tiles(report):
     tiles = score_slide(report.slide.path, "dab-membrane")
     text = "\n".join(report_lines(tiles))

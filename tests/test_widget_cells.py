@@ -50,7 +50,8 @@ def test_cells_are_drawn_only_zoomed_in_and_only_in_view(qtbot, make_napari_view
     inside = ((layer.data[:, 0] >= y0) & (layer.data[:, 0] < y1)
               & (layer.data[:, 1] >= x0) & (layer.data[:, 1] < x1))
     assert inside.all()
-    assert set(layer.features.columns) == {"class", "membrane_od", "completeness", "tumour"}
+    assert set(layer.features.columns) == {"class", "membrane_od", "completeness", "tumour",
+                                           "outlined_by_dab"}
     first = layer.features["class"].iloc[0]
     np.testing.assert_allclose(layer.face_color[0][:3], np.array(CLASS_COLORS[first]) / 255,
                                atol=1e-6)
@@ -87,8 +88,13 @@ def test_scoring_with_dab_cells_adds_the_cells_layer(qtbot, viewer_widget):
     name = f"{widget.scoring.image_name} cells"
     assert name in viewer.layers
     assert widget.cells.cells is report.results.cells
-    n_tumour = report.to_dict()["cells"]["n_tumour_cells"]
-    assert widget.panel.cells_label.full_text().startswith(f"{n_tumour:,} tumour of ")
+    from napari_her2.tiles.cells import outlined_text
+
+    summary = report.to_dict()["cells"]
+    text = widget.panel.cells_label.full_text()
+    assert text.startswith(f"{summary['n_tumour_cells']:,} tumour of ")
+    # how many tumour cells DAB outlines only, when there are any (the sample has some)
+    assert summary["n_tumour_outlined"] > 0 and text.endswith(f"; {outlined_text(summary)}")
 
 
 def test_a_40x_slide_is_scored_at_40x_and_its_cells_lie_on_it(qtbot, make_napari_viewer,

@@ -25,7 +25,8 @@ class CellColumns:
     :data:`NOT_TUMOUR`; ring_od: mean DAB optical density of its membrane ring;
     completeness: fraction of the ring above the intensity floor; visible_mpp: the coarsest
     µm/px at which its membrane is still visible (NaN: not visible at all); nucleus_um2: its
-    nucleus area.
+    nucleus area; outlined: (M,) bool, True for a cell found as an unstained interior that
+    DAB outlines, without a haematoxylin nucleus of its own (None: the scorer does not say).
     """
 
     tile: np.ndarray
@@ -36,6 +37,7 @@ class CellColumns:
     completeness: np.ndarray
     visible_mpp: np.ndarray
     nucleus_um2: np.ndarray
+    outlined: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.tile.shape[0])

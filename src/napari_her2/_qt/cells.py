@@ -5,8 +5,9 @@ layer therefore holds only the cells in view, and only once the view is zoomed i
 to tell cells apart (:data:`DRAW_BELOW_UM_PER_PX`, about ×5): panning or zooming refreshes it
 after a short pause, never more than :data:`MAX_DRAWN` cells (an even subset beyond that).
 A hidden layer is left as it is and filled when it is shown again.
-Each point carries the cell's class, membrane OD, completeness and whether it is tumour as
-layer features, so hovering shows them in napari's status bar.
+Each point carries the cell's class, membrane OD, completeness, whether it is tumour and
+whether it was found only as an interior outlined by DAB as layer features, so hovering shows
+them in napari's status bar.
 """
 
 from __future__ import annotations
@@ -117,4 +118,5 @@ def _features(cells: CellTable) -> dict[str, np.ndarray]:
         "membrane_od": cells.ring_od.astype(np.float32),
         "completeness": cells.completeness.astype(np.float32),
         "tumour": cells.tumour,
+        "outlined_by_dab": cells.outlined,
     }

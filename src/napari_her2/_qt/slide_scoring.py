@@ -17,6 +17,7 @@ from qtpy.QtCore import QObject, QTimer, Signal
 
 from ..run.pipeline import Prepared, SlideReport, make_call
 from ..scoring import SlideCall, call_from_rule, score_cells, score_labels
+from ..tiles.cells import outlined_text
 from .jobs import JobRunner
 from .layers import tile_labels, tile_layer_kwargs, tile_layer_name
 from .updates import batch_of, paint_tiles, results_upto, until_cancelled
@@ -198,6 +199,9 @@ class SlideScoring(QObject):
             summary = cells.summary()
             context["cells"] = (f"{summary['n_tumour_cells']:,} tumour of "
                                 f"{summary['n_cells']:,} found")
+            outlined = outlined_text(summary)
+            if outlined:
+                context["cells"] += f"; {outlined}"
         self.show_call(report.call, context)
         self.report_ready.emit(report)
         text = f"Done: {len(report.results)} tiles in {report.timings.total:.1f} s"

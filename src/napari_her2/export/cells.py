@@ -42,6 +42,7 @@ def cell_features(cells: CellTable, name: str, mpp: float) -> Any:
             "Membrane completeness": round(float(cells.completeness[i]), d),
             "Nucleus area um^2": round(float(cells.nucleus_um2[i]), 2),
             "Tumour": float(code in range(4)),
+            "Outlined by DAB only": float(cells.outlined[i]),
         }
         if np.isfinite(cells.visible_mpp[i]):
             measurements["Membrane visible at um/px"] = round(float(cells.visible_mpp[i]), 3)

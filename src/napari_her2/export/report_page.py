@@ -27,6 +27,7 @@ import numpy as np
 from .._version import __version__
 from ..classes import CLASS_COLORS, HER2_SCORES, LABEL_NAMES
 from ..scoring.cells import CELLS_SUFFIX
+from ..tiles.cells import outlined_text
 from .atomic import atomic_write
 
 A4_INCHES = (8.27, 11.69)
@@ -130,7 +131,7 @@ def report_lines(report: Any, options: PageOptions | None = None) -> list[str]:
     lines = _call_lines(call)
     cells = getattr(report.results, "cells", None)
     if cells is not None:
-        lines.append(_cells_line(cells.summary()))
+        lines.extend(_cells_lines(cells.summary()))
     lines.append(f"Review: {opt.n_reviewed} tiles reviewed, {opt.n_changed} changed")
     lines += [
         f"Model: {card.get('name')}  sha256 {str(card.get('sha256') or 'n/a')[:16]}",
@@ -148,12 +149,17 @@ def report_lines(report: Any, options: PageOptions | None = None) -> list[str]:
     return lines
 
 
-def _cells_line(summary: dict[str, Any]) -> str:
-    """"Cells: 812 tumour of 1,030 found; 0 4%, 1+ 1%, 2+ 59%, 3+ 36% of tumour cells"."""
+def _cells_lines(summary: dict[str, Any]) -> list[str]:
+    """"Cells: 812 tumour of 1,030 found; 0 4%, 1+ 1%, 2+ 59%, 3+ 36% of tumour cells", and
+    when some tumour cells were found only as interiors outlined by DAB, a line that says how
+    many (:func:`~napari_her2.tiles.cells.outlined_text`)."""
     percent = summary["tumour_percent"]
     shares = ", ".join(f"{k} {v:.0f}%" for k, v in percent.items())
-    return (f"Cells: {summary['n_tumour_cells']:,} tumour of {summary['n_cells']:,} found"
-            + (f"; {shares} of tumour cells" if shares else ""))
+    outlined = outlined_text(summary)
+    return [f"Cells: {summary['n_tumour_cells']:,} tumour of {summary['n_cells']:,} found"
+            + (f"; {shares} of tumour cells" if shares else "")] + (
+        [f"Tumour cells {outlined}: check they are carcinoma cells, not duct lumens"]
+        if outlined else [])
 
 
 def _thumbnail(report: Any) -> np.ndarray:

@@ -190,4 +190,4 @@ def _columns(cells: CellBatch) -> CellColumns:
                        cls=cells.her2_class.astype(np.int8), ring_od=cells.ring_od_mean,
                        completeness=cells.completeness,
                        visible_mpp=views[cells.visibility.astype(np.int64)],
-                       nucleus_um2=cells.nucleus_area_um2)
+                       nucleus_um2=cells.nucleus_area_um2, outlined=cells.unstained_nucleus)

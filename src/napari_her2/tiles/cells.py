@@ -29,7 +29,8 @@ def _empty(dtype: Any) -> Any:
 @dataclass
 class CellTable:
     """Cells in level-0 pixels: ``y0``, ``x0`` their centres; ``row``, ``col`` their tile's
-    grid cell; the rest as in :class:`~napari_her2.predict.CellColumns`."""
+    grid cell; the rest as in :class:`~napari_her2.predict.CellColumns` (``outlined`` False
+    where the scorer does not say)."""
 
     row: np.ndarray = _empty(np.int32)
     col: np.ndarray = _empty(np.int32)
@@ -40,6 +41,7 @@ class CellTable:
     completeness: np.ndarray = _empty(np.float32)
     visible_mpp: np.ndarray = _empty(np.float32)
     nucleus_um2: np.ndarray = _empty(np.float32)
+    outlined: np.ndarray = _empty(np.bool_)
 
     def __len__(self) -> int:
         return int(self.row.shape[0])
@@ -60,6 +62,8 @@ class CellTable:
             "x0": ox + c * tw + (np.asarray(cells.x) + 0.5) * tw / tile_px[1],
             "cls": cells.cls, "ring_od": cells.ring_od, "completeness": cells.completeness,
             "visible_mpp": cells.visible_mpp, "nucleus_um2": cells.nucleus_um2,
+            "outlined": (np.zeros(len(cells), bool) if cells.outlined is None
+                         else cells.outlined),
         }
         for f in fields(self):
             old = getattr(self, f.name)
@@ -82,11 +86,15 @@ class CellTable:
         return {s: 100.0 * counts[s] / n for s in HER2_SCORES} if n else {}
 
     def summary(self) -> dict[str, Any]:
-        """The report's cell figures: counts per class and the percentages of tumour cells."""
+        """The report's cell figures: counts per class, the percentages of tumour cells, and
+        how many tumour cells were found only as interiors outlined by DAB (no haematoxylin
+        nucleus: a stained duct's lumens read that way too, so a call resting on them wants
+        a look)."""
         counts = self.class_counts()
         return {
             "n_cells": len(self),
             "n_tumour_cells": int(self.tumour.sum()),
+            "n_tumour_outlined": int((self.tumour & self.outlined).sum()),
             "by_class": counts,
             "tumour_percent": {k: round(v, 2) for k, v in self.tumour_percentages().items()},
         }
@@ -99,3 +107,17 @@ class CellTable:
     def take(self, index: np.ndarray) -> CellTable:
         """The cells at ``index``, as a new table."""
         return CellTable(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+
+
+def outlined_text(summary: dict[str, Any]) -> str:
+    """"455 (97%) outlined by DAB only, no blue nucleus", or "" when there are none.
+
+    ``summary`` is :meth:`CellTable.summary`'s. These tumour cells were found as unstained
+    interiors inside stained membranes: the lumens and secretion of a stained normal duct read
+    that way too, so a call that rests on them is worth a look.
+    """
+    n, total = summary.get("n_tumour_outlined", 0), summary["n_tumour_cells"]
+    if not n or not total:
+        return ""
+    return f"{n:,} ({100 * n / total:.0f}%) outlined by DAB only, no blue nucleus"
