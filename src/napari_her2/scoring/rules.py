@@ -261,15 +261,16 @@ def _sample_counts(probs: np.ndarray, n_samples: int, rng: np.random.Generator) 
     would give a confident call. Whether a tile is tumour at all is drawn per tile.
     """
     n = probs.shape[0]
-    p_tumour = probs[:, :_OTHER].sum(axis=1).astype(np.float32)
-    cum = (np.cumsum(probs[:, : _OTHER - 1], axis=1)
-           / np.maximum(probs[:, :_OTHER].sum(axis=1), 1e-12)[:, None]).astype(np.float32)
+    p_other = probs[:, _OTHER].astype(np.float32)
+    p_tumour = np.maximum(probs[:, :_OTHER].sum(axis=1, keepdims=True), 1e-12)
+    cum = (np.cumsum(probs[:, : _OTHER - 1], axis=1) / p_tumour).astype(np.float32)
     chunk = max(1, _DRAWS_PER_CHUNK // max(n, 1))
     parts = []
     for start in range(0, n_samples, chunk):
         m = min(chunk, n_samples - start)
         u = rng.random(m, dtype=np.float32)
-        tumour = rng.random((m, n), dtype=np.float32) < p_tumour
+        # not tumour when a tile's own draw falls below its probability of not being tumour
+        tumour = rng.random((m, n), dtype=np.float32) >= p_other
         # a tile's class exceeds k when the shared reading is at least P(class <= k | tumour)
         above = [np.count_nonzero(tumour & (u[:, None] >= cum[:, k]), axis=1)
                  for k in range(cum.shape[1])]
@@ -394,9 +395,10 @@ def score_tiles(results: TileResults, organ: str = "breast", specimen: str = "re
     """Slide score of (possibly partial) tile results by the guideline rule.
 
     ``n_samples`` Monte-Carlo readings of the tiles (one shared draw places every tile's
-    class within its probabilities; seeded: same inputs, same output) each give a score; the call is the most frequent one, its
-    confidence that score's share, borderline below one half. The class fractions count
-    each readable tile's arg-max class (as the tile layer shows them).
+    class within its probabilities; seeded: same inputs, same output) each give a score;
+    the call is the most frequent one, its confidence that score's share, borderline below
+    one half. The class fractions count each readable tile's arg-max class (as the tile
+    layer shows them).
     """
     rule = get_rule(organ, specimen, params)
     probs = _outcome_probs(results)
