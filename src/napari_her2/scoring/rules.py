@@ -252,13 +252,11 @@ def _sample_counts(probs: np.ndarray, n_samples: int, rng: np.random.Generator) 
     """Counts (S, 5) of outcomes when the tiles are read again, together.
 
     Each resampling draws one reading ``u`` ~ U(0, 1) that every tile shares: a tile's class
-    is where ``u`` falls in its cumulative class probabilities given tumour (0, 1+, 2+, 3+),
-    so a low ``u`` reads every tile at the low end of what its probabilities allow and a high
-    ``u`` at the high end, as a reader who reads a slide a little more strictly reads every
-    tile of it lower. The errors of a tile model on one slide (its stain, its scanner, its
-    tissue) are shared by its tiles, not independent: independent draws would average a
-    model's doubt away, and tiles a model cannot tell apart (near-uniform probabilities)
-    would give a confident call. Whether a tile is tumour at all is drawn per tile.
+    is where ``u`` falls in its cumulative class probabilities given tumour (0, 1+, 2+, 3+);
+    a low ``u`` reads every tile low, a high ``u`` high, as a stricter reader reads all of a
+    slide lower. A tile model's errors on one slide (stain, scanner, tissue) are shared by
+    its tiles: independent draws would average its doubt away, and near-uniform tiles would
+    give a confident call. Whether a tile is tumour at all is drawn per tile.
     """
     n = probs.shape[0]
     p_other = probs[:, _OTHER].astype(np.float32)
