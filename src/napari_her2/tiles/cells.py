@@ -109,7 +109,6 @@ class CellTable:
         return CellTable(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
 
-
 def outlined_text(summary: dict[str, Any]) -> str:
     """"455 (97%) outlined by DAB only, no blue nucleus", or "" when there are none.
 
@@ -117,7 +116,7 @@ def outlined_text(summary: dict[str, Any]) -> str:
     interiors inside stained membranes: the lumens and secretion of a stained normal duct read
     that way too, so a call that rests on them is worth a look.
     """
-    n, total = summary.get("n_tumour_outlined", 0), summary["n_tumour_cells"]
+    n, total = summary["n_tumour_outlined"], summary["n_tumour_cells"]
     if not n or not total:
         return ""
     return f"{n:,} ({100 * n / total:.0f}%) outlined by DAB only, no blue nucleus"
