@@ -53,6 +53,18 @@ def test_tissue_morphology_is_in_microns():
     assert not fine[20:24, 20:24].any(), "small debris must be dropped"
 
 
+def test_a_small_field_of_tissue_is_not_dropped_as_debris():
+    """A photographed field smaller than the debris size (here 150 x 150 µm, and its tissue
+    78 x 78 µm, against 20,000 µm²) is what the image is of, not dust; a speck far from it is
+    still dropped."""
+    rgb = np.full((600, 600, 3), 255, np.uint8)
+    rgb[290:, 290:] = (150, 90, 60)  # tissue at 0.25 µm/px, a little over a quarter
+    rgb[5:9, 5:9] = (150, 90, 60)  # a 1 µm speck, 70 µm away
+    mask = tissue_mask_from_rgb(rgb, mpp=0.25)
+    assert mask[290:, 290:].mean() > 0.95
+    assert not mask[5:9, 5:9].any()
+
+
 def test_blank_slide_has_no_tissue():
     blank = np.full((300, 300, 3), 245, np.uint8)
     assert not tissue_mask_from_rgb(blank, mpp=4.0, params=TissueParams()).any()

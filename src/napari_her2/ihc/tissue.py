@@ -55,7 +55,9 @@ class TissueParams:
     min_value: float = 0.12
     #: closing radius that joins stained fragments of one piece of tissue
     closing_um: float = 24.0
-    #: pieces smaller than this area (µm²) are dropped (dust, debris)
+    #: pieces smaller than this area (µm²) are dropped (dust, debris); in an image smaller
+    #: than four times that area (a photographed field), a piece a quarter of the image is
+    #: kept whatever its size: what fills the frame is what was meant to be scored
     min_object_um2: float = 20_000.0
     #: holes smaller than this area (µm²) are filled (lumina, fat cells)
     max_hole_um2: float = 40_000.0
@@ -130,7 +132,7 @@ def tissue_mask_from_rgb(rgb: np.ndarray, mpp: float, params: TissueParams = Tis
     radius = max(1, int(round(params.closing_um / mpp)))
     disk = _disk(radius)  # closing whose erosion sees tissue beyond the edge: no shrinking
     mask = ndi.binary_erosion(ndi.binary_dilation(mask, disk), disk, border_value=1)
-    mask = _drop_small(mask, params.min_object_um2 / mpp**2)
+    mask = _drop_small(mask, min(params.min_object_um2 / mpp**2, mask.size / 4))
     holes = ndi.binary_fill_holes(mask) & ~mask
     mask |= holes & ~_drop_small(holes, params.max_hole_um2 / mpp**2)
     return mask
