@@ -149,3 +149,65 @@ def test_real_field_without_glass_is_all_tissue(shared_data):
     rgb = imread(shared_data / "her2-ihc-bci" / "00249_test_2+.png")[..., :3]
     small = rgb.reshape(64, 16, 64, 16, 3).mean(axis=(1, 3)).astype(np.uint8)  # 8 um/px
     assert tissue_mask_from_rgb(small, mpp=8.0).mean() > 0.9
+
+
+def _pale_field(path, rng):
+    """A single-level PNG at 0.25 µm/px: glass on the left, on the right a pale tissue whose
+    8 µm average is as faint and as grey as glass (mean OD about 0.05, saturation about 0.03)
+    but which has a nucleus every 10 µm."""
+    from skimage.draw import disk
+    from skimage.io import imsave
+
+    rgb = np.full((1600, 1600, 3), 240.0)  # glass, OD 0.026
+    rgb[:, 800:] = (229, 229, 233)  # pale cytoplasm
+    for y in range(20, 1600, 40):
+        for x in range(820, 1600, 40):
+            rr, cc = disk((y + rng.integers(-6, 7), x + rng.integers(-6, 7)), 10, shape=(1600, 1600))
+            rgb[rr, cc] = (200, 200, 214)
+    rgb += rng.normal(0, 1.0, rgb.shape)
+    imsave(path, np.clip(rgb, 0, 255).astype(np.uint8), check_contrast=False)
+    return open_slide(path, mpp=0.25)
+
+
+def test_pale_tissue_as_faint_as_glass_is_found_by_its_texture(tmp_path):
+    slide = _pale_field(tmp_path / "pale.png", np.random.default_rng(1))
+    tissue = detect_tissue(slide)
+    assert tissue.texture is not None and tissue.mpp == pytest.approx((8.0, 8.0))
+    half = tissue.mask.shape[1] // 2
+    assert tissue.mask[:, half + 2:].mean() > 0.95, "the pale tissue is found"
+    assert tissue.mask[:, : half - 2].mean() < 0.05, "the glass is not"
+    untextured = detect_tissue(slide, TissueParams(texture_od=1.0))
+    assert untextured.mask[:, half + 2:].mean() < 0.5, "colour and density alone miss it"
+
+
+def test_texture_is_read_only_where_the_pixels_resolve_nuclei(tmp_path):
+    """A slide whose finest level is 2 µm/px (no nuclei to see) gets no texture plane."""
+    slide = _pale_field(tmp_path / "pale.png", np.random.default_rng(1))
+    coarse = open_slide(tmp_path / "pale.png", mpp=2.0)
+    assert detect_tissue(coarse).texture is None
+    assert detect_tissue(slide, TissueParams(texture_um=0.2)).texture is None
+
+
+def test_block_stats_in_bands_match_the_whole(monkeypatch):
+    from napari_her2.ihc import tissue as tissue_mod
+
+    rgb = np.random.default_rng(2).integers(0, 256, (203, 70, 3), dtype=np.uint8)
+    monkeypatch.setattr(tissue_mod, "BAND_ROWS", 20)  # 6 blocks of 3 rows per band
+    mean, spread = tissue_mod._block_stats(rgb, 3)
+    blocks = rgb[:201, :69].reshape(67, 3, 23, 3, 3)
+    np.testing.assert_array_equal(mean, blocks.mean(axis=(1, 3)).astype(np.uint8))
+    od = tissue_mod._mean_od(rgb[:201, :69]).reshape(67, 3, 23, 3)
+    np.testing.assert_allclose(spread, od.std(axis=(1, 3)), rtol=1e-5, atol=1e-7)
+
+
+def test_a_pale_real_core_is_found_whole_and_the_glass_around_it_is_not(shared_data):
+    """TMA core 0_9b0f64d1 (HER2 0) is pale in one half: its colour is as faint as the glass,
+    and before its texture was read half the core was missing and glass was taken."""
+    slide = open_slide(shared_data / "her2-ihc-tma" / "0_9b0f64d1-6785-49d9-b279-004b2deb8478.jpg",
+                       mpp=0.25)
+    mask = detect_tissue(slide).mask
+    n = mask.shape[0]
+    yy, xx = np.mgrid[:n, :n]
+    r = np.hypot(yy - n / 2, xx - n / 2) / (n / 2)
+    assert mask[r < 0.6].mean() > 0.97, "the middle of the core is tissue"
+    assert mask[r > 1.15].mean() < 0.02, "the corners are glass"

@@ -11,6 +11,12 @@ is neither. A pixel is tissue when
   not clear glass whatever the saturation (pale, greyish or bluish tissue, fields that are all
   tissue),
 
+* or, where the mask is averaged from pixels fine enough to resolve nuclei (a single-level
+  image, a field or a TMA core photographed whole), its mean optical density varies within
+  the mask pixel by more than ``texture_od``: glass is uniform, while tissue, however pale,
+  has nuclei against cytoplasm in every few microns. A pale core or field whose average colour
+  is as faint as glass is found by its structure,
+
 and it is not near-black (pen, scanner borders, the dark background of fluorescence). The
 mask is cleaned by morphology whose sizes are given in microns, so it behaves the same at any
 scan magnification.
@@ -35,6 +41,9 @@ log = logging.getLogger(__name__)
 #: pixels the Otsu threshold is computed from, and rows per band of the mask computation
 OTSU_SAMPLE = 1_000_000
 BAND_ROWS = 512
+#: most pixels of a level read whole to see tissue texture (:func:`source_level`): a field
+#: or a TMA core photographed whole, not a slide's ×20 level
+TEXTURE_PIXELS = 16_000_000
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,12 @@ class TissueParams:
     #: mean optical density (log10 units, over R, G, B) above which a pixel is tissue whatever
     #: its saturation: it transmits less than ~75% of the light, which clear glass never does
     tissue_od: float = 0.125
+    #: standard deviation of the mean optical density over the scan pixels of one mask pixel
+    #: above which it is tissue: glass measures about 0.003 (sensor noise and JPEG) on the
+    #: shared scans at 0.25-0.5 µm/px, the palest tissue 0.01-0.02 (nuclei against cytoplasm)
+    texture_od: float = 0.01
+    #: coarsest scan pixel (µm) whose variation is read as texture: it must resolve nuclei
+    texture_um: float = 1.0
     #: pixels darker than this value (0-1, HSV V) are not tissue (pen marks, borders)
     min_value: float = 0.12
     #: closing radius that joins stained fragments of one piece of tissue
@@ -68,13 +83,16 @@ class TissueMask:
     """Boolean tissue mask with its own scale.
 
     downsample: (y, x) level-0 pixels per mask pixel; mpp: µm per mask pixel (y, x);
-    thumbnail: the RGB image the mask was computed from (same shape), when known.
+    thumbnail: the RGB image the mask was computed from (same shape), when known;
+    texture: the spread of optical density within each mask pixel (same shape), when the
+    mask was averaged from pixels fine enough to see it (``TissueParams.texture_um``).
     """
 
     mask: np.ndarray
     downsample: tuple[float, float]
     mpp: tuple[float, float]
     thumbnail: np.ndarray | None = None
+    texture: np.ndarray | None = None
 
     @property
     def fraction(self) -> float:
@@ -85,6 +103,20 @@ def mask_level(slide: Slide, mask_mpp: float) -> int:
     """The pyramid level used for the mask: coarsest whose resolution is <= mask_mpp."""
     mpp0 = slide.require_mpp()
     return slide.best_level_for_downsample(mask_mpp / max(mpp0.x, mpp0.y))
+
+
+def source_level(slide: Slide, params: TissueParams) -> int:
+    """The level the mask is averaged from: the coarsest whose pixels resolve nuclei
+    (``params.texture_um``) when it holds at most ``TEXTURE_PIXELS`` pixels, so that pale
+    tissue is found by its texture; otherwise :func:`mask_level`'s."""
+    coarse = mask_level(slide, params.mask_mpp)
+    mpp0 = slide.require_mpp()
+    for i in range(coarse, -1, -1):
+        dy, dx = slide.downsamples[i]
+        if max(mpp0.y * dy, mpp0.x * dx) <= params.texture_um:
+            h, w = slide.levels[i].shape[:2]
+            return i if h * w <= TEXTURE_PIXELS else coarse
+    return coarse
 
 
 def bounded_level(slide: Slide, level: int) -> int:
@@ -103,23 +135,32 @@ def bounded_level(slide: Slide, level: int) -> int:
 
 def detect_tissue(slide: Slide, params: TissueParams = TissueParams()) -> TissueMask:
     """Tissue mask of a slide computed on a low-resolution level."""
-    level = bounded_level(slide, mask_level(slide, params.mask_mpp))
+    level = bounded_level(slide, source_level(slide, params))
     h, w = slide.levels[level].shape[:2]
     rgb = slide.read_region(level, 0, 0, h, w, strict=False, workers=decode_workers())
     dy, dx = slide.downsamples[level]
     mpp0 = slide.require_mpp()
-    factor = int(params.mask_mpp // (max(mpp0.x * dx, mpp0.y * dy)))
+    read_um = max(mpp0.x * dx, mpp0.y * dy)
+    factor = int(params.mask_mpp // read_um)
+    texture = None
     if factor >= 2:  # no level near the mask resolution: average blocks of pixels
-        rgb = _block_mean(rgb, factor)
+        rgb, spread = _block_stats(rgb, factor)
+        texture = spread if read_um <= params.texture_um else None
         dy, dx = dy * factor, dx * factor
     mpp = (mpp0.y * dy, mpp0.x * dx)
-    mask = tissue_mask_from_rgb(rgb, float(np.sqrt(mpp[0] * mpp[1])), params)
+    mask = tissue_mask_from_rgb(rgb, float(np.sqrt(mpp[0] * mpp[1])), params, texture)
     log.info("tissue: level %d (%s px), %.1f%% tissue", level, rgb.shape[:2], 100 * mask.mean())
-    return TissueMask(mask=mask, downsample=(dy, dx), mpp=mpp, thumbnail=rgb)
+    return TissueMask(mask=mask, downsample=(dy, dx), mpp=mpp, thumbnail=rgb, texture=texture)
 
 
-def tissue_mask_from_rgb(rgb: np.ndarray, mpp: float, params: TissueParams = TissueParams()) -> np.ndarray:
-    """Tissue mask of an RGB image whose pixels are ``mpp`` microns wide."""
+def tissue_mask_from_rgb(rgb: np.ndarray, mpp: float, params: TissueParams = TissueParams(),
+                         texture: np.ndarray | None = None) -> np.ndarray:
+    """Tissue mask of an RGB image whose pixels are ``mpp`` microns wide.
+
+    ``texture``: the spread of optical density within each pixel (the same shape), from
+    finer pixels (:func:`detect_tissue`); pixels where it exceeds ``params.texture_od`` are
+    tissue.
+    """
     step = max(1, int(np.sqrt(rgb.shape[0] * rgb.shape[1] / OTSU_SAMPLE)))
     sample, _ = _saturation_value(rgb[::step, ::step])
     threshold = min(max(_otsu(sample), params.min_saturation), params.max_saturation)
@@ -128,6 +169,8 @@ def tissue_mask_from_rgb(rgb: np.ndarray, mpp: float, params: TissueParams = Tis
         band = rgb[y : y + BAND_ROWS, :, :3]
         sat, val = _saturation_value(band)
         dense = _mean_od(band) > params.tissue_od
+        if texture is not None:
+            dense |= texture[y : y + BAND_ROWS] > params.texture_od
         mask[y : y + BAND_ROWS] = ((sat > threshold) | dense) & (val > params.min_value)
     radius = max(1, int(round(params.closing_um / mpp)))
     disk = _disk(radius)  # closing whose erosion sees tissue beyond the edge: no shrinking
@@ -138,10 +181,21 @@ def tissue_mask_from_rgb(rgb: np.ndarray, mpp: float, params: TissueParams = Tis
     return mask
 
 
-def _block_mean(rgb: np.ndarray, factor: int) -> np.ndarray:
+def _block_stats(rgb: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Blocks of ``factor`` x ``factor`` pixels: their mean colour (uint8) and the standard
+    deviation of their pixels' mean optical density (float32), a band of blocks at a time."""
     h, w = rgb.shape[0] // factor * factor, rgb.shape[1] // factor * factor
-    blocks = rgb[:h, :w, :3].reshape(h // factor, factor, w // factor, factor, 3)
-    return blocks.mean(axis=(1, 3)).astype(np.uint8)
+    mean = np.empty((h // factor, w // factor, 3), np.uint8)
+    spread = np.empty((h // factor, w // factor), np.float32)
+    rows = max(1, BAND_ROWS // factor)
+    for b in range(0, h // factor, rows):
+        band = rgb[b * factor : min(h, (b + rows) * factor), :w, :3]
+        n = band.shape[0] // factor
+        blocks = band.reshape(n, factor, w // factor, factor, 3)
+        mean[b : b + n] = blocks.mean(axis=(1, 3)).astype(np.uint8)
+        od = _mean_od(band).reshape(n, factor, w // factor, factor)
+        spread[b : b + n] = od.std(axis=(1, 3))
+    return mean, spread
 
 
 def _saturation_value(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

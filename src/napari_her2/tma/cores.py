@@ -142,8 +142,9 @@ def core_tissue(tissue: TissueMask, core: Core, params: ScoringParams) -> Tissue
     mask = np.zeros_like(tissue.mask)
     if r1 > r0 and c1 > c0:
         mpp = float(np.sqrt(tissue.mpp[0] * tissue.mpp[1]))
+        texture = None if tissue.texture is None else tissue.texture[r0:r1, c0:c1]
         mask[r0:r1, c0:c1] = tissue_mask_from_rgb(tissue.thumbnail[r0:r1, c0:c1], mpp,
-                                                  params.tissue)
+                                                  params.tissue, texture)
     return dataclasses.replace(tissue, mask=mask)
 
 
