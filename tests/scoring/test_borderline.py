@@ -179,6 +179,26 @@ def test_a_slide_model_under_one_half_is_borderline_between_its_top_two():
     assert call.to_dict()["borderline"] == ["0", "1+"]
 
 
+def test_a_pair_that_is_no_lean_names_the_rest():
+    """Near-uniform shares: the two most frequent scores are named, and the others, as
+    frequent together, are not hidden behind them."""
+    spread = call_from_model("3+", {"0": 0.22, "1+": 0.23, "2+": 0.27, "3+": 0.28}, "m", _rule())
+    assert spread.borderline == ("2+", "3+")
+    assert spread.borderline_shares() == "P(2+) 0.27, P(3+) 0.28, P(other) 0.45"
+    assert "P(other) 0.45" in spread.headline()
+    lean = call_from_model("1+", {"0": 0.30, "1+": 0.45, "2+": 0.2, "3+": 0.05}, "m", _rule())
+    assert "other" not in lean.borderline_shares()
+
+
+def test_a_rule_call_spread_over_all_scores_names_the_rest():
+    score = score_tiles(results_of([[0.25, 0.25, 0.25, 0.25, 0]] * 40), n_samples=400, seed=3)
+    call = call_from_rule(score)
+    assert call.borderline is not None
+    assert "the other scores in" in call.borderline_shares()
+    rest = 1 - sum(score.score_shares[s] for s in call.borderline)
+    assert f"the other scores in {100 * rest:.0f}%" in call.headline()
+
+
 def test_a_sure_slide_model_is_not_borderline_and_a_tie_is():
     sure = call_from_model("2+", {"0": 0.1, "1+": 0.1, "2+": 0.6, "3+": 0.2}, "m", _rule())
     assert sure.borderline is None and sure.confidence == pytest.approx(0.6)

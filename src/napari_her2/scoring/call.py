@@ -135,14 +135,20 @@ class SlideCall:
 
     def borderline_shares(self) -> str:
         """"0 in 48% of resamplings, 1+ in 45%" (rule) or "P(0) 0.48, P(1+) 0.45" (slide
-        model) for a borderline call; "" otherwise."""
+        model) for a borderline call; "" otherwise. When the other two scores together are
+        at least as frequent as the less frequent of the pair, their share follows ("2+ in
+        27% of resamplings, 3+ in 28%, the other scores in 45%"): the pair is then no lean."""
         if self.borderline is None:
             return ""
         shares = self.evidence.score_shares or {}
         lo, hi = ((s, float(shares.get(s, 0.0))) for s in self.borderline)
+        rest = max(0.0, 1.0 - lo[1] - hi[1])
         if self.evidence.probs is not None:
-            return f"P({lo[0]}) {lo[1]:.2f}, P({hi[0]}) {hi[1]:.2f}"
-        return f"{lo[0]} in {100 * lo[1]:.0f}% of resamplings, {hi[0]} in {100 * hi[1]:.0f}%"
+            text = f"P({lo[0]}) {lo[1]:.2f}, P({hi[0]}) {hi[1]:.2f}"
+            return text + (f", P(other) {rest:.2f}" if rest >= min(lo[1], hi[1]) else "")
+        text = f"{lo[0]} in {100 * lo[1]:.0f}% of resamplings, {hi[0]} in {100 * hi[1]:.0f}%"
+        return text + (f", the other scores in {100 * rest:.0f}%"
+                       if rest >= min(lo[1], hi[1]) else "")
 
     def as_partial(self, partial: bool = True) -> SlideCall:
         return replace(self, partial=partial)
