@@ -189,15 +189,21 @@ def test_texture_is_read_only_where_the_pixels_resolve_nuclei(tmp_path):
 
 
 def test_block_stats_in_bands_match_the_whole(monkeypatch):
+    """Mean colour and OD spread per block, computed a band at a time, equal the whole
+    image's; the spread is the OD's standard deviation to first order."""
     from napari_her2.ihc import tissue as tissue_mod
 
-    rgb = np.random.default_rng(2).integers(0, 256, (203, 70, 3), dtype=np.uint8)
+    rng = np.random.default_rng(2)
+    rgb = np.clip(200 + rng.normal(0, 6, (203, 70, 3)), 0, 255).astype(np.uint8)
     monkeypatch.setattr(tissue_mod, "BAND_ROWS", 20)  # 6 blocks of 3 rows per band
     mean, spread = tissue_mod._block_stats(rgb, 3)
     blocks = rgb[:201, :69].reshape(67, 3, 23, 3, 3)
     np.testing.assert_array_equal(mean, blocks.mean(axis=(1, 3)).astype(np.uint8))
-    od = tissue_mod._mean_od(rgb[:201, :69]).reshape(67, 3, 23, 3)
-    np.testing.assert_allclose(spread, od.std(axis=(1, 3)), rtol=1e-5, atol=1e-7)
+    od = tissue_mod._mean_od(rgb[:201, :69]).reshape(67, 3, 23, 3).std(axis=(1, 3))
+    np.testing.assert_allclose(spread, od, rtol=0.05, atol=2e-4)
+    grey = rgb[:201, :69].astype(np.float64).mean(axis=2).reshape(67, 3, 23, 3)
+    exact = grey.std(axis=(1, 3)) / (grey.mean(axis=(1, 3)) * np.log(10))
+    np.testing.assert_allclose(spread, exact, rtol=1e-5)
 
 
 def test_a_pale_real_core_is_found_whole_and_the_glass_around_it_is_not(shared_data):

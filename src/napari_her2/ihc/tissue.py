@@ -60,9 +60,10 @@ class TissueParams:
     #: mean optical density (log10 units, over R, G, B) above which a pixel is tissue whatever
     #: its saturation: it transmits less than ~75% of the light, which clear glass never does
     tissue_od: float = 0.125
-    #: standard deviation of the mean optical density over the scan pixels of one mask pixel
-    #: above which it is tissue: glass measures about 0.003 (sensor noise and JPEG) on the
-    #: shared scans at 0.25-0.5 µm/px, the palest tissue 0.01-0.02 (nuclei against cytoplasm)
+    #: standard deviation (to first order, :func:`_block_stats`) of the optical density over
+    #: the scan pixels of one mask pixel above which it is tissue: glass measures about 0.003
+    #: (sensor noise and JPEG) on the shared scans at 0.25-0.5 µm/px, the palest tissue
+    #: 0.01-0.02 (nuclei against cytoplasm)
     texture_od: float = 0.01
     #: coarsest scan pixel (µm) whose variation is read as texture: it must resolve nuclei
     texture_um: float = 1.0
@@ -182,19 +183,38 @@ def tissue_mask_from_rgb(rgb: np.ndarray, mpp: float, params: TissueParams = Tis
 
 
 def _block_stats(rgb: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
-    """Blocks of ``factor`` x ``factor`` pixels: their mean colour (uint8) and the standard
-    deviation of their pixels' mean optical density (float32), a band of blocks at a time."""
+    """Blocks of ``factor`` x ``factor`` pixels: their mean colour (uint8) and the spread of
+    their pixels' optical density (float32), a band of blocks at a time.
+
+    The spread is the standard deviation of each pixel's mean intensity over R, G, B divided
+    by the block's mean intensity and by ln 10: the standard deviation of the optical density
+    to first order (d OD = -dI / (I ln 10)), from integer sums, without a logarithm per pixel.
+    """
     h, w = rgb.shape[0] // factor * factor, rgb.shape[1] // factor * factor
-    mean = np.empty((h // factor, w // factor, 3), np.uint8)
-    spread = np.empty((h // factor, w // factor), np.float32)
-    rows = max(1, BAND_ROWS // factor)
-    for b in range(0, h // factor, rows):
-        band = rgb[b * factor : min(h, (b + rows) * factor), :w, :3]
+    nw, k = w // factor, factor * factor
+    mean = np.empty((h // factor, nw, 3), np.uint8)
+    spread = np.empty((h // factor, nw), np.float32)
+
+    def block_sums(x: np.ndarray, dtype: type) -> np.ndarray:  # rows first, then columns
+        n = x.shape[0] // factor
+        rows = x.reshape(n, factor, *x.shape[1:]).sum(axis=1, dtype=dtype)
+        return rows.reshape(n, nw, factor, *x.shape[2:]).sum(axis=2)
+
+    band_blocks = max(1, BAND_ROWS // factor)
+    for b in range(0, h // factor, band_blocks):
+        band = rgb[b * factor : min(h, (b + band_blocks) * factor), :w, :3]
         n = band.shape[0] // factor
-        blocks = band.reshape(n, factor, w // factor, factor, 3)
-        mean[b : b + n] = blocks.mean(axis=(1, 3)).astype(np.uint8)
-        od = _mean_od(band).reshape(n, factor, w // factor, factor)
-        spread[b : b + n] = od.std(axis=(1, 3))
+        mean[b : b + n] = block_sums(band, np.uint32) // k
+        grey = band[..., 0].astype(np.uint16)
+        grey += band[..., 1]
+        grey += band[..., 2]
+        s1 = block_sums(grey, np.uint64).astype(np.float64)
+        squares = grey.astype(np.uint32)
+        squares *= squares
+        s2 = block_sums(squares, np.uint64).astype(np.float64)
+        m = s1 / k
+        sd = np.sqrt(np.maximum(s2 / k - m * m, 0.0))
+        spread[b : b + n] = sd / (np.maximum(m, 1.0) * np.log(10))
     return mean, spread
 
 
