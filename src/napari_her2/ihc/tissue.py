@@ -11,9 +11,9 @@ is neither. A pixel is tissue when
   not clear glass whatever the saturation (pale, greyish or bluish tissue, fields that are all
   tissue),
 
-* or, where the mask is averaged from pixels fine enough to resolve nuclei (a single-level
-  image, a field or a TMA core photographed whole), its mean optical density varies within
-  the mask pixel by more than ``texture_od``: glass is uniform, while tissue, however pale,
+* or, where the mask is averaged from pixels fine enough to resolve nuclei (an image small
+  enough to be read whole at 1 µm/px or finer: a field or a TMA core photographed whole), its
+  optical density varies within the mask pixel by more than ``texture_od``: glass is uniform, while tissue, however pale,
   has nuclei against cytoplasm in every few microns. A pale core or field whose average colour
   is as faint as glass is found by its structure,
 
