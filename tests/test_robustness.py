@@ -1,0 +1,55 @@
+"""Calls that a second scan of the same glass would keep (real images, ../shared/data).
+
+A scanner other than the one the thresholds were read on changes the focus, the noise, the
+strength of the stains as they are recorded and the µm/px it reports. A call that is right on
+the shared images must not turn on such changes: each image is scored as given and after one
+change at a time, written as a lossless PNG so that only the change differs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from skimage.io import imread, imsave
+
+from napari_her2 import score_slide
+
+
+def _perturbed(rgb: np.ndarray, change: str) -> np.ndarray:
+    if change == "blur":  # a slightly softer focus: Gaussian of 0.7 px
+        out = np.stack([ndi.gaussian_filter(rgb[..., c].astype(float), 0.7) for c in range(3)], -1)
+    elif change == "noise":  # sensor noise, 3 grey levels
+        out = rgb + np.random.default_rng(0).normal(0, 3, rgb.shape)
+    elif change in ("paler", "darker"):  # stains recorded 15% weaker or stronger
+        od = -np.log(np.maximum(rgb, 1) / 255.0) * (0.85 if change == "paler" else 1.15)
+        out = 255 * np.exp(-od)
+    else:
+        return rgb
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+CHANGES = [("as given", 1.0), ("blur", 1.0), ("noise", 1.0), ("paler", 1.0), ("darker", 1.0),
+           ("as given", 0.9), ("as given", 1.1)]  # the last two: µm/px stated 10% off
+CASES = {
+    # image, crop, µm/px, organ, the call it keeps
+    "bci-00052-3+": ("her2-ihc-bci/00052_test_3+.png", np.s_[:, :], 0.5, "breast", "3+"),
+    "bci-00004-no-carcinoma": ("her2-ihc-bci/00004_test_0.png", np.s_[:, :], 0.5, "breast",
+                               None),
+    "tma-2_0123a214-2+": ("her2-ihc-tma/2_0123a214-85b7-4804-86db-474b05a4ae57.jpg",
+                          np.s_[1710:3758, 1710:3758], 0.25, "gastric", "2+"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_right_call_survives_what_another_scan_changes(shared_data, tmp_path, case):
+    name, crop, mpp, organ, want = CASES[case]
+    rgb = imread(shared_data / name)[crop][..., :3]
+    got = {}
+    for change, stated in CHANGES:
+        path = tmp_path / f"{change}-{stated}.png"
+        imsave(path, _perturbed(rgb, change), check_contrast=False)
+        report = score_slide(path, mpp=mpp * stated, organ=organ)
+        got[f"{change} at {stated:g} x µm/px"] = report.call.score
+        report.slide.close()
+    assert all(score == want for score in got.values()), got
