@@ -187,7 +187,9 @@ def test_evaluation_calls_every_scorable_image_and_says_why_not_the_others(evalu
         row = rows[name]
         assert row.call in ("0", "1+", "2+", "3+") and row.no_call_reason is None, row
         assert row.n_tumour_tiles > 0 and 0 <= row.confidence <= 1
+        assert row.n_tumour_cells >= 50 and 0 <= row.n_tumour_outlined <= row.n_tumour_cells
     assert rows["00003_test_1+.tif"].call is None
+    assert rows["00003_test_1+.tif"].n_tumour_cells is None  # nothing was measured
     assert rows["00003_test_1+.tif"].no_call_reason.startswith("no tissue found")
     missing_mpp = rows["00004_test_2+.tif"].no_call_reason
     assert missing_mpp.startswith("slide µm/px missing") and "microns per pixel" in missing_mpp

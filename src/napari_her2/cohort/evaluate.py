@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".svs", ".ndpi")
 DEFAULT_LABELS_CSV = "labels.csv"
 CSV_FIELDS: tuple[str, ...] = ("file", "label", "call", "category", "confidence",
-                               "borderline", "n_tumour_tiles", "no_call_reason", "group")
+                               "borderline", "n_tumour_tiles", "no_call_reason", "group",
+                               "n_tumour_cells", "n_tumour_outlined")
 FILE_COLUMNS = ("filename", "file", "image", "path")
 LABEL_COLUMNS = ("label", "ihc_score", "score", "her2_score")
 GROUP_COLUMNS = ("group", "patient", "patient_id", "case")
@@ -75,6 +76,11 @@ class ImageResult:
     group: str | None = None
     #: "0 / 1+" when the call is borderline between two scores (review it), else None
     borderline: str | None = None
+    #: a cell scorer's tumour cells, and those of them found only as an interior outlined by
+    #: DAB (no haematoxylin nucleus): why an image got "no tumour found", or what a call on a
+    #: field of stained ducts rests on; None for a tile model
+    n_tumour_cells: int | None = None
+    n_tumour_outlined: int | None = None
 
     def csv_row(self) -> list[Any]:
         return ["" if v is None else v for v in (getattr(self, f) for f in CSV_FIELDS)]
@@ -235,12 +241,14 @@ def no_call_reason(report: dict[str, Any]) -> str | None:
 def _result_of_report(image: LabelledImage, file: str, report: dict[str, Any]) -> ImageResult:
     confidence = report.get("confidence")
     evidence = report.get("evidence") or {}
+    cells = report.get("cells") or {}
     return ImageResult(
         file=file, label=image.label, call=report.get("score"), category=report.get("category"),
         confidence=None if confidence is None else round(float(confidence), 4),
         n_tumour_tiles=evidence.get("n_tumour_tiles"),
         no_call_reason=no_call_reason(report), group=image.group,
-        borderline=borderline_text(report))
+        borderline=borderline_text(report), n_tumour_cells=cells.get("n_tumour_cells"),
+        n_tumour_outlined=cells.get("n_tumour_outlined"))
 
 
 def _error_reason(err: Her2Error) -> str:
@@ -363,8 +371,9 @@ def _settings(root: Path, labels_csv: Any, mpp: float | None, predictor: Any,
 
 
 def results_csv_text(results: Iterable[ImageResult]) -> str:
-    """The per-image CSV: file, label, call, category, confidence, n_tumour_tiles,
-    no_call_reason, group."""
+    """The per-image CSV: the columns of ``CSV_FIELDS`` (file, label, call, category,
+    confidence, borderline, n_tumour_tiles, no_call_reason, group, n_tumour_cells,
+    n_tumour_outlined)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_FIELDS)
