@@ -282,13 +282,14 @@ def test_real_3plus_carcinoma_has_over_10_percent_3plus_tumour_cells(shared_data
 @pytest.mark.parametrize("mpp", BCI_MPPS)
 def test_real_field_without_carcinoma_has_almost_no_tumour_cells(shared_data, mpp):
     """BCI 00004 (fat and fibrous stroma, no carcinoma). Tumour cells come in clusters of at
-    least ``cluster_min + 1`` (5); the field may hold a spurious cluster or two (grey debris
-    in the fat), fewer than three clusters' worth per mm², where the carcinoma of 00052 gives
-    about 3000 tumour cells per mm² (200 times more)."""
+    least ``cluster_min + 1`` (5), with the cells inside them; the field may hold a spurious
+    cluster or two (grey debris in the fat): fewer than five five-cell clusters' worth per
+    mm² (taken as 1 µm/px, one spurious cluster and its inner cells make 15), where the
+    carcinoma of 00052 gives about 3000 tumour cells per mm² (over 100 times more)."""
     cells, counts = _real_cells(shared_data / "her2-ihc-bci" / "00004_test_0.png", mpp)
     area_mm2 = counts.shape[0] * (256 * mpp / 1000) ** 2
     cluster = CellParams().nucleus.cluster_min + 1
-    assert counts[:, :4].sum() / area_mm2 < 3 * cluster, counts[:, :4].sum()
+    assert counts[:, :4].sum() / area_mm2 < 5 * cluster, counts[:, :4].sum()
     assert len(cells) > 50  # stromal and adipocyte nuclei are found, as non-tumour cells
 
 

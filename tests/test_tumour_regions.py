@@ -4,10 +4,11 @@ Stroma regions of four TMA cores in tests/data/regions/tma; drawn by eye, QuPath
 
 Per region class: the share of the cells found there that are called tumour, and the
 precision of the tumour cells (the share of those in annotated regions that lie in Tumor
-regions). The goal is a precision of 0.9 and no tumour in stroma; this version reaches 0.90
-on the BCI patches and 0.97 on the TMA cores at 0.5 µm/px (docs/validation.md). The bounds
-sit a little below, so that a change that makes tumour finding worse fails; normal ducts are
-still counted as tumour (17% of their cells), which is not bounded here."""
+regions). The goal is a precision of 0.9 and no tumour in stroma; this version reaches 0.91
+on the BCI patches and 0.97 on the TMA cores at 0.5 µm/px, with a recall of 0.37 and 0.55 of
+the cells in Tumor regions (docs/validation.md). The bounds sit a little below, so that a
+change that makes tumour finding worse fails; normal ducts are still counted as tumour (23%
+of their cells), which is not bounded here."""
 
 from __future__ import annotations
 
@@ -111,7 +112,7 @@ def test_tumour_cells_lie_mostly_in_tumour_regions(by_class):
     n_tumour_in_tumor = by_class["Tumor"][1]
     n_tumour = sum(t for _, t in by_class.values())
     assert n_tumour_in_tumor / n_tumour >= 0.85, by_class  # precision (goal 0.9)
-    assert by_class["Tumor"][1] / by_class["Tumor"][0] >= 0.2, by_class  # recall in carcinoma
+    assert by_class["Tumor"][1] / by_class["Tumor"][0] >= 0.33, by_class  # recall in carcinoma
     assert by_class["Stroma"][1] / by_class["Stroma"][0] <= 0.05, by_class
 
 
@@ -120,7 +121,7 @@ def test_tumour_cells_lie_mostly_in_tumour_regions_of_the_tma_cores(tma_by_class
     fibrous and cellular stroma."""
     (n_tumor, t_tumor), (n_stroma, t_stroma) = tma_by_class["Tumor"], tma_by_class["Stroma"]
     assert t_tumor / (t_tumor + t_stroma) >= 0.9, tma_by_class
-    assert t_tumor / n_tumor >= 0.35, tma_by_class  # recall of cells in carcinoma regions
+    assert t_tumor / n_tumor >= 0.5, tma_by_class  # recall of cells in carcinoma regions
     assert t_stroma / n_stroma <= 0.05, tma_by_class
 
 

@@ -74,6 +74,14 @@ class DabCellScorer:
     def slide_estimates(self) -> dict[str, Any]:
         return stain_estimates(self.haematoxylin, self.dab)
 
+    def faint_caveat(self) -> str:
+        """"" when the tiles are read at ×40 (where the magnification rule sees 1+
+        membranes); otherwise what a call of 0 cannot rule out, said beside it."""
+        if self.params.mpp <= self.params.fine_um * FORTY_X_SLACK:
+            return ""
+        return (f"read at {self.params.mpp:g} µm/px, where faint (1+) membranes seen only at "
+                "×40 do not show: review 0 vs 1+ at ×40")
+
     def geometry_for_scan(self, scan_mpp: float) -> tuple[int, float]:
         """(tile px, µm/px) this scorer reads a scan of ``scan_mpp`` at when no resolution is
         asked for: ×40 (``fine_um``, 0.25) where the scan has it, else ×20 (0.5), in tiles of

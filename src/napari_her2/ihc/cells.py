@@ -48,7 +48,8 @@ How each step decides
    stained sectors over present sectors (gastric: basolateral / lateral staining).
 5. **Tumour cells by morphology and context, never by DAB** (:mod:`.nuclei`): an epithelial
    (large, plump, convex, not spindle) nucleus with at least ``cluster_min`` such neighbours
-   within ``cluster_radius_um``.
+   within ``cluster_radius_um``, and the cells inside such a cluster (touching at least
+   ``member_min`` of its tumour cells) whose convex nucleus measured smaller.
 6. **Intensity by the magnification rule** (Rüschoff et al. 2010; ASCO/CAP "intense"):
    3+ membranes are seen at ×4-×5, 2+ need ×10-×20, 1+ only ×40. The DAB plane is blurred to
    what a view at each ``view_um`` pixel shows: a Gaussian whose sigma matches the coarser
@@ -87,7 +88,15 @@ from dataclasses import asdict, dataclass, field, fields, replace
 import numpy as np
 
 from . import deconvolution as dc
-from .nuclei import Nuclei, NucleusParams, cohesive, epithelial, find_nuclei
+from .nuclei import (
+    Nuclei,
+    NucleusParams,
+    cluster_members,
+    cohesive,
+    convex,
+    epithelial,
+    find_nuclei,
+)
 from .rings import (
     Geometry,
     crest,
@@ -188,7 +197,8 @@ class CellBatch:
     y: np.ndarray  #: float32: centre of the nucleus object, tile pixels
     x: np.ndarray
     her2_class: np.ndarray  #: int8: 0..3, -1 for non-tumour cells
-    tumour: np.ndarray  #: bool: epithelial nucleus in a cohesive cluster
+    tumour: np.ndarray  #: bool: epithelial nucleus in a cohesive cluster, or a cell inside
+    #: one (``epithelial`` False: its nucleus measured below the epithelial criteria)
     epithelial: np.ndarray  #: bool: nucleus large, plump and convex
     neighbours: np.ndarray  #: int32: epithelial neighbours within the cluster radius
     ring_od_mean: np.ndarray  #: float32: mean DAB OD of the ring
@@ -362,7 +372,10 @@ def measure_cells(tiles: np.ndarray, params: CellParams | None = None,
     rings = _measure_rings([block_reduce(d, f_grid, "max"), *coarse], [d_grid, *coarse], geo,
                            nuc, p)
     plump = epithelial(nuc, np_)
-    tumour, neighbours = cohesive(nuc.tile, nuc.cy * grid_um, nuc.cx * grid_um, plump, np_)
+    y_um, x_um = nuc.cy * grid_um, nuc.cx * grid_um
+    core, neighbours = cohesive(nuc.tile, y_um, x_um, plump, np_)
+    one_cell = convex(nuc, np_) & (nuc.area_um2 <= np_.tumour.max_area_um2)  # not a clump
+    tumour = cluster_members(nuc.tile, y_um, x_um, core, one_cell, np_)
     complete = rings.completeness >= p.complete_fraction
     if p.organ == "gastric":
         complete |= rings.longest_arc >= p.lateral_arc

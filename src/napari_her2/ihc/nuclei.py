@@ -42,7 +42,15 @@ How it decides:
 6. **cohesive clusters**: an epithelial nucleus with at least ``cluster_min`` other
    epithelial nuclei within ``cluster_radius_um`` (a neighbour count, as DBSCAN's core points,
    with :class:`scipy.spatial.cKDTree`). Lymphocytes are too small, fibroblasts too thin, fat
-   has no nuclei, and scattered single cells have no cohesive neighbours: none is tumour.
+   has no nuclei, and scattered single cells have no cohesive neighbours: none is tumour;
+7. **the clusters' other cells** (:func:`cluster_members`): a cell whose nucleus is convex and
+   not spindle-shaped (``min_fill``, ``max_aspect``), whatever its size below a clump's
+   (``max_area_um2``), with at least
+   ``member_min`` tumour cells of step 6 within ``member_um`` (one carcinoma cell's width)
+   lies inside a cluster and is one of its cells. A pale vesicular carcinoma nucleus, whose
+   chromatin specks set its half-maximum contour, measures as small as a stromal nucleus; in
+   the middle of a nest it touches several tumour cells, where a stromal cell at the nest's
+   rim touches one. A cell is never tumour by this step alone: a cluster is found first.
 """
 
 from __future__ import annotations
@@ -56,7 +64,8 @@ from skimage.segmentation import watershed
 
 from .tumour import TumourParams, nucleus_contrast, nucleus_regions, plane_structure
 
-__all__ = ["NucleusParams", "Nuclei", "find_nuclei", "epithelial", "cohesive"]
+__all__ = ["NucleusParams", "Nuclei", "find_nuclei", "epithelial", "cohesive", "convex",
+           "cluster_members"]
 
 
 @dataclass(frozen=True)
@@ -110,6 +119,15 @@ class NucleusParams:
     #: fewest other epithelial nuclei within that radius: with the cell itself, the cluster
     #: of five tumour cells that the gastric guideline counts in biopsies
     cluster_min: int = 4
+    #: how near (µm, centre to centre) a cell lies to the tumour cells it touches: about one
+    #: carcinoma cell's width (10-12 µm), two 5 µm cell expansions round small nuclei
+    member_um: float = 12.0
+    #: fewest tumour cells a cluster's other cell touches: two, so that it lies inside the
+    #: cluster; a stromal cell at a nest's rim touches one. On the annotated regions
+    #: (docs/validation.md) this raised the tumour-cell recall from 0.26 to 0.37 (BCI) and
+    #: 0.40 to 0.55 (TMA) at a precision of 0.91 and 0.97 (0.90 and 0.97 before); one
+    #: tumour cell gave 0.43 and 0.64 at 0.90 and 0.96, with twice the stroma counted
+    member_min: int = 2
 
     def __post_init__(self) -> None:
         sizes = (self.grid_um, self.hole_um, self.split_um, self.min_half_width_um,
@@ -118,6 +136,8 @@ class NucleusParams:
             raise ValueError("nucleus sizes must be positive")
         if self.max_aspect < 1 or self.cluster_min < 0:
             raise ValueError("max_aspect must be >= 1 and cluster_min >= 0")
+        if self.member_um <= 0 or self.member_min < 1:
+            raise ValueError("member_um must be positive and member_min >= 1")
         if not 0 <= self.edge_fraction < 1:
             raise ValueError("edge_fraction must be in [0, 1)")
 
@@ -262,25 +282,53 @@ def find_nuclei(h: np.ndarray, d: np.ndarray, p: NucleusParams,
 # --------------------------------------------------------------------------- tumour criteria
 
 
+def convex(nuc: Nuclei, p: NucleusParams) -> np.ndarray:
+    """Per nucleus: convex and not spindle-shaped (``min_fill``, ``max_aspect``)."""
+    keep = nuc.fill >= p.tumour.min_fill
+    keep &= nuc.major_um <= p.max_aspect * np.maximum(nuc.minor_um, 1e-9)
+    return keep
+
+
 def epithelial(nuc: Nuclei, p: NucleusParams) -> np.ndarray:
     """Per nucleus: large, plump and convex enough for epithelium / carcinoma."""
     t = p.tumour
     keep = (nuc.area_um2 >= t.min_area_um2) & (nuc.area_um2 <= t.max_area_um2)
-    keep &= (nuc.minor_um >= t.min_width_um) & (nuc.fill >= t.min_fill)
-    keep &= nuc.major_um <= p.max_aspect * np.maximum(nuc.minor_um, 1e-9)
+    keep &= (nuc.minor_um >= t.min_width_um) & convex(nuc, p)
     return keep
+
+
+def _placed(tile: np.ndarray, y_um: np.ndarray, x_um: np.ndarray, p: NucleusParams
+            ) -> np.ndarray:
+    """(n, 2) points in µm with each tile placed far from the others, so that no search
+    radius reaches across tiles."""
+    gap = 4 * max(p.cluster_radius_um, p.member_um) + float(max(y_um.max(), x_um.max(), 0))
+    return np.stack([y_um + tile * gap, x_um], axis=1)
 
 
 def cohesive(tile: np.ndarray, y_um: np.ndarray, x_um: np.ndarray, candidate: np.ndarray,
              p: NucleusParams) -> tuple[np.ndarray, np.ndarray]:
     """Per nucleus: whether it is a candidate with at least ``cluster_min`` other candidates
     within ``cluster_radius_um`` in its own tile, and that neighbour count (candidates only,
-    0 for the others). Tiles are kept apart by placing them far from each other."""
+    0 for the others)."""
     count = np.zeros(len(tile), np.int64)
     idx = np.flatnonzero(candidate)
     if len(idx):
-        gap = 4 * p.cluster_radius_um + float(max(y_um.max(), x_um.max(), 0))
-        pts = np.stack([y_um[idx] + tile[idx] * gap, x_um[idx]], axis=1)
-        tree = cKDTree(pts)
-        count[idx] = tree.query_ball_point(pts, p.cluster_radius_um, return_length=True) - 1
+        pts = _placed(tile, y_um, x_um, p)[idx]
+        count[idx] = cKDTree(pts).query_ball_point(pts, p.cluster_radius_um,
+                                                   return_length=True) - 1
     return candidate & (count >= p.cluster_min), count
+
+
+def cluster_members(tile: np.ndarray, y_um: np.ndarray, x_um: np.ndarray, tumour: np.ndarray,
+                    candidate: np.ndarray, p: NucleusParams) -> np.ndarray:
+    """``tumour`` and the ``candidate`` cells (convex, not spindle) with at least
+    ``member_min`` tumour cells within ``member_um`` in their own tile: the clusters' other
+    cells (step 7 of the module docstring)."""
+    out = tumour.copy()
+    seeds, others = np.flatnonzero(tumour), np.flatnonzero(candidate & ~tumour)
+    if len(seeds) >= p.member_min and len(others):
+        pts = _placed(tile, y_um, x_um, p)
+        near = cKDTree(pts[seeds]).query_ball_point(pts[others], p.member_um,
+                                                    return_length=True)
+        out[others[near >= p.member_min]] = True
+    return out

@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -281,7 +281,19 @@ def make_call(results: TileResults, params: ScoringParams, grid: TileGrid,
                       bag_size=c.bag_size)
     if stain is not None and stain.warning:
         call = call.without_score(NoCallReason.STAIN_CHECK, stain.warning)
+    call = with_faint_caveat(call, predictor)
     return call.as_partial(partial).with_validation(learned_validation(predictor, slide_model))
+
+
+def with_faint_caveat(call: SlideCall, predictor: TilePredictor | None) -> SlideCall:
+    """A call of 0 by a scorer that reads tiles coarser than ×40 (``faint_caveat``) says,
+    in its 0-vs-1+ comment, that faint membranes seen only at ×40 could not show."""
+    caveat = getattr(predictor, "faint_caveat", lambda: "")()
+    low = call.evidence.her2_low
+    if not caveat or call.score != "0" or low is None:
+        return call
+    low = replace(low, subcategory=f"{low.subcategory}, {caveat}")
+    return replace(call, evidence=replace(call.evidence, her2_low=low))
 
 
 def learned_validation(predictor: TilePredictor | None,
