@@ -125,12 +125,15 @@ def test_tumour_cells_lie_mostly_in_tumour_regions_of_the_tma_cores(tma_by_class
     assert t_stroma / n_stroma <= 0.05, tma_by_class
 
 
-def _region_crops(shared_data: Path, classes: set[str], min_side: int = 200):
-    """(name, RGB crop) of the bounding box of every annotated region of ``classes``."""
+def _region_crops(shared_data: Path, classes: set[str], which: str = "bci",
+                  min_side: int = 200):
+    """(name, RGB crop) of the bounding box of every annotated region of ``classes`` (level-0
+    pixels of the set's images)."""
     from skimage.io import imread
 
-    for regions in sorted(REGIONS.glob("*.geojson")):
-        image = shared_data / "her2-ihc-bci" / f"{regions.stem}.png"
+    folder, images, suffix, _, _ = SETS[which]
+    for regions in sorted(folder.glob("*.geojson")):
+        image = shared_data / images / f"{regions.stem}{suffix}"
         if not image.is_file():
             pytest.skip(f"{image} not found")
         rgb = imread(image)[..., :3]
@@ -139,7 +142,7 @@ def _region_crops(shared_data: Path, classes: set[str], min_side: int = 200):
             ring = np.asarray(feature["geometry"]["coordinates"][0], float)
             (x0, y0), (x1, y1) = np.maximum(ring.min(axis=0), 0).astype(int), ring.max(0).astype(int)
             if name in classes and min(x1 - x0, y1 - y0) >= min_side:
-                yield f"{regions.stem}-{i}-{name}", rgb[y0:y1, x0:x1]
+                yield f"{regions.stem[:10]}-{i}-{name}", rgb[y0:y1, x0:x1]
 
 
 @pytest.mark.parametrize("mpp", [0.5, 1.0])
@@ -161,3 +164,23 @@ def test_fields_of_stroma_or_fat_get_no_call(shared_data, tmp_path, mpp):
         assert data["score"] is None, (name, data["headline"])
         assert data["no_call"] in ("no tumour found", "no tissue found", "stain check failed"), \
             (name, data["no_call"])
+
+
+def test_fields_of_oesophageal_stroma_get_no_call(shared_data, tmp_path):
+    """The annotated stroma of the TMA cores (fibrous and cellular, some of it beside
+    carcinoma glands), each cut out as a field of its own at 0.25 µm/px: "no tumour found"
+    (or no tissue), never a score, with the gastric rules."""
+    from skimage.io import imsave
+
+    from napari_her2.run.pipeline import score_slide
+
+    crops = list(_region_crops(shared_data, {"Stroma"}, "tma"))
+    assert len(crops) >= 6
+    for name, rgb in crops:
+        path = tmp_path / f"{name}.png"
+        imsave(path, rgb, check_contrast=False)
+        report = score_slide(path, mpp=0.25, organ="gastric")
+        data = report.to_dict()
+        report.slide.close()
+        assert data["score"] is None, (name, data["headline"])
+        assert data["no_call"] in ("no tumour found", "no tissue found"), (name, data["no_call"])
