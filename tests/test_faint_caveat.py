@@ -60,3 +60,16 @@ def test_only_a_0_call_by_a_scorer_that_reads_cells_carries_it(tmp_path):
     again = with_faint_caveat(plain, report.predictor)
     assert again.evidence.her2_low.subcategory == low.subcategory != "0 (null)"
     report.slide.close()
+
+
+@pytest.mark.parametrize(("mpp", "said"), [(0.5, True), (0.25, False)])
+def test_the_score_command_prints_the_caveat_under_its_line(capsys, tmp_path, mpp, said):
+    from napari_her2.cli import main
+
+    field = _unstained_carcinoma(tmp_path / "field.png", mpp)
+    assert main(["score", str(field), "--mpp", str(mpp), "--out", str(tmp_path / "out")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("field.png: HER2 0 (negative)")
+    assert (lines[1].startswith("  0 vs 1+: 0 (null), read at 0.5 µm/px") and
+            "review 0 vs 1+ at ×40" in lines[1]) is said
+    assert lines[1 if not said else 2].startswith("wrote ")

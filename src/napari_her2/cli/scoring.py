@@ -7,9 +7,13 @@ import json
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..cohort.batch import DEFAULT_TIMEOUT_S
 from ._common import EXIT_ERROR, EXIT_OK, add_scoring_options, params_from_args, seconds
+
+if TYPE_CHECKING:
+    from ..run.pipeline import SlideReport
 
 
 def _add_score_outputs(p: argparse.ArgumentParser) -> None:
@@ -39,9 +43,20 @@ def _cmd_score(args: argparse.Namespace) -> int:
     sys.stdout.write(
         f"{Path(args.slide).name}: {report.call.headline()}; "
         f"{len(report.results)} tissue tiles in {report.timings.total:.1f} s\n"
+        + _faint_line(report)
         + "".join(f"wrote {path}\n" for path in written.values())
     )
     return EXIT_OK
+
+
+def _faint_line(report: SlideReport) -> str:
+    """"  0 vs 1+: ..." under a call of 0 whose scorer read the tiles coarser than ×40 (the
+    0-vs-1+ comment then says what it could not see); "" otherwise."""
+    call, low = report.call, report.call.evidence.her2_low
+    caveat = getattr(report.predictor, "faint_caveat", lambda: "")()
+    if call.score != "0" or low is None or not caveat:
+        return ""
+    return f"  0 vs 1+: {low.subcategory}\n"
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
