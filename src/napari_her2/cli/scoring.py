@@ -52,9 +52,10 @@ def _cmd_score(args: argparse.Namespace) -> int:
 def _faint_line(report: SlideReport) -> str:
     """"  0 vs 1+: ..." under a call of 0 whose scorer read the tiles coarser than ×40 (the
     0-vs-1+ comment then says what it could not see); "" otherwise."""
-    call, low = report.call, report.call.evidence.her2_low
-    caveat = getattr(report.predictor, "faint_caveat", lambda: "")()
-    if call.score != "0" or low is None or not caveat:
+    from ..run.pipeline import faint_caveat
+
+    low = report.call.evidence.her2_low
+    if low is None or not faint_caveat(report.call, report.predictor):
         return ""
     return f"  0 vs 1+: {low.subcategory}\n"
 

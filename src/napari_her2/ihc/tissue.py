@@ -145,8 +145,7 @@ def detect_tissue(slide: Slide, params: TissueParams = TissueParams()) -> Tissue
     factor = int(params.mask_mpp // read_um)
     texture = None
     if factor >= 2:  # no level near the mask resolution: average blocks of pixels
-        rgb, spread = _block_stats(rgb, factor)
-        texture = spread if read_um <= params.texture_um else None
+        rgb, texture = _block_stats(rgb, factor, spread=read_um <= params.texture_um)
         dy, dx = dy * factor, dx * factor
     mpp = (mpp0.y * dy, mpp0.x * dx)
     mask = tissue_mask_from_rgb(rgb, float(np.sqrt(mpp[0] * mpp[1])), params, texture)
@@ -182,9 +181,11 @@ def tissue_mask_from_rgb(rgb: np.ndarray, mpp: float, params: TissueParams = Tis
     return mask
 
 
-def _block_stats(rgb: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
-    """Blocks of ``factor`` x ``factor`` pixels: their mean colour (uint8) and the spread of
-    their pixels' optical density (float32), a band of blocks at a time.
+def _block_stats(rgb: np.ndarray, factor: int, spread: bool = True
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Blocks of ``factor`` x ``factor`` pixels: their mean colour (uint8) and, with
+    ``spread``, the spread of their pixels' optical density (float32; else None), a band of
+    blocks at a time.
 
     The spread is the standard deviation of each pixel's mean intensity over R, G, B divided
     by the block's mean intensity and by ln 10: the standard deviation of the optical density
@@ -193,7 +194,7 @@ def _block_stats(rgb: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
     h, w = rgb.shape[0] // factor * factor, rgb.shape[1] // factor * factor
     nw, k = w // factor, factor * factor
     mean = np.empty((h // factor, nw, 3), np.uint8)
-    spread = np.empty((h // factor, nw), np.float32)
+    out = np.empty((h // factor, nw), np.float32) if spread else None
 
     def block_sums(x: np.ndarray, dtype: type) -> np.ndarray:  # rows first, then columns
         n = x.shape[0] // factor
@@ -205,6 +206,8 @@ def _block_stats(rgb: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
         band = rgb[b * factor : min(h, (b + band_blocks) * factor), :w, :3]
         n = band.shape[0] // factor
         mean[b : b + n] = block_sums(band, np.uint32) // k
+        if out is None:
+            continue
         grey = band[..., 0].astype(np.uint16)
         grey += band[..., 1]
         grey += band[..., 2]
@@ -214,8 +217,8 @@ def _block_stats(rgb: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
         s2 = block_sums(squares, np.uint64).astype(np.float64)
         m = s1 / k
         sd = np.sqrt(np.maximum(s2 / k - m * m, 0.0))
-        spread[b : b + n] = sd / (np.maximum(m, 1.0) * np.log(10))
-    return mean, spread
+        out[b : b + n] = sd / (np.maximum(m, 1.0) * np.log(10))
+    return mean, out
 
 
 def _saturation_value(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -285,12 +285,19 @@ def make_call(results: TileResults, params: ScoringParams, grid: TileGrid,
     return call.as_partial(partial).with_validation(learned_validation(predictor, slide_model))
 
 
+def faint_caveat(call: SlideCall, predictor: TilePredictor | None) -> str:
+    """What a call of 0 with a 0-vs-1+ comment cannot rule out when its scorer reads tiles
+    coarser than ×40 (the scorer's ``faint_caveat``); "" for any other call or scorer."""
+    if call.score != "0" or call.evidence.her2_low is None:
+        return ""
+    return str(getattr(predictor, "faint_caveat", lambda: "")())
+
+
 def with_faint_caveat(call: SlideCall, predictor: TilePredictor | None) -> SlideCall:
-    """A call of 0 by a scorer that reads tiles coarser than ×40 (``faint_caveat``) says,
-    in its 0-vs-1+ comment, that faint membranes seen only at ×40 could not show."""
-    caveat = getattr(predictor, "faint_caveat", lambda: "")()
-    low = call.evidence.her2_low
-    if not caveat or call.score != "0" or low is None:
+    """The call with :func:`faint_caveat` added to its 0-vs-1+ comment, when there is one:
+    faint membranes seen only at ×40 could not show."""
+    caveat, low = faint_caveat(call, predictor), call.evidence.her2_low
+    if not caveat or low is None:
         return call
     low = replace(low, subcategory=f"{low.subcategory}, {caveat}")
     return replace(call, evidence=replace(call.evidence, her2_low=low))
