@@ -48,6 +48,26 @@ def test_brown_shades_pass(brown):
     assert check_stain(rgb).looks_like_dab
 
 
+def test_grey_blue_nuclei_of_an_unstained_field_are_not_judged():
+    """Dense nuclei of HER2 0 tissue leak into the DAB channel as grey-blue pixels: that is
+    haematoxylin, on every IHC slide, and says nothing of the chromogen."""
+    rgb = np.full((64, 64, 3), 235, np.uint8)
+    rgb[:, :8] = (110, 110, 118)  # a dark, grey-blue nucleus: DAB OD about 0.3
+    check = check_stain(rgb)
+    assert check.looks_like_dab and check.warning is None and check.dab_hue_deg is None
+    rgb[:, 8:16] = (150, 95, 50)  # brown beside them is judged on its own hue
+    check = check_stain(rgb)
+    assert check.looks_like_dab and 10 <= check.dab_hue_deg <= 45
+
+
+def test_eosin_beside_haematoxylin_is_still_flagged():
+    rgb = np.full((64, 64, 3), 255, np.uint8)
+    rgb[:, :16] = (110, 110, 118)
+    rgb[:, 16:32] = (200, 80, 170)
+    check = check_stain(rgb)
+    assert not check.looks_like_dab and 270 <= check.dab_hue_deg < 360
+
+
 def test_red_is_not_dab():
     rgb = np.full((64, 64, 3), 255, np.uint8)
     rgb[:, :32] = (200, 40, 40)  # a red chromogen or fluorophore

@@ -1,11 +1,15 @@
 """Does this slide look like DAB immunohistochemistry at all?
 
 The DAB channel of a colour deconvolution is not specific: eosin of an H&E slide, or a red
-chromogen, also projects onto it, and the dab-membrane scorer would read that as HER2
-staining. DAB is brown: the hue of the pixels the deconvolution calls DAB-positive lies
-around 20-35° on real HER2 IHC (measured on breast and gastro-oesophageal scans and on
-scikit-image's IHC sample), eosin around 300-340°, red fluorophores near 0°. A slide whose
-DAB-positive tissue has a hue outside ``DAB_HUE_RANGE`` is flagged.
+chromogen, also projects onto it, and the scorers would read that as HER2 staining. DAB is
+brown: the hue of the pixels the deconvolution calls DAB-positive lies around 20-40° on real
+HER2 IHC (measured on breast and gastro-oesophageal scans and on scikit-image's IHC sample),
+eosin around 300-340°, red chromogens and fluorophores near 0°. Dense, dark haematoxylin also
+leaks into the DAB channel, and a field of HER2 0 tissue (no DAB) rich in nuclei has DAB-
+positive pixels that are blue: those (``HAEMATOXYLIN_HUE_RANGE``) are left out, since every
+IHC slide has haematoxylin. A slide whose remaining DAB-positive tissue has a mean hue in
+``FOREIGN_HUE_RANGE`` (purple through pink to red) is flagged; weak DAB over grey-blue tissue
+reads yellower than brown (up to about 60°) and passes.
 
 Fluorescence stored as RGB is flagged first, whatever its hue: brightfield glass is bright,
 a fluorescence scan's background is dark, so a slide whose median brightness is below
@@ -21,9 +25,14 @@ import numpy as np
 
 from .deconvolution import deconvolve
 
-#: hue range (degrees) accepted as DAB brown: orange-brown to yellow-brown, neither red (a red
-#: chromogen or fluorophore, < 10°) nor yellow-green
+#: hue range (degrees) of DAB brown, orange-brown to yellow-brown (named in the warning)
 DAB_HUE_RANGE = (10.0, 50.0)
+#: hue range (degrees, wrapping through 0) of the stains the check exists to catch: the purple
+#: and pink of haematoxylin-eosin, red chromogens and red fluorophores
+FOREIGN_HUE_RANGE = (270.0, 10.0)
+#: hue range (degrees) of haematoxylin's blue: DAB-positive pixels of this hue are dense nuclei
+#: leaking into the DAB channel, not a chromogen
+HAEMATOXYLIN_HUE_RANGE = (180.0, 270.0)
 #: median HSV value (0-1) below which the image has a dark background: fluorescence
 MIN_BRIGHTFIELD_VALUE = 0.5
 #: OD above which a pixel counts as DAB-positive, and the share of tissue needed to judge
@@ -65,29 +74,41 @@ def check_stain(rgb: np.ndarray, tissue: np.ndarray | None = None) -> StainCheck
     positive = dab > DAB_POSITIVE_OD
     if tissue is not None:
         positive &= tissue
+    pixels = rgb[positive]
+    pixels = pixels[~_in_range(_hues(pixels), HAEMATOXYLIN_HUE_RANGE)]
     n_tissue = int(tissue.sum()) if tissue is not None else positive.size
-    fraction = float(positive.sum() / max(n_tissue, 1))
+    fraction = float(len(pixels) / max(n_tissue, 1))
     if fraction < MIN_POSITIVE_FRACTION:
         return StainCheck(None, fraction, True, None)
-    hue = _mean_hue(rgb[positive])
-    ok = _in_range(hue)
+    hue = _mean_hue(pixels)
+    ok = not bool(_in_range(np.array([hue]), FOREIGN_HUE_RANGE)[0])
     warning = None if ok else (
-        f"the stain the DAB channel picks up is not brown (mean hue {hue:.0f}°, DAB brown is "
-        f"{DAB_HUE_RANGE[0]:.0f}-{DAB_HUE_RANGE[1]:.0f}°): this does not look like DAB immunohistochemistry (H&E or another chromogen?); "
-        "its HER2 scores are not meaningful"
+        f"the stain the DAB channel picks up is not brown (mean hue {hue:.0f}°, the purple to "
+        f"red of eosin or a red chromogen; DAB brown is {DAB_HUE_RANGE[0]:.0f}-"
+        f"{DAB_HUE_RANGE[1]:.0f}°): this does not look like DAB immunohistochemistry (H&E or "
+        "another chromogen?); its HER2 scores are not meaningful"
     )
     return StainCheck(round(hue, 1), round(fraction, 4), ok, warning)
 
 
-def _mean_hue(pixels: np.ndarray) -> float:
-    """Circular mean hue in degrees of (N, 3) uint8 RGB pixels."""
+def _hues(pixels: np.ndarray) -> np.ndarray:
+    """Hue in degrees [0, 360) of (N, 3) uint8 RGB pixels, from the opponent-colour form (the
+    ordering of HSV hue)."""
     x = pixels.astype(np.float64) / 255.0
     r, g, b = x[:, 0], x[:, 1], x[:, 2]
-    # hue angle from the opponent-colour form (same ordering as HSV hue)
-    angle = np.arctan2(np.sqrt(3.0) * (g - b), 2 * r - g - b)
+    return np.degrees(np.arctan2(np.sqrt(3.0) * (g - b), 2 * r - g - b)) % 360
+
+
+def _mean_hue(pixels: np.ndarray) -> float:
+    """Circular mean hue in degrees of (N, 3) uint8 RGB pixels."""
+    angle = np.radians(_hues(pixels))
     return float(np.degrees(np.arctan2(np.sin(angle).mean(), np.cos(angle).mean())) % 360)
 
 
-def _in_range(hue: float) -> bool:
-    lo, hi = DAB_HUE_RANGE
-    return lo <= hue <= hi
+def _in_range(hues: np.ndarray, limits: tuple[float, float]) -> np.ndarray:
+    """Whether each hue (degrees) lies in ``limits`` (degrees; through 0 when the first limit
+    is the larger)."""
+    lo, hi = limits
+    if lo <= hi:
+        return (hues >= lo) & (hues < hi)
+    return (hues >= lo) | (hues < hi)
