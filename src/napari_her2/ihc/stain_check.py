@@ -79,7 +79,7 @@ def check_stain(rgb: np.ndarray, tissue: np.ndarray | None = None) -> StainCheck
     n_tissue = int(tissue.sum()) if tissue is not None else positive.size
     fraction = float(len(pixels) / max(n_tissue, 1))
     if fraction < MIN_POSITIVE_FRACTION:
-        return StainCheck(None, fraction, True, None)
+        return StainCheck(None, round(fraction, 4), True, None)
     hue = _mean_hue(pixels)
     ok = not bool(_in_range(np.array([hue]), FOREIGN_HUE_RANGE)[0])
     warning = None if ok else (
