@@ -9,7 +9,8 @@ leaks into the DAB channel, and a field of HER2 0 tissue (no DAB) rich in nuclei
 positive pixels that are blue: those (``HAEMATOXYLIN_HUE_RANGE``) are left out, since every
 IHC slide has haematoxylin. A slide whose remaining DAB-positive tissue has a mean hue in
 ``FOREIGN_HUE_RANGE`` (purple through pink to red) is flagged; weak DAB over grey-blue tissue
-reads yellower than brown (up to about 60°) and passes.
+reads yellower than brown (up to about 60°) and passes. A green chromogen (none is used for
+HER2) is not flagged.
 
 Fluorescence stored as RGB is flagged first, whatever its hue: brightfield glass is bright,
 a fluorescence scan's background is dark, so a slide whose median brightness is below
