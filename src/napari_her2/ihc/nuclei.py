@@ -46,10 +46,11 @@ How it decides:
 7. **the clusters' other cells** (:func:`cluster_members`): a cell whose nucleus is convex and
    not spindle-shaped (``min_fill``, ``max_aspect``), whatever its size below a clump's
    (``max_area_um2``), with at least ``member_min`` tumour cells of step 6 within
-   ``member_um`` (one carcinoma cell's width) lies inside a cluster and is one of its cells. A pale vesicular carcinoma nucleus, whose
-   chromatin specks set its half-maximum contour, measures as small as a stromal nucleus; in
-   the middle of a nest it touches several tumour cells, where a stromal cell at the nest's
-   rim touches one. A cell is never tumour by this step alone: a cluster is found first.
+   ``member_um`` (one carcinoma cell's width) lies inside a cluster and is one of its cells.
+   A pale vesicular carcinoma nucleus, whose chromatin specks set its half-maximum contour,
+   measures as small as a stromal nucleus; in the middle of a nest it touches several tumour
+   cells, where a stromal cell at the nest's rim touches one. A cell is never tumour by this
+   step alone: a cluster is found first.
 """
 
 from __future__ import annotations

@@ -75,13 +75,13 @@ def check_stain(rgb: np.ndarray, tissue: np.ndarray | None = None) -> StainCheck
     positive = dab > DAB_POSITIVE_OD
     if tissue is not None:
         positive &= tissue
-    pixels = rgb[positive]
-    pixels = pixels[~_in_range(_hues(pixels), HAEMATOXYLIN_HUE_RANGE)]
+    hues = _hues(rgb[positive])
+    hues = hues[~_in_range(hues, HAEMATOXYLIN_HUE_RANGE)]
     n_tissue = int(tissue.sum()) if tissue is not None else positive.size
-    fraction = float(len(pixels) / max(n_tissue, 1))
+    fraction = float(len(hues) / max(n_tissue, 1))
     if fraction < MIN_POSITIVE_FRACTION:
         return StainCheck(None, round(fraction, 4), True, None)
-    hue = _mean_hue(pixels)
+    hue = _circular_mean(hues)
     ok = not bool(_in_range(np.array([hue]), FOREIGN_HUE_RANGE)[0])
     warning = None if ok else (
         f"the stain the DAB channel picks up is not brown (mean hue {hue:.0f}°, the purple to "
@@ -100,9 +100,9 @@ def _hues(pixels: np.ndarray) -> np.ndarray:
     return np.degrees(np.arctan2(np.sqrt(3.0) * (g - b), 2 * r - g - b)) % 360
 
 
-def _mean_hue(pixels: np.ndarray) -> float:
-    """Circular mean hue in degrees of (N, 3) uint8 RGB pixels."""
-    angle = np.radians(_hues(pixels))
+def _circular_mean(hues: np.ndarray) -> float:
+    """Circular mean in degrees [0, 360) of hues in degrees."""
+    angle = np.radians(hues)
     return float(np.degrees(np.arctan2(np.sin(angle).mean(), np.cos(angle).mean())) % 360)
 
 

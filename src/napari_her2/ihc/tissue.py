@@ -13,9 +13,9 @@ is neither. A pixel is tissue when
 
 * or, where the mask is averaged from pixels fine enough to resolve nuclei (an image small
   enough to be read whole at 1 µm/px or finer: a field or a TMA core photographed whole), its
-  optical density varies within the mask pixel by more than ``texture_od``: glass is uniform, while tissue, however pale,
-  has nuclei against cytoplasm in every few microns. A pale core or field whose average colour
-  is as faint as glass is found by its structure,
+  optical density varies within the mask pixel by more than ``texture_od``: glass is uniform,
+  while tissue, however pale, has nuclei against cytoplasm in every few microns. A pale core
+  or field whose average colour is as faint as glass is found by its structure,
 
 and it is not near-black (pen, scanner borders, the dark background of fluorescence). The
 mask is cleaned by morphology whose sizes are given in microns, so it behaves the same at any
