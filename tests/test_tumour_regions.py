@@ -4,11 +4,11 @@ Stroma regions of four TMA cores in tests/data/regions/tma; drawn by eye, QuPath
 
 Per region class: the share of the cells found there that are called tumour, and the
 precision of the tumour cells (the share of those in annotated regions that lie in Tumor
-regions). The goal is a precision of 0.9 and no tumour in stroma; this version reaches 0.91
-on the BCI patches and 0.97 on the TMA cores at 0.5 µm/px, with a recall of 0.37 and 0.55 of
+regions). The goal is a precision of 0.9 and no tumour in stroma; this version reaches 0.94
+on the BCI patches and 0.97 on the TMA cores at 0.5 µm/px, with a recall of 0.37 and 0.54 of
 the cells in Tumor regions (docs/validation.md). The bounds sit a little below, so that a
-change that makes tumour finding worse fails; normal ducts are still counted as tumour (23%
-of their cells), which is not bounded here."""
+change that makes tumour finding worse fails; normal ducts are still counted as tumour (15%
+of their cells), bounded only loosely (``test_normal_ducts_hold_few_tumour_cells``)."""
 
 from __future__ import annotations
 
@@ -111,9 +111,17 @@ def test_no_tumour_cells_in_fat(by_class):
 def test_tumour_cells_lie_mostly_in_tumour_regions(by_class):
     n_tumour_in_tumor = by_class["Tumor"][1]
     n_tumour = sum(t for _, t in by_class.values())
-    assert n_tumour_in_tumor / n_tumour >= 0.85, by_class  # precision (goal 0.9)
+    assert n_tumour_in_tumor / n_tumour >= 0.9, by_class  # precision (the goal)
     assert by_class["Tumor"][1] / by_class["Tumor"][0] >= 0.33, by_class  # recall in carcinoma
     assert by_class["Stroma"][1] / by_class["Stroma"][0] <= 0.05, by_class
+
+
+def test_normal_ducts_hold_few_tumour_cells(by_class):
+    """00249's ducts with a strongly stained lining: their dark brown band holds no nuclei
+    and the lumens closed by stained secretion no cells (34 of 234 cells are tumour; 62 of
+    272 before those two rules). Ducts are not tumour: the goal is none."""
+    n, t = by_class["Normal"]
+    assert n > 0 and t / n <= 0.2, by_class
 
 
 def test_tumour_cells_lie_mostly_in_tumour_regions_of_the_tma_cores(tma_by_class):
