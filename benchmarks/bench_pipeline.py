@@ -112,7 +112,7 @@ def cell_shares(predictor, tiles: np.ndarray, batch: int) -> dict[str, float] | 
     for s in range(0, len(tiles), batch):
         part = tiles[s : s + batch]
         t0 = time.perf_counter()
-        cells = measure_cells(part, predictor.params, matrix)
+        cells = measure_cells(part, predictor.params, matrix, predictor.background)
         t1 = time.perf_counter()
         tile_probabilities(cell_counts(cells, len(part)))
         measure, classify = measure + t1 - t0, classify + time.perf_counter() - t1

@@ -47,11 +47,29 @@ def test_a_scorer_adapts_to_the_tiles_and_a_grid_without_tissue_falls_back(
 
     monkeypatch.setattr(DabCellScorer, "for_slide", spy)
     adapted = adapt.adapt_to_slide(DabCellScorer(), ScoringParams(), tissue, slide, grid)
-    assert seen == [(adapt.STAIN_SAMPLE_TILES, 256, 256, 3)]
+    # the tiles' pixels, then the thumbnail's (read for the background only)
+    n_tiles, n_thumb = adapt.STAIN_SAMPLE_TILES * 256 * 256, tissue.thumbnail[..., 0].size
+    assert seen == [(n_tiles + n_thumb, 3)]
     assert adapted.slide_estimates()["stain_vectors"]["source"] == "slide"
     monkeypatch.setattr(adapt, "stain_sample", lambda slide, grid: None)
     adapt.adapt_to_slide(DabCellScorer(), ScoringParams(), tissue, slide, grid)
     assert seen[-1] == tissue.thumbnail.shape  # no readable tile: the thumbnail
+
+
+def test_glass_in_the_thumbnail_sets_the_background_not_the_stains():
+    """Tissue tiles without glass and a thumbnail whose glass reads grey (a dim scan): the
+    background is that grey; the stain vectors come from the tiles alone."""
+    from napari_her2.ihc.deconvolution import WHITE
+
+    tiles = np.empty((2, 32, 32, 3), np.uint8)
+    tiles[:] = (150, 110, 80)  # brown tissue, no glass
+    thumbnail = np.full((40, 40, 3), 200, np.uint8)
+    thumbnail[10:30, 10:30] = (150, 110, 80)
+    pixels, mask = adapt.with_glass(tiles, thumbnail)
+    assert pixels.shape == (2 * 32 * 32 + 40 * 40, 3) and mask.sum() == 2 * 32 * 32
+    assert (pixels[mask] == (150, 110, 80)).all()
+    assert DabCellScorer().for_slide(tiles).background == WHITE
+    assert DabCellScorer().for_slide(pixels, mask).background == (200, 200, 200)
 
 
 def test_a_scorer_that_does_not_adapt_reads_nothing(slide_and_grid, monkeypatch):

@@ -259,13 +259,15 @@ def _tiles(image: np.ndarray, size: int) -> np.ndarray:
 
 def _real_cells(path, mpp: float, organ: str = "breast", crop=np.s_[:, :]
                 ) -> tuple[CellBatch, np.ndarray]:
-    """Cells of an image cut into 256 px tiles, with the scorer's stain vectors for it."""
+    """Cells of an image cut into 256 px tiles, with the scorer's stain vectors and
+    background for it."""
     from skimage.io import imread
 
     tiles = _tiles(imread(path)[crop][..., :3], 256)
     scorer = DabMembraneScorer().at_mpp(mpp).for_slide(tiles)
     matrix = stain_matrix(scorer.params.haematoxylin, scorer.params.dab)
-    cells = measure_cells(tiles, CellParams(mpp=mpp, organ=organ), matrix)
+    cells = measure_cells(tiles, CellParams(mpp=mpp, organ=organ), matrix,
+                          scorer.params.background)
     return cells, cell_counts(cells, len(tiles))
 
 

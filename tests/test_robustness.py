@@ -1,7 +1,7 @@
 """Calls that a second scan of the same glass would keep (real images, ../shared/data).
 
 A scanner other than the one the thresholds were read on changes the focus, the noise, the
-strength of the stains as they are recorded and the µm/px it reports. A call that is right on
+strength of the stains as they are recorded, the exposure and the µm/px it reports. A call that is right on
 the shared images must not turn on such changes: each image is scored as given and after one
 change at a time, written as a lossless PNG so that only the change differs.
 """
@@ -21,6 +21,8 @@ def _perturbed(rgb: np.ndarray, change: str) -> np.ndarray:
         out = np.stack([ndi.gaussian_filter(rgb[..., c].astype(float), 0.7) for c in range(3)], -1)
     elif change == "noise":  # sensor noise, 3 grey levels
         out = rgb + np.random.default_rng(0).normal(0, 3, rgb.shape)
+    elif change == "dimmer":  # 20% less light: glass reads 204, every pixel darker
+        out = rgb * 0.8
     elif change in ("paler", "darker"):  # stains recorded 15% weaker or stronger
         od = -np.log(np.maximum(rgb, 1) / 255.0) * (0.85 if change == "paler" else 1.15)
         out = 255 * np.exp(-od)
@@ -30,7 +32,7 @@ def _perturbed(rgb: np.ndarray, change: str) -> np.ndarray:
 
 
 CHANGES = [("as given", 1.0), ("blur", 1.0), ("noise", 1.0), ("paler", 1.0), ("darker", 1.0),
-           ("as given", 0.9), ("as given", 1.1)]  # the last two: µm/px stated 10% off
+           ("dimmer", 1.0), ("as given", 0.9), ("as given", 1.1)]  # last two: µm/px 10% off
 CASES = {
     # image, crop, µm/px, organ, the call it keeps
     "bci-00052-3+": ("her2-ihc-bci/00052_test_3+.png", np.s_[:, :], 0.5, "breast", "3+"),

@@ -297,14 +297,19 @@ def test_for_slide_estimates_stains_and_falls_back_when_implausible():
     fitted = base.for_slide(ihc)
     assert fitted is not base and fitted.params.haematoxylin != DEFAULT_HAEMATOXYLIN
     assert fitted.params.dab != DEFAULT_DAB  # the sample has plenty of DAB
-    # a slide with no stain at all keeps the defaults
-    assert base.for_slide(np.full((64, 64, 3), 250, np.uint8)) is base
+    # a slide with no stain at all keeps the default vectors; its glass is its background
+    blank = base.for_slide(np.full((64, 64, 3), 250, np.uint8)).params
+    assert (blank.haematoxylin, blank.dab) == (DEFAULT_HAEMATOXYLIN, DEFAULT_DAB)
+    assert blank.background == (250, 250, 250)
+    assert base.for_slide(np.full((64, 64, 3), 255, np.uint8)) is base
     # only blue counterstain (a HER2 0 slide): no DAB to estimate, the DAB default stays
     blue = lattice(0.0)
     assert base.for_slide(blue).params.dab == DEFAULT_DAB
-    # a tissue mask leaves the masked-out pixels out
+    # a tissue mask leaves the masked-out pixels out of the vectors (not of the background)
     mask = np.zeros(ihc.shape[:2], bool)
-    assert base.for_slide(ihc, mask) is base
+    masked = base.for_slide(ihc, mask).params
+    assert (masked.haematoxylin, masked.dab) == (DEFAULT_HAEMATOXYLIN, DEFAULT_DAB)
+    assert masked.background == fitted.params.background
 
 
 def test_for_slide_thins_a_large_sample_to_the_pixel_budget(monkeypatch):
@@ -325,7 +330,7 @@ def test_for_slide_thins_a_large_sample_to_the_pixel_budget(monkeypatch):
     monkeypatch.setattr(scorer_module, "estimate_stain_matrix", spy)
     thinned = DabMembraneScorer().for_slide(sample).params
     assert seen == [scorer_module.STAIN_PIXELS]  # 4 times the budget: every 4th pixel
-    full_h, full_d = real(sample.reshape(-1, 3))
+    full_h, full_d = real(sample.reshape(-1, 3), background=thinned.background)
     assert angle_deg(thinned.haematoxylin, full_h) < 0.5
     assert angle_deg(thinned.dab, full_d) < 0.5
     # a sample within the budget is used whole

@@ -21,13 +21,21 @@ from scipy import special
 
 from ..predict import CellColumns, Prediction
 from .cells import CellBatch, CellParams, cell_counts, measure_cells, tile_classes
-from .deconvolution import DEFAULT_DAB, DEFAULT_HAEMATOXYLIN, Vector3, stain_matrix
-from .membrane import CLASSES, DabMembraneParams, stain_estimates
+from .deconvolution import (
+    DEFAULT_DAB,
+    DEFAULT_HAEMATOXYLIN,
+    WHITE,
+    Vector3,
+    stain_estimates,
+    stain_matrix,
+)
+from .membrane import CLASSES, DabMembraneParams
 from .scorer import INTENDED_USE, DabMembraneScorer, over_slices
 
 #: version of the measurement, part of the identity: the same parameters measured another way
-#: give another hash (2: tile probabilities carry the sampling error of their cell counts)
-METHOD_VERSION = 2
+#: give another hash (2: tile probabilities carry the sampling error of their cell counts;
+#: 3: OD read against the slide's background)
+METHOD_VERSION = 3
 #: per-tile features: tumour cells of each class, non-tumour cells, and the mean ring OD
 FEATURE_NAMES: tuple[str, ...] = ("cells_0", "cells_1+", "cells_2+", "cells_3+",
                                   "cells_non_tumour", "ring_od_mean")
@@ -54,6 +62,8 @@ class DabCellScorer:
     params: CellParams = field(default_factory=CellParams)
     haematoxylin: Vector3 = DEFAULT_HAEMATOXYLIN
     dab: Vector3 = DEFAULT_DAB
+    #: colour of glass the slide's OD is read against (estimated by :meth:`for_slide`)
+    background: Vector3 = WHITE
     name: str = field(default="dab-cells", init=False)
     classes: tuple[str, ...] = field(default=CLASSES, init=False)
     input_size: int = field(default=256, init=False)
@@ -65,14 +75,15 @@ class DabCellScorer:
 
     @property
     def sha256(self) -> str:
-        """Hash of the fixed parameters (the stain vectors are estimated per slide)."""
+        """Hash of the fixed parameters (the stain vectors and the background are
+        estimated per slide)."""
         return hashlib.sha256(json.dumps(
             {"scorer": self.name, "version": METHOD_VERSION,
              "params": json.loads(self.params.to_json())},
             sort_keys=True).encode()).hexdigest()
 
     def slide_estimates(self) -> dict[str, Any]:
-        return stain_estimates(self.haematoxylin, self.dab)
+        return stain_estimates(self.haematoxylin, self.dab, self.background)
 
     def faint_caveat(self) -> str:
         """"" when the tiles are read at ×40 (where the magnification rule sees 1+
@@ -102,10 +113,12 @@ class DabCellScorer:
 
     def for_slide(self, rgb_sample: np.ndarray,
                   tissue_mask: np.ndarray | None = None) -> DabCellScorer:
-        """A copy with the slide's own stain vectors (estimated as ``dab-membrane`` does)."""
+        """A copy with the slide's own stain vectors and background (estimated as
+        ``dab-membrane`` does)."""
         membrane = DabMembraneScorer(DabMembraneParams(mpp=self.params.mpp))
         adapted = membrane.for_slide(rgb_sample, tissue_mask).params
-        return replace(self, haematoxylin=adapted.haematoxylin, dab=adapted.dab)
+        return replace(self, haematoxylin=adapted.haematoxylin, dab=adapted.dab,
+                       background=adapted.background)
 
     def predict(self, tiles: np.ndarray) -> Prediction:
         """Find and class the cells of uint8 tiles (N, H, W, 3); tile classes from them."""
@@ -128,7 +141,8 @@ class DabCellScorer:
         """``measure_cells`` over slices of the batch in threads (see :func:`over_slices`)."""
         matrix = stain_matrix(self.haematoxylin, self.dab)
         parts = over_slices(len(tiles),
-                            lambda idx: measure_cells(tiles[idx], self.params, matrix), "cells")
+                            lambda idx: measure_cells(tiles[idx], self.params, matrix,
+                                                      self.background), "cells")
         return parts[0][1] if len(parts) == 1 else _concat(parts)
 
     def describe(self) -> dict[str, Any]:

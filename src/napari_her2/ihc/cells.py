@@ -8,10 +8,11 @@ Weight-free, every size in microns (:class:`CellParams`), vectorised over the ba
 
 API
 ---
-``measure_cells(tiles, params=None, stain_matrix=None) -> CellBatch``
+``measure_cells(tiles, params=None, stain_matrix=None, background=None) -> CellBatch``
     ``tiles``: uint8 (N, H, W, 3) at ``params.mpp`` µm/px; ``stain_matrix``: the (3, 3)
     matrix of :func:`.deconvolution.stain_matrix` with the scorer's (slide's) stain vectors,
-    the default H-DAB vectors when None.
+    the default H-DAB vectors when None; ``background``: the (R, G, B) colour of the slide's
+    glass (:func:`.deconvolution.estimate_background`), white when None.
 ``cell_counts(cells, n_tiles) -> (n_tiles, 5) int64``
     per tile: tumour cells of class 0, 1+, 2+, 3+, then non-tumour cells.
 ``tile_classes(counts, cut=0.1) -> (n_tiles,) int64``
@@ -348,8 +349,10 @@ def _reach_px(nuc: Nuclei, p: CellParams) -> np.ndarray:
 
 
 def measure_cells(tiles: np.ndarray, params: CellParams | None = None,
-                  stain_matrix: np.ndarray | None = None) -> CellBatch:
-    """Cells of uint8 tiles (N, H, W, 3): nuclei, rings, tumour flags and classes."""
+                  stain_matrix: np.ndarray | None = None,
+                  background: dc.Vector3 | None = None) -> CellBatch:
+    """Cells of uint8 tiles (N, H, W, 3): nuclei, rings, tumour flags and classes; OD is read
+    against ``background``, the colour of the slide's glass (white when None)."""
     p = params or CellParams()
     tiles = np.asarray(tiles)
     if tiles.ndim != 4 or tiles.shape[-1] != 3:
@@ -361,7 +364,7 @@ def measure_cells(tiles: np.ndarray, params: CellParams | None = None,
     views = (fine_um, *p.view_um)
     if len(tiles) == 0:
         return CellBatch.empty(views)
-    h, d = dc.deconvolve(tiles, stain_matrix)
+    h, d = dc.deconvolve(tiles, stain_matrix, background)
     h, d = block_reduce(h, f_fine), block_reduce(d, f_fine)
     d_grid = block_reduce(d, f_grid)
     coarse = _view_planes(d_grid, fine_um, grid_um, p)

@@ -25,12 +25,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
 
-from .deconvolution import DEFAULT_DAB, DEFAULT_HAEMATOXYLIN, Vector3, deconvolve, stain_matrix
+from .deconvolution import (
+    DEFAULT_DAB,
+    DEFAULT_HAEMATOXYLIN,
+    STAIN_FIELDS,
+    WHITE,
+    Vector3,
+    deconvolve,
+    rounded_stains,
+    stain_matrix,
+)
 from .tumour import (
     COARSE,
     TumourParams,
@@ -65,12 +73,9 @@ ORGANS: tuple[str, ...] = ("breast", "gastric")
 
 
 #: version of the measurement itself, part of the scorer's identity: a change of what the code
-#: does with the same parameters gives a new hash (2: the tumour mask no longer uses DAB)
-METHOD_VERSION = 2
-#: the parameters estimated per slide (left out of the scorer's identity) and the decimals
-#: they are reported with
-STAIN_FIELDS = ("haematoxylin", "dab")
-STAIN_DECIMALS = 3
+#: does with the same parameters gives a new hash (2: the tumour mask no longer uses DAB;
+#: 3: OD read against the slide's background)
+METHOD_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,9 @@ class DabMembraneParams:
     #: OD vectors (R, G, B) of haematoxylin and DAB; the third stain is their cross product
     haematoxylin: Vector3 = DEFAULT_HAEMATOXYLIN
     dab: Vector3 = DEFAULT_DAB
+    #: colour (R, G, B) of glass, against which optical density is read (white-balanced: 255;
+    #: estimated per slide, see :func:`.deconvolution.estimate_background`)
+    background: Vector3 = WHITE
     #: tissue type whose guideline is applied: "breast" counts only circumferential
     #: (complete) membranes as complete; "gastric" also counts basolateral / lateral
     #: membranes (ASCO/CAP/CAP-ASCP gastroesophageal guideline, seed 001 Table 1)
@@ -168,29 +176,15 @@ class DabMembraneParams:
         """Canonical JSON of the fixed parameters: what a lab validates, and what names the
         scorer in a report. The stain vectors are left out: a slide's are estimated from its
         pixels (an SVD whose last bits change with the BLAS build and the CPU), and they are
-        reported beside the identity instead, rounded to :data:`STAIN_DECIMALS`."""
+        reported beside the identity instead, rounded (:func:`.deconvolution.rounded_stains`)."""
         fixed = {k: v for k, v in asdict(self).items() if k not in STAIN_FIELDS}
         fixed["method_version"] = METHOD_VERSION
         return json.dumps(fixed, sort_keys=True)
 
     def stain_vectors(self) -> dict[str, list[float]]:
-        """The haematoxylin and DAB OD vectors in use, rounded (see :func:`rounded_stains`)."""
-        return rounded_stains(self.haematoxylin, self.dab)
-
-
-def rounded_stains(haematoxylin: Vector3, dab: Vector3) -> dict[str, list[float]]:
-    """Stain vectors rounded to what they mean (three decimals of a unit vector: about
-    0.06°, far finer than two slides' stains differ)."""
-    return {k: [round(float(x), STAIN_DECIMALS) for x in v]
-            for k, v in zip(STAIN_FIELDS, (haematoxylin, dab), strict=True)}
-
-
-def stain_estimates(haematoxylin: Vector3, dab: Vector3) -> dict[str, Any]:
-    """What a weight-free scorer took from the slide, as its report shows it: the rounded
-    stain vectors, and whether they are the defaults or were estimated."""
-    default = np.allclose(haematoxylin, DEFAULT_HAEMATOXYLIN) and np.allclose(dab, DEFAULT_DAB)
-    return {"stain_vectors": {**rounded_stains(haematoxylin, dab),
-                              "source": "default" if default else "slide"}}
+        """The haematoxylin and DAB OD vectors and the background in use, rounded (see
+        :func:`rounded_stains`)."""
+        return rounded_stains(self.haematoxylin, self.dab, self.background)
 
 
 # --------------------------------------------------------------------------- measurements
@@ -334,7 +328,7 @@ def _near(mask: np.ndarray, radius_px: float) -> np.ndarray:
 
 def _masks(tiles: np.ndarray, p: DabMembraneParams) -> _Masks:
     """Deconvolve tiles and find nuclei, membranes and cellular (tumour) tissue."""
-    h, d = deconvolve(tiles, stain_matrix(p.haematoxylin, p.dab))
+    h, d = deconvolve(tiles, stain_matrix(p.haematoxylin, p.dab), p.background)
     ridge = ridge_strength(d, p.px(p.ridge_sigma_um))
     membrane = ridge >= p.ridge_min
     membrane &= d >= p.membrane_od

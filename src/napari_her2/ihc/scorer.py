@@ -24,7 +24,9 @@ from .deconvolution import (
     DEFAULT_HAEMATOXYLIN,
     angle_deg,
     deconvolve,
+    estimate_background,
     estimate_stain_matrix,
+    stain_estimates,
     stain_matrix,
 )
 from .membrane import (
@@ -33,7 +35,6 @@ from .membrane import (
     DabMembraneParams,
     classify,
     measure,
-    stain_estimates,
 )
 
 __all__ = ["LIMITS", "STAIN_PIXELS", "DabMembraneScorer"]
@@ -91,9 +92,10 @@ class DabMembraneScorer:
         return hashlib.sha256(self.params.identity_json().encode()).hexdigest()
 
     def slide_estimates(self) -> dict[str, Any]:
-        """What this scorer took from the slide, rounded: the stain vectors, and whether
-        they are the defaults or were estimated."""
-        return stain_estimates(self.params.haematoxylin, self.params.dab)
+        """What this scorer took from the slide, rounded: the stain vectors and the
+        background, and whether they are the defaults or were estimated."""
+        return stain_estimates(self.params.haematoxylin, self.params.dab,
+                               self.params.background)
 
     def predict(self, tiles: np.ndarray) -> Prediction:
         """Score uint8 tiles (N, H, W, 3)."""
@@ -120,7 +122,8 @@ class DabMembraneScorer:
 
     def for_slide(self, rgb_sample: np.ndarray,
                   tissue_mask: np.ndarray | None = None) -> DabMembraneScorer:
-        """A copy with haematoxylin and DAB vectors estimated from this slide's pixels.
+        """A copy with the background and the haematoxylin and DAB vectors estimated from
+        this slide's pixels.
 
         ``rgb_sample``: uint8 RGB pixels of the slide (a low-resolution view or a stack of
         tiles, ``(..., 3)``); ``tissue_mask``: the same shape without the channel axis, to
@@ -130,27 +133,34 @@ class DabMembraneScorer:
         without enough stained pixels) the default stays: a HER2 0 or faint 1+ slide has no DAB
         to estimate a vector from. Tiles read at the scoring resolution give a sharper
         estimate than a low-resolution thumbnail, whose pixels mix the two stains. A sample
-        of more than ``STAIN_PIXELS`` pixels is thinned to every k-th pixel.
+        of more than ``STAIN_PIXELS`` pixels is thinned to every k-th pixel. The background
+        (the colour of glass, :func:`.deconvolution.estimate_background`) is read from every
+        pixel of the sample, glass included, and the vectors against it.
         """
         rgb = np.asarray(rgb_sample)[..., :3].reshape(-1, 3)
+        background = estimate_background(rgb)  # glass, lumens and fat: before the mask
         if tissue_mask is not None:
             rgb = rgb[np.asarray(tissue_mask, bool).reshape(-1)]
         rgb = rgb[:: -(-len(rgb) // STAIN_PIXELS) or 1]  # every k-th pixel, at most the budget
         try:
-            hem, dab = estimate_stain_matrix(np.ascontiguousarray(rgb, np.uint8))
+            hem, dab = estimate_stain_matrix(np.ascontiguousarray(rgb, np.uint8),
+                                             background=background)
         except ValueError as err:
             logger.info("stain vectors: keeping the defaults (%s)", err)
-            return self
+            if background == self.params.background:
+                return self
+            return DabMembraneScorer(replace(self.params, background=background))
         p = self.params
-        _, d = deconvolve(rgb, stain_matrix(p.haematoxylin, p.dab))
+        _, d = deconvolve(rgb, stain_matrix(p.haematoxylin, p.dab), background)
         enough_dab = float((d >= p.weak_od).mean()) >= p.min_dab_fraction
         hem = hem if angle_deg(hem, DEFAULT_HAEMATOXYLIN) <= p.max_stain_angle_deg else p.haematoxylin
         plausible = enough_dab and angle_deg(dab, DEFAULT_DAB) <= p.max_stain_angle_deg
         dab = dab if plausible else p.dab
         if angle_deg(hem, dab) < p.max_stain_angle_deg:  # too close to tell apart
             hem, dab = p.haematoxylin, p.dab
-        logger.info("stain vectors: haematoxylin %s, DAB %s", np.round(hem, 3), np.round(dab, 3))
-        return DabMembraneScorer(replace(p, haematoxylin=hem, dab=dab))
+        logger.info("stain vectors: haematoxylin %s, DAB %s; background %s", np.round(hem, 3),
+                    np.round(dab, 3), np.round(background, 1))
+        return DabMembraneScorer(replace(p, haematoxylin=hem, dab=dab, background=background))
 
     def _measure_parallel(self, tiles: np.ndarray) -> np.ndarray:
         """``measure`` over slices of the batch in threads (see :func:`over_slices`)."""

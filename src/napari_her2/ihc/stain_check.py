@@ -10,7 +10,8 @@ positive pixels that are blue: those (``HAEMATOXYLIN_HUE_RANGE``) are left out, 
 IHC slide has haematoxylin. A slide whose remaining DAB-positive tissue has a mean hue in
 ``FOREIGN_HUE_RANGE`` (purple through pink to red) is flagged; weak DAB over grey-blue tissue
 reads yellower than brown (up to about 60°) and passes. A green chromogen (none is used for
-HER2) is not flagged.
+HER2) is not flagged. DAB is read against the view's own glass
+(:func:`.deconvolution.estimate_background`): a grey scan's cast is not stain.
 
 Fluorescence stored as RGB is flagged first, whatever its hue: brightfield glass is bright,
 a fluorescence scan's background is dark, so a slide whose median brightness is below
@@ -24,7 +25,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .deconvolution import deconvolve
+from .deconvolution import deconvolve, estimate_background
 
 #: hue range (degrees) of DAB brown, orange-brown to yellow-brown (named in the warning)
 DAB_HUE_RANGE = (10.0, 50.0)
@@ -71,7 +72,7 @@ def check_stain(rgb: np.ndarray, tissue: np.ndarray | None = None) -> StainCheck
             f"the image is dark (median brightness {brightness:.2f}, brightfield glass is "
             "near 1): this looks like fluorescence, whose signal is not brown DAB "
             "immunohistochemistry; its HER2 scores are not meaningful"))
-    _, dab = deconvolve(rgb)
+    _, dab = deconvolve(rgb, background=estimate_background(rgb))  # against the slide's glass
     positive = dab > DAB_POSITIVE_OD
     if tissue is not None:
         positive &= tissue

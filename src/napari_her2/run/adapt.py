@@ -36,19 +36,33 @@ def stain_sample(slide: Slide, grid: TileGrid, n: int = STAIN_SAMPLE_TILES) -> n
     return np.stack(read) if read else None
 
 
+def with_glass(sample: np.ndarray, thumbnail: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels of the tissue tiles ``sample`` and of the whole ``thumbnail``, (n, 3), with
+    a mask that keeps only the tiles' for the stain vectors; the background is read from all
+    of them."""
+    tiles, thumb = sample[..., :3].reshape(-1, 3), thumbnail[..., :3].reshape(-1, 3)
+    mask = np.zeros(len(tiles) + len(thumb), bool)
+    mask[: len(tiles)] = True
+    return np.concatenate([tiles, thumb]), mask
+
+
 def adapt_to_slide(predictor: TilePredictor, params: ScoringParams, tissue: TissueMask,
                    slide: Slide | None = None, grid: TileGrid | None = None) -> TilePredictor:
     """A scorer that adapts to the organ and the slide's stains does so (others unchanged).
 
     The stain vectors are estimated from :func:`stain_sample` of ``grid`` when a slide and its
-    grid are given and hold a readable tissue tile, else from the tissue thumbnail."""
+    grid are given and hold a readable tissue tile, else from the tissue thumbnail. The
+    background (the colour of glass) is read from the tiles and the whole thumbnail together
+    (:func:`with_glass`): tissue tiles of a slide may hold no glass, its thumbnail does."""
     if hasattr(predictor, "for_organ"):
         predictor = predictor.for_organ(params.call.organ.value)
     if not hasattr(predictor, "for_slide"):
         return predictor
     sample = stain_sample(slide, grid) if slide is not None and grid is not None else None
     if sample is not None:
-        return predictor.for_slide(sample)
+        if tissue.thumbnail is None:
+            return predictor.for_slide(sample)
+        return predictor.for_slide(*with_glass(sample, tissue.thumbnail))
     if tissue.thumbnail is not None:
         return predictor.for_slide(tissue.thumbnail, tissue.mask)
     return predictor
