@@ -65,9 +65,9 @@ def optical_density(rgb: np.ndarray, background: Vector3 | None = None) -> np.nd
     background reads 0."""
     if rgb.dtype != np.uint8:
         raise TypeError(f"expected uint8 RGB, got {rgb.dtype}")
-    if background is None or tuple(background) == WHITE:
-        return OD_LUT[rgb]
     od = OD_LUT[rgb]
+    if background is None or tuple(background) == WHITE:
+        return od
     od -= np.log10(255.0 / np.asarray(background, np.float64)).astype(np.float32)
     return np.maximum(od, 0, out=od)
 

@@ -174,16 +174,17 @@ class DabMembraneParams:
 
     def identity_json(self) -> str:
         """Canonical JSON of the fixed parameters: what a lab validates, and what names the
-        scorer in a report. The stain vectors are left out: a slide's are estimated from its
-        pixels (an SVD whose last bits change with the BLAS build and the CPU), and they are
-        reported beside the identity instead, rounded (:func:`.deconvolution.rounded_stains`)."""
+        scorer in a report. The stain vectors and the background are left out: a slide's are
+        estimated from its pixels (an SVD whose last bits change with the BLAS build and the
+        CPU), and they are reported beside the identity instead, rounded
+        (:func:`.deconvolution.rounded_stains`)."""
         fixed = {k: v for k, v in asdict(self).items() if k not in STAIN_FIELDS}
         fixed["method_version"] = METHOD_VERSION
         return json.dumps(fixed, sort_keys=True)
 
     def stain_vectors(self) -> dict[str, list[float]]:
         """The haematoxylin and DAB OD vectors and the background in use, rounded (see
-        :func:`rounded_stains`)."""
+        :func:`.deconvolution.rounded_stains`)."""
         return rounded_stains(self.haematoxylin, self.dab, self.background)
 
 
