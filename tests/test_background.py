@@ -59,14 +59,13 @@ def counts_by_exposure() -> dict[tuple[float, bool], np.ndarray]:
     """Cells of each class (0, 1+, 2+, 3+, non-tumour) in the skimage IHC image scanned at
     two exposures, with the background estimated (True) or taken as white (False)."""
     out = {}
-    white = pytest.MonkeyPatch()
     for exposure in (1.0, 0.7):
         tiles = _tiles(_dimmed(data.immunohistochemistry(), exposure))
-        for estimated in (True, False):
-            if not estimated:
-                white.setattr(scorer_module, "estimate_background", lambda rgb: WHITE)
-            scorer = DabCellScorer().for_slide(tiles)
-            white.undo()
+        scorers = {True: DabCellScorer().for_slide(tiles)}
+        with pytest.MonkeyPatch.context() as white:
+            white.setattr(scorer_module, "estimate_background", lambda rgb: WHITE)
+            scorers[False] = DabCellScorer().for_slide(tiles)
+        for estimated, scorer in scorers.items():
             out[exposure, estimated] = cell_counts(scorer._measure(tiles), len(tiles)).sum(0)
     return out
 

@@ -1,9 +1,10 @@
 """Calls that a second scan of the same glass would keep (real images, ../shared/data).
 
 A scanner other than the one the thresholds were read on changes the focus, the noise, the
-strength of the stains as they are recorded, the exposure and the µm/px it reports. A call that is right on
-the shared images must not turn on such changes: each image is scored as given and after one
-change at a time, written as a lossless PNG so that only the change differs.
+strength of the stains as they are recorded, the exposure and the µm/px it reports. A call
+that is right on the shared images must not turn on such changes: each image is scored as
+given and after one change at a time, written as a lossless PNG so that only the change
+differs.
 """
 
 from __future__ import annotations
