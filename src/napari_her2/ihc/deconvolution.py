@@ -92,8 +92,8 @@ def estimate_background(rgb: np.ndarray) -> Vector3:
     darker than ``BACKGROUND_MIN`` in any channel. An image with no glass, lumen or fat space
     anywhere (a solid sheet of cells) has no background to read: its palest neutral tissue
     would be taken for it, and its stains read a little weaker. Glass with a colour cast
-    (channels more than ``NEUTRAL_SPREAD`` apart) is not recognised: OD stays read against
-    white, as before the estimate.
+    (channels more than ``NEUTRAL_SPREAD`` apart) is not recognised, and OD stays read
+    against white.
     """
     px = np.asarray(rgb).reshape(-1, 3)
     neutral = px[(px.max(axis=1).astype(np.int16) - px.min(axis=1)) <= NEUTRAL_SPREAD]
