@@ -106,7 +106,7 @@ class NucleusParams:
     #: masked by it, which a viewer cannot tell apart. A cell outlined by its membrane is still
     #: found by its unstained interior (step 2). On the annotated regions this took the
     #: tumour cells of 00249's normal ducts from 88 to 42 and the BCI precision from 0.89 to
-    #: 0.93, at the same recall (docs/validation.md)
+    #: 0.93, at a recall of 0.36 (0.38 without it; docs/validation.md)
     stained_od: float = 0.2
     #: widest unstained cell interior that DAB around it closes (µm): carcinoma cells are
     #: 10-20 µm across, their interiors inside the membrane up to about 12 µm
