@@ -107,25 +107,25 @@ def test_touching_nuclei_are_split():
 
 def test_intense_complete_chicken_wire_is_3plus_and_seen_at_low_power():
     """Plump nuclei in a sheet, every cell border an intense 1.5 µm membrane: complete,
-    visible at 2.25 µm/px (x4-x5), class 3+."""
+    visible at 2 µm/px (x5), class 3+."""
     tile = render(lattice(12, 3.5), membranes(12, 0.8, 1.5))
     cells = measure(tile)
     assert cells.tumour.mean() >= 0.9 and len(cells) > 50
     tumour = away_from_edge(cells.select(cells.tumour))
     assert np.all(tumour.complete)
     assert np.all(tumour.visibility == 3)
-    assert np.all(tumour.contrast[:, 2] >= PARAMS.visible_od)  # at the x4-x5 view
+    assert np.all(tumour.contrast[:, 2] >= PARAMS.visible_od)  # at the x5 view
     assert np.all(tumour.her2_class == 3)
     assert tile_classes(cell_counts(cells, 1))[0] == CELL_CLASSES.index("3+")
 
 
 def test_moderate_complete_membranes_are_2plus():
-    """The same sheet with moderate 1 µm membranes: seen at ×10, lost at ×4-×5, class 2+."""
+    """The same sheet with moderate 1 µm membranes: seen at ×10, lost at ×5, class 2+."""
     cells = measure(render(lattice(12, 3.5), membranes(12, 0.4, 1.0)))
     tumour = away_from_edge(cells.select(cells.tumour))
     assert len(tumour) > 50
     assert np.all(tumour.visibility == 2)
-    assert np.all(tumour.contrast[:, 2] < PARAMS.visible_od)  # lost at the x4-x5 view
+    assert np.all(tumour.contrast[:, 2] < PARAMS.visible_od)  # lost at the x5 view
     assert np.all(tumour.her2_class == 2)
 
 
@@ -323,9 +323,9 @@ def test_real_her2_0_core_has_at_most_10_percent_stained_tumour_cells(shared_dat
 
 def test_real_strong_2plus_core_has_under_10_percent_3plus_tumour_cells(shared_data):
     """Oesophageal adenocarcinoma core scored 2+ by pathologists: glands with well stained
-    membranes, most of them moderate. The ×4-×5 view (2.25 µm/px, the middle of that range)
-    sees fewer than 10% of its tumour cells' membranes; at the range's fine end (2.0 µm/px,
-    ×5) 12% were seen there, and the core was called 3+."""
+    membranes, most of them moderate. The ×5 view (2 µm/px) sees fewer than 10% of its tumour
+    cells' membranes (8% of the whole core's); before cell interiors had to be bounded across
+    two directions, 12% were seen there and the core was called 3+."""
     path = shared_data / "her2-ihc-tma" / "2_0123a214-85b7-4804-86db-474b05a4ae57.jpg"
     _, counts = _real_cells(path, TMA_MPP, "gastric", np.s_[1200:4272, 1200:4272])
     fractions = class_fractions(counts)

@@ -33,3 +33,39 @@ def test_a_dark_spot_in_stained_cytoplasm_is_not_a_nucleus():
     assert len(find_nuclei(*_planes(np.where(_disc(4), 0.6, 0.0), d), p)) == 1
     # unstained surroundings: the same spot is a nucleus (the rule reads only stained pixels)
     assert len(find_nuclei(*_planes(spot, np.full((SIDE, SIDE), 0.1)), p)) == 1
+
+
+def _ring(inner: float, outer: float, gap_deg: float = 0.0) -> np.ndarray:
+    """A membrane ring around the centre (radii in µm), with a gap of ``gap_deg`` opening to
+    the right."""
+    yy, xx = np.mgrid[:SIDE, :SIDE] - SIDE / 2
+    ring = (np.hypot(yy, xx) >= inner) & (np.hypot(yy, xx) <= outer)
+    return ring & (np.abs(np.degrees(np.arctan2(yy, xx))) >= gap_deg / 2)
+
+
+def _unstained_interiors(d: np.ndarray, p: NucleusParams | None = None) -> int:
+    """How many cells outlined by DAB alone (no haematoxylin) the planes hold."""
+    nuclei = find_nuclei(*_planes(np.zeros_like(d), d), p or NucleusParams())
+    return int(nuclei.unstained.sum())
+
+
+def test_an_interior_bounded_across_two_directions_is_a_cell():
+    """A cell outlined by a moderate membrane (DAB 0.4, 1 µm), its nucleus unstained: its
+    interior is a cell, with a gap in the membrane too (closed across the other directions)."""
+    assert _unstained_interiors(np.where(_ring(4, 5), 0.4, 0.0)) == 1
+    assert _unstained_interiors(np.where(_ring(4, 5, gap_deg=40), 0.4, 0.0)) == 1
+
+
+def test_a_corridor_or_a_bay_is_not_a_cell():
+    """Two parallel membranes 10 µm apart (a row of cells stained on two sides, a strand of
+    stroma) close a corridor across one direction only, and so does a bay of pale secretion
+    opening onto a wider pale area (a ring open by half its circumference): neither is a
+    cell. A closing by a square (every direction, ``hole_directions=1``) took both."""
+    yy = np.mgrid[:SIDE, :SIDE][0]
+    corridor = np.where((yy % 11 == 0), 0.4, 0.0)
+    bay = np.where(_ring(4, 5, gap_deg=180), 0.4, 0.0)
+    square = replace(NucleusParams(), hole_directions=1)
+    assert _unstained_interiors(corridor) == 0
+    assert _unstained_interiors(corridor, square) > 0
+    assert _unstained_interiors(bay) == 0
+    assert _unstained_interiors(bay, square) == 1

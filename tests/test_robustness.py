@@ -39,8 +39,19 @@ CASES = {
     "bci-00052-3+": ("her2-ihc-bci/00052_test_3+.png", np.s_[:, :], 0.5, "breast", "3+"),
     "bci-00004-no-carcinoma": ("her2-ihc-bci/00004_test_0.png", np.s_[:, :], 0.5, "breast",
                                None),
+    "bci-00249-normal-ducts": ("her2-ihc-bci/00249_test_2+.png", np.s_[:, :], 0.5, "breast",
+                               None),
     "tma-2_0123a214-2+": ("her2-ihc-tma/2_0123a214-85b7-4804-86db-474b05a4ae57.jpg",
                           np.s_[1710:3758, 1710:3758], 0.25, "gastric", "2+"),
+}
+
+
+#: changes a right call does not survive yet, and why; the test fails when one of them starts
+#: to keep the call, so that the entry is removed
+KNOWN = {
+    ("bci-00052-3+", "paler at 1 x µm/px"): (
+        "3+ rests on 12% of the tumour cells seen at x4-x5 (the 3+ cut is 10%); with the "
+        "stains recorded 15% weaker 6% are, and the textbook 3+ reads 2+ (docs/validation.md)"),
 }
 
 
@@ -55,4 +66,6 @@ def test_a_right_call_survives_what_another_scan_changes(shared_data, tmp_path, 
         report = score_slide(path, mpp=mpp * stated, organ=organ)
         got[f"{change} at {stated:g} x µm/px"] = report.call.score
         report.slide.close()
-    assert all(score == want for score in got.values()), got
+    known = {change for c, change in KNOWN if c == case}
+    assert all(score == want for change, score in got.items() if change not in known), got
+    assert all(got[change] != want for change in known), (got, "remove it from KNOWN")

@@ -4,11 +4,11 @@ Stroma regions of four TMA cores in tests/data/regions/tma; drawn by eye, QuPath
 
 Per region class: the share of the cells found there that are called tumour, and the
 precision of the tumour cells (the share of those in annotated regions that lie in Tumor
-regions). The goal is a precision of 0.9 and no tumour in stroma; this version reaches 0.93
-on the BCI patches and 0.97 on the TMA cores at 0.5 µm/px, with a recall of 0.36 and 0.54 of
+regions). The goal is a precision of 0.9 and no tumour in stroma; this version reaches 0.97
+on the BCI patches and 0.98 on the TMA cores at 0.5 µm/px, with a recall of 0.29 and 0.52 of
 the cells in Tumor regions (docs/validation.md). The bounds sit a little below, so that a
-change that makes tumour finding worse fails; normal ducts are still counted as tumour (18%
-of their cells), bounded only loosely (``test_normal_ducts_hold_few_tumour_cells``)."""
+change that makes tumour finding worse fails; 5% of the cells of normal ducts are still
+counted as tumour (``test_normal_ducts_hold_few_tumour_cells``)."""
 
 from __future__ import annotations
 
@@ -112,24 +112,25 @@ def test_no_tumour_cells_in_fat(by_class):
 def test_tumour_cells_lie_mostly_in_tumour_regions(by_class):
     n_tumour_in_tumor = by_class["Tumor"][1]
     n_tumour = sum(t for _, t in by_class.values())
-    assert n_tumour_in_tumor / n_tumour >= 0.9, by_class  # precision (the goal)
-    assert by_class["Tumor"][1] / by_class["Tumor"][0] >= 0.33, by_class  # recall in carcinoma
+    assert n_tumour_in_tumor / n_tumour >= 0.95, by_class  # precision (the goal: 0.9)
+    assert by_class["Tumor"][1] / by_class["Tumor"][0] >= 0.27, by_class  # recall in carcinoma
     assert by_class["Stroma"][1] / by_class["Stroma"][0] <= 0.05, by_class
 
 
 def test_normal_ducts_hold_few_tumour_cells(by_class):
     """00249's ducts with a strongly stained lining: a dark spot in their brown band is not
-    a nucleus (42 of 229 cells are tumour; 88 of 290 without that rule). Ducts are not
-    tumour: the goal is none."""
+    a nucleus, and a pale bay in their stained secretion is not a cell interior (10 of 221
+    cells are tumour; 42 of 229 with interiors closed by a square, 88 of 290 without the
+    nucleus rule as well). Ducts are not tumour: the goal is none."""
     n, t = by_class["Normal"]
-    assert n > 0 and t / n <= 0.22, by_class
+    assert n > 0 and t / n <= 0.08, by_class
 
 
 def test_tumour_cells_lie_mostly_in_tumour_regions_of_the_tma_cores(tma_by_class):
     """The same on the oesophageal cores (tests/data/regions/tma): carcinoma glands against
     fibrous and cellular stroma."""
     (n_tumor, t_tumor), (n_stroma, t_stroma) = tma_by_class["Tumor"], tma_by_class["Stroma"]
-    assert t_tumor / (t_tumor + t_stroma) >= 0.9, tma_by_class
+    assert t_tumor / (t_tumor + t_stroma) >= 0.95, tma_by_class
     assert t_tumor / n_tumor >= 0.5, tma_by_class  # recall of cells in carcinoma regions
     assert t_stroma / n_stroma <= 0.05, tma_by_class
 
@@ -154,21 +155,16 @@ def _region_crops(shared_data: Path, classes: set[str], which: str = "bci",
                 yield f"{regions.stem[:10]}-{i}-{name}", rgb[y0:y1, x0:x1]
 
 
-@pytest.mark.parametrize("mpp", [
-    0.5,
-    pytest.param(1.0, marks=pytest.mark.xfail(strict=True, reason=(
-        "read as 1 µm/px, the patches' stromal nuclei measure four times the area they have "
-        "at 0.5 µm/px, where the tumour criteria were measured, and pass as epithelial: "
-        "00249's stroma gets 1+ (86 tumour cells); the stain check, which took its dark "
-        "nuclei for a foreign chromogen, used to hide this"))),
-])
+@pytest.mark.parametrize("mpp", [0.5, 1.0])
 def test_fields_of_stroma_or_fat_get_no_call(shared_data, tmp_path, mpp):
     """A field without carcinoma (the annotated stroma and fat regions, each cut out as an
     image of its own) gets no HER2 call from the default scorer: "no tumour found" (or no
     tissue), never a score. The stain check lets them through: their DAB-positive pixels are
-    dark nuclei (haematoxylin), not a foreign chromogen. Read at 1 µm/px (the BCI patches may
-    be about that, docs/validation.md) the tumour criteria, sizes in µm² measured at 0.5, no
-    longer hold (the xfail)."""
+    dark nuclei (haematoxylin), not a foreign chromogen. Read at 1 µm/px too (the BCI patches
+    may be about that, docs/validation.md), where their stromal nuclei measure four times the
+    area and pass as epithelial: the larger 00249 field got 1+ (86 tumour cells) while pale
+    gaps between its stained strands were closed into cell interiors; now 34 tumour cells,
+    under the 50 a call needs."""
     from skimage.io import imsave
 
     from napari_her2.run.pipeline import score_slide

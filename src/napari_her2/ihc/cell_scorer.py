@@ -34,8 +34,9 @@ from .scorer import INTENDED_USE, DabMembraneScorer, over_slices
 
 #: version of the measurement, part of the identity: the same parameters measured another way
 #: give another hash (2: tile probabilities carry the sampling error of their cell counts;
-#: 3: OD read against the slide's background)
-METHOD_VERSION = 3
+#: 3: OD read against the slide's background; 4: cell outlines seen at ×20 and bounded across
+#: two directions, strong membranes seen at ×5)
+METHOD_VERSION = 4
 #: per-tile features: tumour cells of each class, non-tumour cells, and the mean ring OD
 FEATURE_NAMES: tuple[str, ...] = ("cells_0", "cells_1+", "cells_2+", "cells_3+",
                                   "cells_non_tumour", "ring_od_mean")
@@ -159,7 +160,7 @@ class DabCellScorer:
             "method": (
                 "H-DAB colour deconvolution; nuclei split by a distance-transform watershed; "
                 "cells by a 5 µm expansion; membrane ring completeness in 16 sectors; "
-                "intensity by the magnification rule (visible at 2.25 / 1 µm/px or only at full "
+                "intensity by the magnification rule (visible at 2 / 1 µm/px or only at full "
                 "resolution); tumour cells by nuclear morphology in cohesive clusters; ASCO/CAP "
                 "cell classes; tile class = the guideline's class of its tumour cells"
             ),

@@ -33,8 +33,9 @@ How each step decides
    Each 1 µm pixel keeps both the mean and the maximum of the fine DAB under it, so a
    membrane's crest at full resolution is not averaged away.
 2. **Nuclei** (:mod:`.nuclei`): haematoxylin nuclei (floor + local background, as
-   :mod:`.tumour`), unstained interiors seen as holes inside DAB membranes that the ×10 view
-   shows, touching nuclei split by a distance-transform watershed.
+   :mod:`.tumour`), unstained interiors seen as holes inside DAB membranes that the ×20 view
+   shows (``outline_um``; bounded across at least two directions, so that a corridor or a
+   pale bay is not a cell), touching nuclei split by a distance-transform watershed.
 3. **Cells**: each nucleus grown by ``expansion_um`` (5 µm, QuPath's default cell expansion);
    an object whose edge is an unstained interior closed by DAB (``Nuclei.closed``) already
    reaches the membrane and grows only ``hole_expansion_um``. The **ring** is the band
@@ -58,8 +59,8 @@ How each step decides
    renders), less the blur the fine grid and the block average already have (variances
    subtract). A ring's **contrast** at a view is the mean over its stained sectors of crest
    minus background, both read from that view's plane; its **visibility** is the coarsest
-   view at which the contrast still reaches ``visible_od``: 3 strong (seen at 2.25 µm/px,
-   ×4-×5), 2 moderate (at ~1 µm/px, ×10), 1 faint (only on the fine grid), 0 none (fewer than
+   view at which the contrast still reaches ``visible_od``: 3 strong (seen at 2 µm/px, ×5),
+   2 moderate (at ~1 µm/px, ×10), 1 faint (only on the fine grid), 0 none (fewer than
    ``min_stained_fraction`` of the ring stained). The absolute ring OD stays as evidence.
    On tiles at 1 µm/px or coarser the fine grid is the ×10 view itself, and "faint" cannot
    be told from "moderate" (as the rule says: 1+ needs ×40).
@@ -150,11 +151,24 @@ class CellParams:
     #: DAB OD contrast above the cell's background at which a membrane is seen at a view: the
     #: "barely perceptible" floor (0.1 OD absorbs a fifth of the light DAB absorbs)
     visible_od: float = 0.1
-    #: pixel of the ×10 and the ×4-×5 views (µm) of the magnification rule (Rüschoff 2010):
-    #: ×10 is 1 µm/px; ×4-×5 is 2.5-2 µm/px, and 2.25 is its middle. The fine end (2.0) sees
-    #: strong membranes a little more readily: on the shared TMA core 2_0123a214 (read 2+ by
-    #: pathologists) 12% of the tumour cells there against 7% (docs/validation.md)
-    view_um: tuple[float, float] = (1.0, 2.25)
+    #: pixel of the ×10 and the ×5 views (µm) of the magnification rule (Rüschoff 2010): 3+
+    #: shows at ×2.5-×5, 2+ at ×10-×20, 1+ only at ×40. The ×5 view (2.0 µm/px), the highest
+    #: power at which a membrane still counts as seen at low power, is the strong view; 2+ is
+    #: read at ×10 (1 µm/px), the low end of its range, so that a ×20 scan, whose own pixel is
+    #: the ×20 view, still tells a faint membrane from a moderate one (on ×40 scans reading it
+    #: at ×20 changed no cell of the shared images). The 3+ / 2+ boundary lies close to the
+    #: shared images on both sides: at ×5 12% of the tumour cells of 00052 (a textbook 3+) and
+    #: 8% of those of 2_0123a214 (read 2+) are strong, at 2.25 µm/px 7% and 5%
+    #: (docs/validation.md)
+    view_um: tuple[float, float] = (1.0, 2.0)
+    #: pixel of the view on which cells outlined by their membrane are found (µm): ×20, the
+    #: magnification membranes are read at and the highest power at which a 2+ membrane
+    #: shows. At ×10 (1 µm/px) part of the 2+ membranes left the cells they outline open.
+    #: Faint membranes close cells at ×20 too (their class stays 1+). With interiors bounded
+    #: across two directions (``NucleusParams.hole_directions``) the tumour-cell recall on the
+    #: annotated regions was 0.18 (BCI) and 0.42 (TMA) at ×10, 0.29 and 0.52 at ×20
+    #: (docs/validation.md)
+    outline_um: float = 0.5
     #: Gaussian sigma of a view in its own pixels: a FWHM of two pixels (2 / 2.355)
     view_blur: float = 0.85
     #: least stained fraction of a ring that counts as membrane staining (two sectors, about
@@ -176,6 +190,8 @@ class CellParams:
             raise ValueError("cell sizes must be positive")
         if self.ring_sectors < 4 or not 0 < self.view_um[0] < self.view_um[1]:
             raise ValueError("ring_sectors must be >= 4 and view_um increasing")
+        if self.outline_um <= 0:
+            raise ValueError("outline_um must be positive")
         fractions = (self.min_stained_fraction, self.complete_fraction, self.lateral_arc)
         if not all(0 < f <= 1 for f in fractions):
             raise ValueError("fractions must be in (0, 1]")
@@ -191,7 +207,7 @@ class CellBatch:
 
     ``her2_class`` is 0..3 (:data:`CELL_CLASSES`) for tumour cells and -1 for the others;
     ``visibility`` 0..3 (:data:`INTENSITIES`); ``contrast`` (n, 3) the ring contrast (OD)
-    at the views ``views_um`` (the fine grid, ×10, ×4-×5). Positions are tile pixels.
+    at the views ``views_um`` (the fine grid, ×10, ×5). Positions are tile pixels.
     """
 
     tile: np.ndarray  #: int32: index of the tile in the batch
@@ -217,7 +233,7 @@ class CellBatch:
     eccentricity: np.ndarray  #: float32: of the nucleus' moment ellipse
     fill: np.ndarray  #: float32: nucleus area / its moment ellipse's (a solidity proxy)
     unstained_nucleus: np.ndarray  #: bool: mostly an unstained interior (a hole in DAB)
-    views_um: tuple[float, float, float] = (0.5, 1.0, 2.25)
+    views_um: tuple[float, float, float] = (0.5, 1.0, 2.0)
 
     def __len__(self) -> int:
         return len(self.tile)
@@ -229,7 +245,7 @@ class CellBatch:
         return CellBatch(**arrays, views_um=self.views_um)
 
     @classmethod
-    def empty(cls, views_um: tuple[float, float, float] = (0.5, 1.0, 2.25)) -> CellBatch:
+    def empty(cls, views_um: tuple[float, float, float] = (0.5, 1.0, 2.0)) -> CellBatch:
         """No cells."""
         return cls(**_empty_arrays(), views_um=views_um)
 
@@ -254,14 +270,14 @@ def _factors(p: CellParams) -> tuple[int, int]:
     return fine, grid
 
 
-def _view_planes(d: np.ndarray, fine_um: float, grid_um: float, p: CellParams
-                 ) -> list[np.ndarray]:
-    """DAB block-averaged onto the nucleus grid (``d``) as each view shows it: a Gaussian
-    blur of ``view_blur`` view pixels, less the blur already there (that of a view at the
-    fine grid and the block average's box, variances subtracting)."""
+def _view_planes(d: np.ndarray, fine_um: float, grid_um: float, p: CellParams,
+                 views: tuple[float, ...]) -> list[np.ndarray]:
+    """DAB block-averaged onto the nucleus grid (``d``) as each of ``views`` (pixel, µm)
+    shows it: a Gaussian blur of ``view_blur`` view pixels, less the blur already there
+    (that of a view at the fine grid and the block average's box, variances subtracting)."""
     own = (p.view_blur * fine_um) ** 2 + (grid_um**2 / 12 if grid_um > fine_um else 0.0)
     planes = []
-    for view in p.view_um:
+    for view in views:
         extra = np.sqrt(max((p.view_blur * view) ** 2 - own, 0.0)) / grid_um
         planes.append(smooth(d, extra) if extra > 0 else d)
     return planes
@@ -324,7 +340,7 @@ def _entry_means(values: np.ndarray, cell: np.ndarray, n: int) -> np.ndarray:
 
 
 def _visibility(r: _Rings, p: CellParams) -> np.ndarray:
-    """0 none, 1 faint (fine grid only), 2 moderate (×10), 3 strong (×4-×5)."""
+    """0 none, 1 faint (fine grid only), 2 moderate (×10), 3 strong (×5)."""
     seen = r.contrast >= p.visible_od
     level = np.where(seen[:, 2], 3, np.where(seen[:, 1], 2, np.where(seen[:, 0], 1, 0)))
     return np.where(r.stained_fraction >= p.min_stained_fraction, level, 0).astype(np.int8)
@@ -367,8 +383,8 @@ def measure_cells(tiles: np.ndarray, params: CellParams | None = None,
     h, d = dc.deconvolve(tiles, stain_matrix, background)
     h, d = block_reduce(h, f_fine), block_reduce(d, f_fine)
     d_grid = block_reduce(d, f_grid)
-    coarse = _view_planes(d_grid, fine_um, grid_um, p)
-    nuc = find_nuclei(block_reduce(h, f_grid), d_grid, np_, coarse[0])
+    outline, *coarse = _view_planes(d_grid, fine_um, grid_um, p, (p.outline_um, *p.view_um))
+    nuc = find_nuclei(block_reduce(h, f_grid), d_grid, np_, outline)
     if len(nuc) == 0:
         return CellBatch.empty(views)
     geo = grow_cells(nuc.labels, _reach_px(nuc, p), max(1, int(round(p.ring_um / grid_um))))
