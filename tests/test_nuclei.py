@@ -60,7 +60,8 @@ def test_a_corridor_or_a_bay_is_not_a_cell():
     """Two parallel membranes 10 µm apart (a row of cells stained on two sides, a strand of
     stroma) close a corridor across one direction only, and so does a bay of pale secretion
     opening onto a wider pale area (a ring open by half its circumference): neither is a
-    cell. A closing by a square (every direction, ``hole_directions=1``) took both."""
+    cell. Bounded across one direction (``hole_directions=1``), both were, as a closing by a
+    square had them."""
     yy = np.mgrid[:SIDE, :SIDE][0]
     corridor = np.where((yy % 11 == 0), 0.4, 0.0)
     bay = np.where(_ring(4, 5, gap_deg=180), 0.4, 0.0)

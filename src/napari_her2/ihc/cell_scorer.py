@@ -48,6 +48,8 @@ LIMITS = (
     "Each membrane ring is placed by a 5 µm expansion of its nucleus, not traced: the basal "
     "membrane of columnar cells can be missed.",
     "Cells cut by a tile's edge are judged on the part of their ring inside the tile.",
+    "3+ against 2+ turns on the membranes seen at x5: on the shared images 12% of the tumour "
+    "cells of a textbook 3+ and 8% of those of a 2+ core, against a cut of 10%.",
     "Not a validated device; not for diagnosis.",
 )
 

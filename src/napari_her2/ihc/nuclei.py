@@ -25,9 +25,9 @@ How it decides:
    top-hat by line closings: interiors up to a cell's width that DAB closes around; gland
    lumens and stroma wider than that stay open, and so do corridors between parallel walls
    and pale bays that open onto a wider pale area) and in the lower half between that wall
-   and the lowest DAB around are taken as cell interiors. They join the haematoxylin nuclei they touch (a
-   blue nucleus and the pale cytoplasm around it inside a stained membrane are one
-   interior). An object mostly made of such pixels is flagged ``unstained``; one whose edge
+   and the lowest DAB around are taken as cell interiors. They join the haematoxylin nuclei
+   they touch (a blue nucleus and the pale cytoplasm around it inside a stained membrane are
+   one interior). An object mostly made of such pixels is flagged ``unstained``; one whose edge
    is mostly such pixels is ``closed``: it already reaches its membrane (:mod:`.cells` grows
    it less). Its area is then the cell's interior (nucleus and pale cytoplasm), not the
    nucleus alone;
@@ -233,9 +233,8 @@ def _enclosing_wall(d: np.ndarray, length_px: int, directions: int) -> np.ndarra
 def _hole_mask(d: np.ndarray, p: NucleusParams) -> np.ndarray:
     """Unstained cell interiors: DAB at least ``hole_contrast_od`` below the wall that bounds
     it across ``hole_directions`` directions within ``hole_um`` (:func:`_enclosing_wall`: the
-    membrane around) and in
-    the lower half between that wall and the floor of the hole (the lowest DAB within
-    ``hole_um``)."""
+    membrane around) and in the lower half between that wall and the floor of the hole (the
+    lowest DAB within ``hole_um``)."""
     n = max(3, 2 * int(round(p.hole_um / p.grid_um / 2)) + 1)
     k = (1, n, n)
     wall = _enclosing_wall(d, n, p.hole_directions)
