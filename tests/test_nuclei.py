@@ -70,3 +70,17 @@ def test_a_corridor_or_a_bay_is_not_a_cell():
     assert _unstained_interiors(corridor, square) > 0
     assert _unstained_interiors(bay) == 0
     assert _unstained_interiors(bay, square) == 1
+
+
+def test_the_enclosing_wall_is_the_kth_highest_line_closing():
+    """``hole_directions`` = k takes the k-th highest of the four line closings."""
+    from scipy import ndimage as ndi
+
+    from napari_her2.ihc.nuclei import _enclosing_wall, _line_footprints
+
+    d = np.random.default_rng(1).random((2, 40, 40)).astype(np.float32)
+    closings = np.sort(np.stack([
+        ndi.minimum_filter(ndi.maximum_filter(d, footprint=fp), footprint=fp)
+        for fp in _line_footprints(13)]), axis=0)
+    for k in (1, 2, 3, 4):
+        np.testing.assert_array_equal(_enclosing_wall(d, 13, k), closings[4 - k])

@@ -225,9 +225,17 @@ def _enclosing_wall(d: np.ndarray, length_px: int, directions: int) -> np.ndarra
     walls (a row of cells stained on two sides, strands of stroma) or a pale bay opening onto
     a wider pale area (a lumen, a streak in stained secretion) is closed across one direction
     only; a closing by a square would have bridged it."""
-    walls = [ndi.minimum_filter(ndi.maximum_filter(d, footprint=fp), footprint=fp)
-             for fp in _line_footprints(length_px)]
-    return np.sort(np.stack(walls), axis=0)[len(walls) - directions]
+    a, b, c, e = (ndi.minimum_filter(ndi.maximum_filter(d, footprint=fp), footprint=fp)
+                  for fp in _line_footprints(length_px))
+    # the k-th highest of four by a min/max network: five times faster than sorting a stack
+    hi1, lo1, hi2, lo2 = np.maximum(a, b), np.minimum(a, b), np.maximum(c, e), np.minimum(c, e)
+    if directions == 1:
+        return np.maximum(hi1, hi2)
+    if directions == 4:
+        return np.minimum(lo1, lo2)
+    middle = np.maximum(lo1, lo2)
+    return np.maximum(np.minimum(hi1, hi2), middle) if directions == 2 else np.minimum(
+        np.minimum(hi1, hi2), middle)
 
 
 def _hole_mask(d: np.ndarray, p: NucleusParams) -> np.ndarray:
