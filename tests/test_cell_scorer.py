@@ -75,6 +75,22 @@ def test_too_few_tumour_cells_is_no_tumour_found(report):
     assert score_cells(results).score is None
 
 
+def test_a_call_that_turns_on_the_stain_strength_is_not_a_sure_one(report):
+    """A third of the resamplings read the cells with the stains recorded weaker, a third
+    stronger: where the weaker reading takes every 3+ cell to 2+, the 3+ call holds in about
+    two thirds of them and 2+ takes the rest; where the readings agree the call is sure."""
+    results = replace(report.results)
+    cells = results.cells.take(np.arange(len(results.cells)))
+    assert score_cells(replace(results, cells=cells)).confidence == pytest.approx(1.0)
+    cells.cls_paler = np.minimum(cells.cls, 2).astype(np.int8)
+    cells.cls_darker = cells.cls.copy()
+    score = score_cells(replace(results, cells=cells))
+    assert score.score == "3+" and score.borderline is None
+    assert 0.55 <= score.confidence <= 0.78, score.score_shares
+    assert 0.22 <= score.score_shares["2+"] <= 0.45, score.score_shares
+    assert score.sampling == "tile-bootstrap-of-cells-and-stain-strength"
+
+
 def test_the_cli_writes_the_cells_as_qupath_detections(slide, tmp_path, capsys):
     assert main(["score", str(slide), "--model", "dab-cells", "--out", str(tmp_path),
                  "--report"]) == 0

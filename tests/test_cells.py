@@ -332,3 +332,20 @@ def test_real_strong_2plus_core_has_under_10_percent_3plus_tumour_cells(shared_d
     assert counts[:, :4].sum() >= 1000
     assert fractions[2] + fractions[3] > 0.3, fractions  # well stained ...
     assert fractions[3] <= 0.10, fractions  # ... but not intense in more than a tenth
+
+
+def test_each_cell_is_also_read_with_the_stains_weaker_and_stronger():
+    """Membranes of 0.11 OD, just over the 0.1 a viewer needs: faint (1+) as measured, none
+    (0) when the stains are recorded 15% weaker, still 1+ when stronger; the cells themselves
+    are the same. Without a spread the three readings agree."""
+    tile = render(lattice(12, 3.5), membranes(12, 0.11, 1.0, sides="horizontal"))
+    cells = away_from_edge(measure(tile))
+    tumour = cells.select(cells.tumour)
+    assert len(tumour) > 50 and np.all(tumour.her2_class == 1)
+    assert np.all(tumour.class_paler == 0) and np.all(tumour.class_darker == 1)
+    assert np.all(cells.class_paler[~cells.tumour] == -1)
+    same = measure(tile, CellParams(mpp=MPP, stain_spread=0.0))
+    np.testing.assert_array_equal(same.class_paler, same.her2_class)
+    np.testing.assert_array_equal(same.class_darker, same.her2_class)
+    strong = away_from_edge(measure(render(lattice(12, 3.5), membranes(12, 0.8, 1.5))))
+    assert np.all(strong.class_paler[strong.tumour] == 3)  # an intense 3+ stays 3+

@@ -26,7 +26,9 @@ class CellColumns:
     completeness: fraction of the ring above the intensity floor; visible_mpp: the coarsest
     µm/px at which its membrane is still visible (NaN: not visible at all); nucleus_um2: its
     nucleus area; outlined: (M,) bool, True for a cell found as an unstained interior that
-    DAB outlines, without a haematoxylin nucleus of its own (None: the scorer does not say).
+    DAB outlines, without a haematoxylin nucleus of its own (None: the scorer does not say);
+    cls_paler, cls_darker: the class of each cell with the stains recorded weaker and stronger
+    (the same cells; None: the scorer does not say, and ``cls`` stands for both).
     """
 
     tile: np.ndarray
@@ -38,6 +40,8 @@ class CellColumns:
     visible_mpp: np.ndarray
     nucleus_um2: np.ndarray
     outlined: np.ndarray | None = None
+    cls_paler: np.ndarray | None = None
+    cls_darker: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.tile.shape[0])

@@ -35,7 +35,8 @@ from .scorer import INTENDED_USE, DabMembraneScorer, over_slices
 #: version of the measurement, part of the identity: the same parameters measured another way
 #: give another hash (2: tile probabilities carry the sampling error of their cell counts;
 #: 3: OD read against the slide's background; 4: cell outlines seen at ×20 and bounded across
-#: two directions, strong membranes seen at ×5)
+#: two directions, strong membranes seen at ×5, each cell also read with the stains weaker and
+#: stronger)
 METHOD_VERSION = 4
 #: per-tile features: tumour cells of each class, non-tumour cells, and the mean ring OD
 FEATURE_NAMES: tuple[str, ...] = ("cells_0", "cells_1+", "cells_2+", "cells_3+",
@@ -215,4 +216,5 @@ def _columns(cells: CellBatch) -> CellColumns:
                        cls=cells.her2_class.astype(np.int8), ring_od=cells.ring_od_mean,
                        completeness=cells.completeness,
                        visible_mpp=views[cells.visibility.astype(np.int64)],
-                       nucleus_um2=cells.nucleus_area_um2, outlined=cells.unstained_nucleus)
+                       nucleus_um2=cells.nucleus_area_um2, outlined=cells.unstained_nucleus,
+                       cls_paler=cells.class_paler, cls_darker=cells.class_darker)

@@ -99,15 +99,7 @@ from .nuclei import (
     epithelial,
     find_nuclei,
 )
-from .rings import (
-    Geometry,
-    crest,
-    grow_cells,
-    label_means,
-    label_quantile,
-    longest_run,
-    ring_sectors,
-)
+from .rings import Rings, grow_cells, measure_rings, read_sectors
 from .tumour import block_reduce, smooth
 
 __all__ = ["CELL_CLASSES", "INTENSITIES", "CellBatch", "CellParams", "cell_counts",
@@ -117,8 +109,6 @@ CELL_CLASSES: tuple[str, ...] = ("0", "1+", "2+", "3+")
 #: names of the visibility levels 0..3
 INTENSITIES: tuple[str, ...] = ("none", "faint", "moderate", "strong")
 ORGANS: tuple[str, ...] = ("breast", "gastric")
-#: the ring quantile reported as its robust maximum
-RING_QUANTILE = 0.95
 
 
 @dataclass(frozen=True)
@@ -169,6 +159,11 @@ class CellParams:
     #: annotated regions was 0.18 (BCI) and 0.42 (TMA) at ×10, 0.29 and 0.52 at ×20
     #: (docs/validation.md)
     outline_um: float = 0.5
+    #: how much weaker or stronger another laboratory's staining or another scanner records
+    #: the same membranes (a fraction of OD): each cell is classed at 1 - and 1 + this too,
+    #: and the slide call's confidence counts those readings as outcomes (scoring/cells.py).
+    #: 0.15, the change ``tests/test_robustness.py`` applies
+    stain_spread: float = 0.15
     #: Gaussian sigma of a view in its own pixels: a FWHM of two pixels (2 / 2.355)
     view_blur: float = 0.85
     #: least stained fraction of a ring that counts as membrane staining (two sectors, about
@@ -192,6 +187,8 @@ class CellParams:
             raise ValueError("ring_sectors must be >= 4 and view_um increasing")
         if self.outline_um <= 0:
             raise ValueError("outline_um must be positive")
+        if not 0 <= self.stain_spread < 1:
+            raise ValueError("stain_spread must be in [0, 1)")
         fractions = (self.min_stained_fraction, self.complete_fraction, self.lateral_arc)
         if not all(0 < f <= 1 for f in fractions):
             raise ValueError("fractions must be in (0, 1]")
@@ -214,6 +211,9 @@ class CellBatch:
     y: np.ndarray  #: float32: centre of the nucleus object, tile pixels
     x: np.ndarray
     her2_class: np.ndarray  #: int8: 0..3, -1 for non-tumour cells
+    class_paler: np.ndarray  #: int8: the class with the stains recorded ``stain_spread``
+    #: weaker (every OD times 1 - stain_spread; the same cells)
+    class_darker: np.ndarray  #: int8: ... and ``stain_spread`` stronger
     tumour: np.ndarray  #: bool: epithelial nucleus in a cohesive cluster, or a cell inside
     #: one (``epithelial`` False: its nucleus measured below the epithelial criteria)
     epithelial: np.ndarray  #: bool: nucleus large, plump and convex
@@ -251,7 +251,8 @@ class CellBatch:
 
 
 def _empty_arrays() -> dict[str, np.ndarray]:
-    dtypes = {"tile": np.int32, "her2_class": np.int8, "visibility": np.int8,
+    dtypes = {"tile": np.int32, "her2_class": np.int8, "class_paler": np.int8,
+              "class_darker": np.int8, "visibility": np.int8,
               "neighbours": np.int32, "tumour": bool, "epithelial": bool, "complete": bool,
               "unstained_nucleus": bool}
     out = {f.name: np.zeros(0, dtypes.get(f.name, np.float32)) for f in fields(CellBatch)
@@ -287,63 +288,34 @@ def _view_planes(d: np.ndarray, fine_um: float, grid_um: float, p: CellParams,
 
 
 @dataclass(frozen=True)
-class _Rings:
+class _Reading:
+    """The rings read with the stains recorded ``scale`` times as strong."""
+
     completeness: np.ndarray
     longest_arc: np.ndarray
-    stained_fraction: np.ndarray
     contrast: np.ndarray  #: (n, 3)
-    background: np.ndarray
-    ring_mean: np.ndarray
-    ring_max: np.ndarray
+    complete: np.ndarray
+    visibility: np.ndarray
+    her2_class: np.ndarray
 
 
-def _measure_rings(crest_planes: list[np.ndarray], mean_planes: list[np.ndarray],
-                   geo: Geometry, nuc: Nuclei, p: CellParams) -> _Rings:
-    """Sector crests, completeness, arcs and the contrast at each view, per cell.
-
-    ``crest_planes`` give each sector's crest (its maximum) and ``mean_planes`` the cell's
-    background (mean), one of each per view; all on the nucleus grid. The background is the
-    cytoplasm's mean DAB; for a closed cell (its object is the whole unstained interior) and
-    a cell without cytoplasm pixels, the interior's.
-    """
-    n, k, cy, cx = len(nuc), p.ring_sectors, nuc.cy, nuc.cx
-    where = geo.ring_at
-    key = ring_sectors(where, geo.ring_cell, cy, cx, k)
-    present = (np.bincount(key, minlength=n * k) > 0).reshape(n, k)
-    n_cyto, bg_cyto = label_means(geo.cytoplasm, mean_planes, n)
-    _, bg_inside = label_means(geo.interior, mean_planes, n)
-    use_cyto = (n_cyto > 0) & ~nuc.closed
-    backgrounds = [np.where(use_cyto, c, i) for c, i in zip(bg_cyto, bg_inside)]
-    crests = [crest(pl[where], key, n * k).reshape(n, k) - bg[:, None]
-              for pl, bg in zip(crest_planes, backgrounds)]
-    stained = present & (crests[0] + backgrounds[0][:, None] >= p.floor_od)
-    stained &= crests[0] >= p.visible_od
-    n_present = np.maximum(present.sum(axis=1), 1)
-    n_stained = stained.sum(axis=1)
-    use = np.where((n_stained > 0)[:, None], stained, present)
-    contrast = np.stack([np.where(use, c, 0).sum(axis=1) / np.maximum(use.sum(axis=1), 1)
-                         for c in crests], axis=1)
-    ring_mean = _entry_means(mean_planes[0][where], geo.ring_cell - 1, n)
-    return _Rings(
-        completeness=n_stained / n_present,
-        longest_arc=longest_run(stained) / n_present,
-        stained_fraction=n_stained / n_present,
-        contrast=contrast, background=backgrounds[0], ring_mean=ring_mean,
-        ring_max=label_quantile(crest_planes[0][where], key // k, n, RING_QUANTILE),
-    )
+def _read(r: Rings, tumour: np.ndarray, p: CellParams, scale: float = 1.0) -> _Reading:
+    completeness, arc, contrast = read_sectors(r.crests, r.present, r.background, p.floor_od,
+                                               p.visible_od, scale)
+    complete = completeness >= p.complete_fraction
+    if p.organ == "gastric":
+        complete |= arc >= p.lateral_arc
+    visibility = _visibility(contrast, completeness, p)
+    return _Reading(completeness, arc, contrast, complete, visibility,
+                    _classes(visibility, complete, tumour, p))
 
 
-def _entry_means(values: np.ndarray, cell: np.ndarray, n: int) -> np.ndarray:
-    """Per cell 0..n-1 the mean of the ``values`` of its entries (0 without entries)."""
-    count = np.bincount(cell, minlength=n)
-    return np.bincount(cell, weights=values, minlength=n) / np.maximum(count, 1)
-
-
-def _visibility(r: _Rings, p: CellParams) -> np.ndarray:
-    """0 none, 1 faint (fine grid only), 2 moderate (×10), 3 strong (×5)."""
-    seen = r.contrast >= p.visible_od
+def _visibility(contrast: np.ndarray, stained: np.ndarray, p: CellParams) -> np.ndarray:
+    """0 none, 1 faint (fine grid only), 2 moderate (×10), 3 strong (×5); none where less
+    than ``min_stained_fraction`` of the ring is ``stained``."""
+    seen = contrast >= p.visible_od
     level = np.where(seen[:, 2], 3, np.where(seen[:, 1], 2, np.where(seen[:, 0], 1, 0)))
-    return np.where(r.stained_fraction >= p.min_stained_fraction, level, 0).astype(np.int8)
+    return np.where(stained >= p.min_stained_fraction, level, 0).astype(np.int8)
 
 
 def _classes(visibility: np.ndarray, complete: np.ndarray, tumour: np.ndarray,
@@ -388,26 +360,25 @@ def measure_cells(tiles: np.ndarray, params: CellParams | None = None,
     if len(nuc) == 0:
         return CellBatch.empty(views)
     geo = grow_cells(nuc.labels, _reach_px(nuc, p), max(1, int(round(p.ring_um / grid_um))))
-    rings = _measure_rings([block_reduce(d, f_grid, "max"), *coarse], [d_grid, *coarse], geo,
-                           nuc, p)
+    rings = measure_rings([block_reduce(d, f_grid, "max"), *coarse], [d_grid, *coarse], geo,
+                          (nuc.cy, nuc.cx), nuc.closed, p.ring_sectors)
     plump = epithelial(nuc, np_)
     y_um, x_um = nuc.cy * grid_um, nuc.cx * grid_um
     core, neighbours = cohesive(nuc.tile, y_um, x_um, plump, np_)
     one_cell = convex(nuc, np_) & (nuc.area_um2 <= np_.tumour.max_area_um2)  # not a clump
     tumour = cluster_members(nuc.tile, y_um, x_um, core, one_cell, np_)
-    complete = rings.completeness >= p.complete_fraction
-    if p.organ == "gastric":
-        complete |= rings.longest_arc >= p.lateral_arc
-    visibility = _visibility(rings, p)
+    r = _read(rings, tumour, p)
+    paler, darker = (_read(rings, tumour, p, 1 + s).her2_class
+                     for s in (-p.stain_spread, p.stain_spread))
     f32 = np.float32
     return CellBatch(
         tile=nuc.tile, y=((nuc.cy + 0.5) * f_fine * f_grid - 0.5).astype(f32),
         x=((nuc.cx + 0.5) * f_fine * f_grid - 0.5).astype(f32),
-        her2_class=_classes(visibility, complete, tumour, p), tumour=tumour,
+        her2_class=r.her2_class, class_paler=paler, class_darker=darker, tumour=tumour,
         epithelial=plump, neighbours=neighbours.astype(np.int32),
         ring_od_mean=rings.ring_mean.astype(f32), ring_od_max=rings.ring_max.astype(f32),
-        completeness=rings.completeness.astype(f32), longest_arc=rings.longest_arc.astype(f32),
-        complete=complete, visibility=visibility, contrast=rings.contrast.astype(f32),
+        completeness=r.completeness.astype(f32), longest_arc=r.longest_arc.astype(f32),
+        complete=r.complete, visibility=r.visibility, contrast=r.contrast.astype(f32),
         cytoplasm_od=rings.background.astype(f32), nucleus_area_um2=nuc.area_um2.astype(f32),
         nucleus_od=nuc.h_od.astype(f32), eccentricity=nuc.eccentricity.astype(f32),
         fill=nuc.fill.astype(f32), unstained_nucleus=nuc.unstained, views_um=views,

@@ -8,7 +8,12 @@
   sectors around its nucleus, and per (cell, sector) the crest (maximum) of a plane;
 - :func:`label_means`, :func:`label_quantile`: per-label means and quantiles by bincount and
   one sort;
-- :func:`longest_run`: the longest circular run of stained sectors of each ring.
+- :func:`longest_run`: the longest circular run of stained sectors of each ring;
+- :func:`measure_rings`: per cell the crest of each ring sector over the cell's background
+  at each view, the background, the ring's mean and its robust maximum;
+- :func:`read_sectors`: which sectors are stained, and the completeness, longest arc and
+  contrast at each view that follow, with every OD scaled (stains recorded weaker or
+  stronger).
 """
 
 from __future__ import annotations
@@ -18,8 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["Geometry", "crest", "grow_cells", "ring_sectors", "label_means", "label_quantile",
-           "longest_run"]
+__all__ = ["Geometry", "Rings", "crest", "grow_cells", "ring_sectors", "label_means",
+           "label_quantile", "longest_run", "measure_rings", "read_sectors"]
+
+#: the ring quantile reported as its robust maximum
+RING_QUANTILE = 0.95
 
 
 Pixels = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -136,3 +144,65 @@ def longest_run(stained: np.ndarray) -> np.ndarray:
     total = np.cumsum(twice, axis=1)
     at_gap = np.maximum.accumulate(np.where(twice == 0, total, 0), axis=1)
     return np.minimum((total - at_gap).max(axis=1), k)
+
+
+def read_sectors(crests: list[np.ndarray], present: np.ndarray, background: np.ndarray,
+                 floor_od: float, visible_od: float, scale: float = 1.0
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Completeness, longest arc (fractions of the present sectors) and contrast at each view
+    (n, len(crests)) of rings whose sector crests over the cell's background are ``crests``
+    (one (n, k) array per view, the first at full resolution), ``present`` (n, k) the sectors
+    that hold ring pixels and ``background`` (n,) the cell's background at full resolution.
+
+    A sector is stained when its crest reaches ``floor_od`` and stands ``visible_od`` above
+    the background; the contrast is the mean crest over the stained sectors (over all present
+    ones when none is). ``scale`` multiplies every OD: the same membranes recorded weaker or
+    stronger (deconvolution is linear in OD).
+    """
+    fine = crests[0] * scale
+    stained = present & (fine + background[:, None] * scale >= floor_od) & (fine >= visible_od)
+    n_present = np.maximum(present.sum(axis=1), 1)
+    n_stained = stained.sum(axis=1)
+    use = np.where((n_stained > 0)[:, None], stained, present)
+    n_use = np.maximum(use.sum(axis=1), 1)
+    contrast = np.stack([np.where(use, c, 0).sum(axis=1) / n_use for c in crests], axis=1)
+    return n_stained / n_present, longest_run(stained) / n_present, contrast * scale
+
+
+@dataclass(frozen=True)
+class Rings:
+    """Per cell (n) of a stack: the crest of each of its k ring sectors over the cell's
+    background at each view, which sectors hold ring pixels, the background at full
+    resolution, the ring's mean and its :data:`RING_QUANTILE` at full resolution."""
+
+    crests: list[np.ndarray]  #: per view (n, k)
+    present: np.ndarray  #: (n, k)
+    background: np.ndarray
+    ring_mean: np.ndarray
+    ring_max: np.ndarray
+
+
+def measure_rings(crest_planes: list[np.ndarray], mean_planes: list[np.ndarray], geo: Geometry,
+                  centres: tuple[np.ndarray, np.ndarray], closed: np.ndarray, n_sectors: int
+                  ) -> Rings:
+    """:class:`Rings` of the cells of ``geo`` (``centres``: their (y, x) on the grid).
+
+    ``crest_planes`` give each sector's crest (its maximum) and ``mean_planes`` the cell's
+    background (mean), one of each per view; all on the grid of ``geo``. The background is the
+    cytoplasm's mean DAB; for a ``closed`` cell (its object is the whole unstained interior)
+    and a cell without cytoplasm pixels, the interior's.
+    """
+    n, k, where = len(closed), n_sectors, geo.ring_at
+    key = ring_sectors(where, geo.ring_cell, centres[0], centres[1], k)
+    present = (np.bincount(key, minlength=n * k) > 0).reshape(n, k)
+    n_cyto, bg_cyto = label_means(geo.cytoplasm, mean_planes, n)
+    _, bg_inside = label_means(geo.interior, mean_planes, n)
+    use_cyto = (n_cyto > 0) & ~closed
+    backgrounds = [np.where(use_cyto, c, i) for c, i in zip(bg_cyto, bg_inside)]
+    crests = [crest(pl[where], key, n * k).reshape(n, k) - bg[:, None]
+              for pl, bg in zip(crest_planes, backgrounds)]
+    ring = geo.ring_cell - 1
+    count = np.bincount(ring, minlength=n)
+    ring_mean = np.bincount(ring, weights=mean_planes[0][where], minlength=n) / np.maximum(count, 1)
+    return Rings(crests=crests, present=present, background=backgrounds[0], ring_mean=ring_mean,
+                 ring_max=label_quantile(crest_planes[0][where], key // k, n, RING_QUANTILE))

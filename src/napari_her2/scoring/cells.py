@@ -9,6 +9,10 @@ Its confidence comes from the same computation as the call (:mod:`.modal`): the 
 resampled with replacement (cells of one tile are not independent of each other, tiles
 nearly are), each resampling's cells are counted and called, and the call is the most
 frequent outcome; its share is the confidence, a share below one half makes it borderline.
+Each resampling also reads the cells with the stains as recorded, or recorded
+``CellParams.stain_spread`` weaker or stronger (a third of the resamplings each, where the
+scorer gives those classes: :data:`READINGS`): another laboratory's staining or another
+scanner moves intensities that much, and a call that turns on it is not a sure one.
 Fewer than :data:`MIN_TUMOUR_CELLS` tumour cells are not enough carcinoma to score: the
 slide gets no call ("no tumour found").
 """
@@ -29,10 +33,14 @@ MIN_TUMOUR_CELLS = 50
 MIN_CLUSTER_CELLS = 5
 #: the method name's suffix that says the percentages are of cells
 CELLS_SUFFIX = "-cells"
+#: the cell classes a slide is read with: as measured, with the stains recorded weaker, and
+#: stronger (columns of :class:`~napari_her2.tiles.cells.CellTable`)
+READINGS = ("cls", "cls_paler", "cls_darker")
 
 
-def tile_cell_counts(results: TileResults) -> np.ndarray:
-    """(N, 5) cells of each scored tile: tumour cells of class 0..3+, then non-tumour."""
+def tile_cell_counts(results: TileResults, column: str = "cls") -> np.ndarray:
+    """(N, 5) cells of each scored tile: tumour cells of class 0..3+ (the classes of
+    ``column``, one of :data:`READINGS`), then non-tumour."""
     counts = np.zeros((len(results), len(HER2_SCORES) + 1), np.int64)
     cells = results.cells
     if cells is None or len(cells) == 0 or len(results) == 0:
@@ -41,21 +49,23 @@ def tile_cell_counts(results: TileResults) -> np.ndarray:
     index = np.full(rows * cols, -1, np.int64)
     index[results.rows.astype(np.int64) * cols + results.cols] = np.arange(len(results))
     tile = index[cells.row.astype(np.int64) * cols + cells.col]
-    code = np.where(cells.tumour, cells.cls.astype(np.int64), len(HER2_SCORES))
+    code = np.where(cells.tumour, getattr(cells, column).astype(np.int64), len(HER2_SCORES))
     ok = tile >= 0
     np.add.at(counts, (tile[ok], code[ok]), 1)
     return counts
 
 
-def edited_cell_counts(results: TileResults, label_image: np.ndarray) -> np.ndarray:
+def edited_cell_counts(results: TileResults, label_image: np.ndarray, column: str = "cls"
+                       ) -> np.ndarray:
     """(N, 5) cells of each scored tile after a pathologist relabelled tiles by hand.
 
     ``label_image`` (rows, cols) holds ``classes.LABEL_VALUES``. A tile whose label differs
     from its scored class takes the label for its cells: labelled 0..3+, its tumour cells
     count as that class (all its cells, when it had no tumour cells); labelled non-tumour,
-    artefact or unreadable, none of its cells is a tumour cell. Other tiles keep their cells.
+    artefact or unreadable, none of its cells is a tumour cell. Other tiles keep their cells
+    (read in ``column``, one of :data:`READINGS`).
     """
-    counts = tile_cell_counts(results)
+    counts = tile_cell_counts(results, column)
     labels = np.asarray(label_image)[results.rows, results.cols]
     changed = np.flatnonzero(labels != results.tile_labels())
     n_her2 = len(HER2_SCORES)
@@ -79,26 +89,34 @@ def score_cells(results: TileResults, organ: str = "breast", specimen: str = "re
     ``label_image``, of the cells as a pathologist's tile labels say (:func:`edited_cell_counts`)."""
     params = RuleParams(min_cluster_tiles=MIN_CLUSTER_CELLS)
     rule = get_rule(organ, specimen, params)
-    per_tile = (tile_cell_counts(results) if label_image is None
-                else edited_cell_counts(results, label_image))
+    readings = np.stack([tile_cell_counts(results, c) if label_image is None
+                         else edited_cell_counts(results, label_image, c) for c in READINGS])
+    per_tile = readings[0]
     observed = per_tile.sum(axis=0)
     if observed[: len(HER2_SCORES)].sum() < MIN_TUMOUR_CELLS:
         observed = np.concatenate([np.zeros(len(HER2_SCORES), np.int64), observed[-1:]])
-        per_tile = np.zeros_like(per_tile)
-    samples = _resample_tiles(per_tile, n_samples, seed)
+        readings = np.zeros_like(readings)
+        per_tile = readings[0]
+    samples = _resample_tiles(readings, n_samples, seed)
     score = summarise_counts(observed, samples, rule, n_tiles=len(results),
                        n_unreadable=int((~results.readable).sum()),
-                       sampling="tile-bootstrap-of-cells", seed=seed)
+                       sampling="tile-bootstrap-of-cells-and-stain-strength", seed=seed)
     n_tumour_tiles = int((per_tile[:, : len(HER2_SCORES)].sum(axis=1) > 0).sum())
     return replace(score, method=rule.method + CELLS_SUFFIX, n_tumour_tiles=n_tumour_tiles)
 
 
-def _resample_tiles(per_tile: np.ndarray, n_samples: int, seed: int) -> np.ndarray:
-    """(S, 5) cell counts of ``n_samples`` resamplings of the tiles with replacement."""
-    n = per_tile.shape[0]
+def _resample_tiles(readings: np.ndarray, n_samples: int, seed: int) -> np.ndarray:
+    """(S, 5) cell counts of ``n_samples`` resamplings of the tiles with replacement, each
+    read in one of the ``readings`` (R, N, 5) of the tiles' cells, drawn with equal odds."""
+    n_readings, n, width = readings.shape
     if n == 0 or n_samples == 0:
-        return np.zeros((0, per_tile.shape[1]), np.int64)
+        return np.zeros((0, width), np.int64)
     rng = np.random.default_rng(seed)
     picks = rng.multinomial(n, np.full(n, 1.0 / n), size=n_samples)  # times each tile is drawn
-    return picks @ per_tile
+    which = rng.integers(n_readings, size=n_samples)
+    out = np.empty((n_samples, width), np.int64)
+    for r in range(n_readings):
+        rows = which == r
+        out[rows] = picks[rows] @ readings[r]
+    return out
 

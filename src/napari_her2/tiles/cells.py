@@ -30,7 +30,7 @@ def _empty(dtype: Any) -> Any:
 class CellTable:
     """Cells in level-0 pixels: ``y0``, ``x0`` their centres; ``row``, ``col`` their tile's
     grid cell; the rest as in :class:`~napari_her2.predict.CellColumns` (``outlined`` False
-    where the scorer does not say)."""
+    and ``cls_paler``, ``cls_darker`` equal to ``cls`` where the scorer does not say)."""
 
     row: np.ndarray = _empty(np.int32)
     col: np.ndarray = _empty(np.int32)
@@ -42,6 +42,8 @@ class CellTable:
     visible_mpp: np.ndarray = _empty(np.float32)
     nucleus_um2: np.ndarray = _empty(np.float32)
     outlined: np.ndarray = _empty(np.bool_)
+    cls_paler: np.ndarray = _empty(np.int8)
+    cls_darker: np.ndarray = _empty(np.int8)
 
     def __len__(self) -> int:
         return int(self.row.shape[0])
@@ -64,6 +66,8 @@ class CellTable:
             "visible_mpp": cells.visible_mpp, "nucleus_um2": cells.nucleus_um2,
             "outlined": (np.zeros(len(cells), bool) if cells.outlined is None
                          else cells.outlined),
+            "cls_paler": cells.cls if cells.cls_paler is None else cells.cls_paler,
+            "cls_darker": cells.cls if cells.cls_darker is None else cells.cls_darker,
         }
         for f in fields(self):
             old = getattr(self, f.name)
