@@ -228,8 +228,9 @@ def _batch(tile: list[int], cls: list[int]) -> CellBatch:
                "completeness", "longest_arc", "complete", "visibility", "cytoplasm_od",
                "nucleus_area_um2", "nucleus_od", "eccentricity", "fill", "unstained_nucleus")}
     c = np.array(cls, np.int8)
-    return CellBatch(tile=np.array(tile, np.int32), her2_class=c, tumour=c >= 0,
-                     contrast=np.zeros((n, 3), np.float32), **arrays)
+    return CellBatch(tile=np.array(tile, np.int32), her2_class=c, class_paler=c,
+                     class_darker=c, tumour=c >= 0, contrast=np.zeros((n, 3), np.float32),
+                     **arrays)
 
 
 def test_counts_tile_classes_and_fractions():

@@ -50,7 +50,7 @@ CASES = {
 #: to keep the call, so that the entry is removed
 KNOWN = {
     ("bci-00052-3+", "paler at 1 x µm/px"): (
-        "3+ rests on 12% of the tumour cells seen at x4-x5 (the 3+ cut is 10%); with the "
+        "3+ rests on 12% of the tumour cells seen at x5 (the 3+ cut is 10%); with the "
         "stains recorded 15% weaker 6% are, and the textbook 3+ reads 2+ (docs/validation.md)"),
 }
 

@@ -71,6 +71,9 @@ How each step decides
    tissue any staining that is neither complete nor basolateral / lateral; 0 = no visible
    staining. Gastric: a longest arc of at least ``lateral_arc`` of the ring (basolateral or
    lateral) counts as complete. Non-tumour cells get no class (-1).
+8. **Readings with the stains weaker and stronger**: steps 4-7 again with every OD times
+   1 - ``stain_spread`` and 1 + ``stain_spread`` (``class_paler``, ``class_darker``; the same
+   cells and rings, deconvolution being linear in OD), for the call's confidence.
 
 Limits: cells are measured within their tile (a cell cut by the tile edge is judged on the
 part of its ring inside; clusters are counted within a tile); in situ carcinoma and normal
