@@ -41,18 +41,7 @@ READINGS = ("cls", "cls_paler", "cls_darker")
 def tile_cell_counts(results: TileResults, column: str = "cls") -> np.ndarray:
     """(N, 5) cells of each scored tile: tumour cells of class 0..3+ (the classes of
     ``column``, one of :data:`READINGS`), then non-tumour."""
-    counts = np.zeros((len(results), len(HER2_SCORES) + 1), np.int64)
-    cells = results.cells
-    if cells is None or len(cells) == 0 or len(results) == 0:
-        return counts
-    rows, cols = results.grid_shape
-    index = np.full(rows * cols, -1, np.int64)
-    index[results.rows.astype(np.int64) * cols + results.cols] = np.arange(len(results))
-    tile = index[cells.row.astype(np.int64) * cols + cells.col]
-    code = np.where(cells.tumour, getattr(cells, column).astype(np.int64), len(HER2_SCORES))
-    ok = tile >= 0
-    np.add.at(counts, (tile[ok], code[ok]), 1)
-    return counts
+    return _reading_counts(results, (column,))[0]
 
 
 def edited_cell_counts(results: TileResults, label_image: np.ndarray, column: str = "cls"
@@ -65,20 +54,44 @@ def edited_cell_counts(results: TileResults, label_image: np.ndarray, column: st
     artefact or unreadable, none of its cells is a tumour cell. Other tiles keep their cells
     (read in ``column``, one of :data:`READINGS`).
     """
-    counts = tile_cell_counts(results, column)
+    return _edited(_reading_counts(results, (column,)), results, label_image)[0]
+
+
+def _reading_counts(results: TileResults, columns: tuple[str, ...]) -> np.ndarray:
+    """(R, N, 5) :func:`tile_cell_counts` of each of ``columns``, each cell's tile found once."""
+    width = len(HER2_SCORES) + 1
+    counts = np.zeros((len(columns), len(results), width), np.int64)
+    cells = results.cells
+    if cells is None or len(cells) == 0 or len(results) == 0:
+        return counts
+    rows, cols = results.grid_shape
+    index = np.full(rows * cols, -1, np.int64)
+    index[results.rows.astype(np.int64) * cols + results.cols] = np.arange(len(results))
+    tile = index[cells.row.astype(np.int64) * cols + cells.col]
+    ok = tile >= 0
+    tumour = cells.tumour[ok]
+    for r, column in enumerate(columns):
+        code = np.where(tumour, getattr(cells, column)[ok].astype(np.int64), width - 1)
+        counts[r] = np.bincount(tile[ok] * width + code,
+                                minlength=len(results) * width).reshape(-1, width)
+    return counts
+
+
+def _edited(counts: np.ndarray, results: TileResults, label_image: np.ndarray) -> np.ndarray:
+    """``counts`` (R, N, 5) with the cells of the tiles ``label_image`` relabels counted as
+    :func:`edited_cell_counts` says, in every reading (in place)."""
     labels = np.asarray(label_image)[results.rows, results.cols]
-    changed = np.flatnonzero(labels != results.tile_labels())
     n_her2 = len(HER2_SCORES)
-    for i in changed:
+    for i in np.flatnonzero(labels != results.tile_labels()):
         name = LABEL_NAMES.get(int(labels[i]), "")
-        tumour, total = counts[i, :n_her2].sum(), counts[i].sum()
-        row = np.zeros(n_her2 + 1, np.int64)
+        tumour, total = counts[:, i, :n_her2].sum(axis=1), counts[:, i].sum(axis=1)
+        row = np.zeros_like(counts[:, i])
         if name in HER2_SCORES:
-            row[HER2_SCORES.index(name)] = tumour if tumour else total
-            row[n_her2] = total - row[: n_her2].sum()
+            row[:, HER2_SCORES.index(name)] = np.where(tumour > 0, tumour, total)
+            row[:, n_her2] = total - row[:, :n_her2].sum(axis=1)
         else:
-            row[n_her2] = total
-        counts[i] = row
+            row[:, n_her2] = total
+        counts[:, i] = row
     return counts
 
 
@@ -89,8 +102,9 @@ def score_cells(results: TileResults, organ: str = "breast", specimen: str = "re
     ``label_image``, of the cells as a pathologist's tile labels say (:func:`edited_cell_counts`)."""
     params = RuleParams(min_cluster_tiles=MIN_CLUSTER_CELLS)
     rule = get_rule(organ, specimen, params)
-    readings = np.stack([tile_cell_counts(results, c) if label_image is None
-                         else edited_cell_counts(results, label_image, c) for c in READINGS])
+    readings = _reading_counts(results, READINGS)
+    if label_image is not None:
+        readings = _edited(readings, results, label_image)
     per_tile = readings[0]
     observed = per_tile.sum(axis=0)
     if observed[: len(HER2_SCORES)].sum() < MIN_TUMOUR_CELLS:
