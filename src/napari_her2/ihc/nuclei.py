@@ -233,9 +233,11 @@ def _enclosing_wall(d: np.ndarray, length_px: int, directions: int) -> np.ndarra
         return np.maximum(hi1, hi2)
     if directions == 4:
         return np.minimum(lo1, lo2)
-    middle = np.maximum(lo1, lo2)
-    return np.maximum(np.minimum(hi1, hi2), middle) if directions == 2 else np.minimum(
-        np.minimum(hi1, hi2), middle)
+    # the two middle values are the lesser of the pairs' maxima and the greater of their minima
+    lesser_high, greater_low = np.minimum(hi1, hi2), np.maximum(lo1, lo2)
+    if directions == 2:
+        return np.maximum(lesser_high, greater_low)
+    return np.minimum(lesser_high, greater_low)
 
 
 def _hole_mask(d: np.ndarray, p: NucleusParams) -> np.ndarray:
