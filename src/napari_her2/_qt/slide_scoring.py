@@ -18,6 +18,7 @@ from qtpy.QtCore import QObject, QTimer, Signal
 from ..run.pipeline import Prepared, SlideReport, make_call
 from ..scoring import SlideCall, call_from_rule, score_cells, score_labels
 from ..tiles.cells import outlined_text
+from ..tiles.grid import tile_caveat
 from .jobs import JobRunner
 from .layers import tile_labels, tile_layer_kwargs, tile_layer_name
 from .updates import batch_of, paint_tiles, results_upto, until_cancelled
@@ -176,10 +177,12 @@ class SlideScoring(QObject):
         self.progress_range.emit(prep.grid.n_tissue)
         self.message.emit(f"{prep.grid.n_tissue} tissue tiles of {prep.grid.shape[0]} x "
                           f"{prep.grid.shape[1]} at {prep.grid.target_mpp:g} µm/px")
-        if prep.stain is not None and prep.stain.warning:
-            from napari.utils.notifications import show_warning
+        from napari.utils.notifications import show_warning
 
+        if prep.stain is not None and prep.stain.warning:
             show_warning(f"{prep.slide.name}: {prep.stain.warning}")
+        if caveat := tile_caveat(prep.predictor, prep.grid):
+            show_warning(f"{prep.slide.name}: {caveat}")
 
     def _show_partial_call(self, results: Any, partial: bool) -> None:
         """The guideline rule's call of the tiles scored so far (a slide model, when one is
@@ -207,6 +210,8 @@ class SlideScoring(QObject):
         text = f"Done: {len(report.results)} tiles in {report.timings.total:.1f} s"
         if report.stain is not None and report.stain.warning:
             text += f"\nWarning: {report.stain.warning}"
+        if caveat := tile_caveat(report.predictor, report.grid):
+            text += f"\nNote: {caveat}"
         self.message.emit(text)
 
     # ------------------------------------------------------------------ hand edits

@@ -44,6 +44,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
         f"{Path(args.slide).name}: {report.call.headline()}; "
         f"{len(report.results)} tissue tiles in {report.timings.total:.1f} s\n"
         + _faint_line(report)
+        + _tile_line(report)
         + "".join(f"wrote {path}\n" for path in written.values())
     )
     return EXIT_OK
@@ -58,6 +59,15 @@ def _faint_line(report: SlideReport) -> str:
     if low is None or not faint_caveat(report.call, report.predictor):
         return ""
     return f"  0 vs 1+: {low.subcategory}\n"
+
+
+def _tile_line(report: SlideReport) -> str:
+    """"  note: ..." when the tiles were smaller than the scorer counts tumour cells reliably
+    from; "" otherwise."""
+    from ..tiles.grid import tile_caveat
+
+    caveat = tile_caveat(report.predictor, report.grid)
+    return f"  note: {caveat}\n" if caveat else ""
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:

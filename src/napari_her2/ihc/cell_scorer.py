@@ -48,12 +48,20 @@ LIMITS = (
     "carcinoma.",
     "Each membrane ring is placed by a 5 µm expansion of its nucleus, not traced: the basal "
     "membrane of columnar cells can be missed.",
-    "Cells cut by a tile's edge are judged on the part of their ring inside the tile.",
+    "Cells cut by a tile's edge are judged on the part of their ring inside the tile, and "
+    "tumour clusters are judged within a tile: tiles under 128 µm find fewer tumour cells.",
     "3+ against 2+ turns on the membranes seen at x5: on the shared images 12% of the tumour "
     "cells of a textbook 3+ and 8% of those of a 2+ core, against a cut of 10%.",
     "Not a validated device; not for diagnosis.",
 )
 
+
+#: smallest tile side (µm) the calls were measured stable at: tumour cells are found by their
+#: cohesive neighbours within ``NucleusParams.cluster_radius_um`` (25 µm) inside their own
+#: tile, so a smaller tile loses more of them at its edges. On the shared images every call
+#: held at 128 µm (the card's tile) and 256 µm; at 64 µm two images fell under the 50
+#: tumour cells a call needs and one changed class (docs/validation.md)
+MIN_TILE_UM = 128.0
 
 #: a scan up to this factor coarser than ``CellParams.fine_um`` (×40) is read at ×40
 FORTY_X_SLACK = 1.2
@@ -96,6 +104,16 @@ class DabCellScorer:
             return ""
         return (f"read at {self.params.mpp:g} µm/px, where faint (1+) membranes seen only at "
                 "×40 do not show: review 0 vs 1+ at ×40")
+
+    def tile_caveat(self, side_um: float) -> str:
+        """"" for tiles of at least :data:`MIN_TILE_UM` a side; otherwise what smaller tiles
+        do to the count of tumour cells, said beside the call."""
+        side = round(side_um, 1)
+        if side >= MIN_TILE_UM:
+            return ""
+        return (f"tiles of {side:g} µm: tumour cells are found by their neighbours within a "
+                f"tile, and tiles under {MIN_TILE_UM:g} µm find fewer of them; score with "
+                f"tiles of {MIN_TILE_UM:g} µm or more")
 
     def geometry_for_scan(self, scan_mpp: float) -> tuple[int, float]:
         """(tile px, µm/px) this scorer reads a scan of ``scan_mpp`` at when no resolution is

@@ -403,3 +403,11 @@ def _band_sums(arr: np.ndarray, edges: np.ndarray, axis: int) -> np.ndarray:
         idx[axis] = np.flatnonzero(ok)
         out[tuple(idx)] = sums
     return out
+
+
+def tile_caveat(predictor: object, grid: TileGrid) -> str:
+    """What the grid's tile size does to the count of tumour cells when its tiles are smaller
+    than the scorer counts reliably from (the scorer's ``tile_caveat``, given the tile side in
+    µm); "" for a scorer without one."""
+    caveat = getattr(predictor, "tile_caveat", None)
+    return str(caveat(grid.tile_size * grid.target_mpp)) if callable(caveat) else ""
