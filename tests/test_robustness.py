@@ -43,6 +43,12 @@ CASES = {
                                None),
     "tma-2_0123a214-2+": ("her2-ihc-tma/2_0123a214-85b7-4804-86db-474b05a4ae57.jpg",
                           np.s_[1710:3758, 1710:3758], 0.25, "gastric", "2+"),
+    # the 0 / 1+ boundary (HER2-low), the same central 2048 px of each core; the whole
+    # 1_154ae963 core is more fragile (docs/validation.md)
+    "tma-0_a6d0d6a6-0": ("her2-ihc-tma/0_a6d0d6a6-4dc6-4368-9d69-8ded066cf60e.jpg",
+                         np.s_[1710:3758, 1710:3758], 0.25, "gastric", "0"),
+    "tma-1_154ae963-1+": ("her2-ihc-tma/1_154ae963-bd2a-4a12-8fa9-815ba13922ae.jpg",
+                          np.s_[1710:3758, 1710:3758], 0.25, "gastric", "1+"),
 }
 
 
