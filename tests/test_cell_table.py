@@ -101,6 +101,49 @@ def test_cells_export_as_qupath_detections(tmp_path):
                                atol=0.02)
 
 
+def test_measurements_the_scorer_did_not_make_are_left_out(tmp_path):
+    table = CellTable()
+    table.extend(columns([0], [4], [4], [3]), np.array([0]), np.array([0]), (16, 16),
+                 TileGeometry((1, 1), (32.0, 32.0)))
+    assert np.isnan(table.cytoplasm_od).all() and np.isnan(table.eccentricity).all()
+    fc = json.loads(write_cells_geojson(tmp_path / "s.cells.geojson", table, "s", 0.5)
+                    .read_text())
+    m = fc["features"][0]["properties"]["measurements"]
+    assert "Cytoplasm DAB OD" not in m and "Nucleus eccentricity" not in m
+    assert validate_qupath_geojson(fc) == []
+
+
+def test_the_cell_scorers_measurements_reach_the_detections(tmp_path):
+    """Per cell the guideline's evidence: membrane DAB mean and maximum, completeness, the
+    longest stained arc, cytoplasmic DAB, nucleus size and shape, as CellBatch measured."""
+    from napari_her2.ihc.cell_scorer import DabCellScorer
+    from napari_her2.ihc.cells import measure_cells
+
+    tile = ihc_mosaic(rows=1, cols=1, gap=0)[:256, :256]
+    scorer = DabCellScorer()
+    batch = measure_cells(tile[None], scorer.params)
+    assert len(batch) > 10
+    pred = scorer.predict(tile[None])
+    table = CellTable()
+    table.extend(pred.cells, np.array([0]), np.array([0]), (256, 256),
+                 TileGeometry((1, 1), (256.0, 256.0)))
+    for column, measured in (("ring_od_max", batch.ring_od_max),
+                             ("cytoplasm_od", batch.cytoplasm_od),
+                             ("longest_arc", batch.longest_arc),
+                             ("eccentricity", batch.eccentricity)):
+        np.testing.assert_allclose(getattr(table, column), measured, rtol=1e-6)
+    assert (table.ring_od_max >= table.ring_od - 1e-6).all()  # a 95th percentile >= the mean
+    fc = json.loads(write_cells_geojson(tmp_path / "c.cells.geojson", table, "c", 0.5)
+                    .read_text())
+    i = int(np.argmax(table.ring_od_max))
+    m = fc["features"][i]["properties"]["measurements"]
+    assert m["Membrane DAB OD max"] == pytest.approx(table.ring_od_max[i], abs=1e-4)
+    assert m["Cytoplasm DAB OD"] == pytest.approx(table.cytoplasm_od[i], abs=1e-4)
+    assert m["Nucleus eccentricity"] == pytest.approx(table.eccentricity[i], abs=1e-4)
+    assert m["Membrane longest arc"] == pytest.approx(table.longest_arc[i], abs=1e-4)
+    assert validate_qupath_geojson(fc) == []
+
+
 class CellFinder:
     """A stand-in scorer that finds one 3+ tumour cell in the middle of every tile."""
 

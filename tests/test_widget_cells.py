@@ -50,8 +50,10 @@ def test_cells_are_drawn_only_zoomed_in_and_only_in_view(qtbot, make_napari_view
     inside = ((layer.data[:, 0] >= y0) & (layer.data[:, 0] < y1)
               & (layer.data[:, 1] >= x0) & (layer.data[:, 1] < x1))
     assert inside.all()
-    assert set(layer.features.columns) == {"class", "membrane_od", "completeness", "tumour",
+    assert set(layer.features.columns) == {"class", "membrane_od", "membrane_od_max",
+                                           "completeness", "cytoplasm_od", "tumour",
                                            "outlined_by_dab"}
+    assert layer.features["cytoplasm_od"].isna().all()  # these stand-in cells lack it
     first = layer.features["class"].iloc[0]
     np.testing.assert_allclose(layer.face_color[0][:3], np.array(CLASS_COLORS[first]) / 255,
                                atol=1e-6)

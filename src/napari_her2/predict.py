@@ -28,7 +28,12 @@ class CellColumns:
     nucleus area; outlined: (M,) bool, True for a cell found as an unstained interior that
     DAB outlines, without a haematoxylin nucleus of its own (None: the scorer does not say);
     cls_paler, cls_darker: the class of each cell with the stains recorded weaker and stronger
-    (the same cells; None: the scorer does not say, and ``cls`` stands for both).
+    (the same cells; None: the scorer does not say, and ``cls`` stands for both);
+    ring_od_max: the ring's 95th percentile DAB OD; cytoplasm_od: the mean DAB OD inside the
+    cell, the background its membrane is seen against; longest_arc: the longest run of stained
+    ring sectors as a fraction of the ring (basolateral / lateral staining);
+    eccentricity: of its nucleus' moment ellipse (0 round, towards 1 elongated). None: the
+    scorer does not measure it.
     """
 
     tile: np.ndarray
@@ -42,6 +47,10 @@ class CellColumns:
     outlined: np.ndarray | None = None
     cls_paler: np.ndarray | None = None
     cls_darker: np.ndarray | None = None
+    ring_od_max: np.ndarray | None = None
+    cytoplasm_od: np.ndarray | None = None
+    longest_arc: np.ndarray | None = None
+    eccentricity: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.tile.shape[0])

@@ -5,9 +5,9 @@ layer therefore holds only the cells in view, and only once the view is zoomed i
 to tell cells apart (:data:`DRAW_BELOW_UM_PER_PX`, about ×5): panning or zooming refreshes it
 after a short pause, never more than :data:`MAX_DRAWN` cells (an even subset beyond that).
 A hidden layer is left as it is and filled when it is shown again.
-Each point carries the cell's class, membrane OD, completeness, whether it is tumour and
-whether it was found only as an interior outlined by DAB as layer features, so hovering shows
-them in napari's status bar.
+Each point carries the cell's class, membrane OD (mean and 95th percentile), completeness,
+cytoplasm OD, whether it is tumour and whether it was found only as an interior outlined by
+DAB as layer features, so hovering shows them in napari's status bar.
 """
 
 from __future__ import annotations
@@ -116,7 +116,9 @@ def _features(cells: CellTable) -> dict[str, np.ndarray]:
     return {
         "class": np.array([CLASS_NAMES[int(c)] for c in cells.cls], dtype=object),
         "membrane_od": cells.ring_od.astype(np.float32),
+        "membrane_od_max": cells.ring_od_max.astype(np.float32),
         "completeness": cells.completeness.astype(np.float32),
+        "cytoplasm_od": cells.cytoplasm_od.astype(np.float32),
         "tumour": cells.tumour,
         "outlined_by_dab": cells.outlined,
     }

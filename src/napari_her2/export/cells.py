@@ -3,9 +3,10 @@
 Each cell is a QuPath detection object (``objectType: "detection"``) whose geometry is its
 nucleus (a 12-sided polygon of the nucleus area, in level-0 pixels), classified by its HER2
 class (``HER2 0`` .. ``HER2 3+`` for tumour cells, ``Non-tumour`` otherwise), with its
-measurements: membrane DAB OD, completeness, the coarsest µm/px at which its membrane is
-visible (left out when it is not visible at all), nucleus area and whether it is a tumour
-cell. A whole slide holds millions of cells, so the file is written feature by feature into
+measurements: membrane DAB OD (mean and 95th percentile), completeness, the longest stained
+arc, the cytoplasm's DAB OD, the coarsest µm/px at which its membrane is visible, nucleus
+area and eccentricity, and whether it is a tumour cell (a measurement the scorer did not
+make, or a membrane not visible at all, is left out). A whole slide holds millions of cells, so the file is written feature by feature into
 a temporary file that is renamed when complete.
 """
 
@@ -25,6 +26,15 @@ from .geojson import MEASUREMENT_DECIMALS, _classification, tile_id
 #: vertices of the polygon that draws a nucleus
 NUCLEUS_VERTICES = 12
 _ANGLES = np.linspace(0.0, 2.0 * np.pi, NUCLEUS_VERTICES, endpoint=False)
+#: (QuPath measurement name, CellTable column, decimals) of the measurements written only
+#: where they are finite
+OPTIONAL: tuple[tuple[str, str, int], ...] = (
+    ("Membrane DAB OD max", "ring_od_max", MEASUREMENT_DECIMALS),
+    ("Membrane longest arc", "longest_arc", MEASUREMENT_DECIMALS),
+    ("Cytoplasm DAB OD", "cytoplasm_od", MEASUREMENT_DECIMALS),
+    ("Membrane visible at um/px", "visible_mpp", 3),
+    ("Nucleus eccentricity", "eccentricity", MEASUREMENT_DECIMALS),
+)
 
 
 def cell_features(cells: CellTable, name: str, mpp: float) -> Any:
@@ -44,8 +54,10 @@ def cell_features(cells: CellTable, name: str, mpp: float) -> Any:
             "Tumour": float(code in range(4)),
             "Outlined by DAB only": float(cells.outlined[i]),
         }
-        if np.isfinite(cells.visible_mpp[i]):
-            measurements["Membrane visible at um/px"] = round(float(cells.visible_mpp[i]), 3)
+        for key, column, decimals in OPTIONAL:
+            value = float(getattr(cells, column)[i])
+            if np.isfinite(value):
+                measurements[key] = round(value, decimals)
         yield {
             "type": "Feature",
             "id": tile_id(f"{name}/cells", i, 0),

@@ -235,4 +235,6 @@ def _columns(cells: CellBatch) -> CellColumns:
                        completeness=cells.completeness,
                        visible_mpp=views[cells.visibility.astype(np.int64)],
                        nucleus_um2=cells.nucleus_area_um2, outlined=cells.unstained_nucleus,
-                       cls_paler=cells.class_paler, cls_darker=cells.class_darker)
+                       cls_paler=cells.class_paler, cls_darker=cells.class_darker,
+                       ring_od_max=cells.ring_od_max, cytoplasm_od=cells.cytoplasm_od,
+                       longest_arc=cells.longest_arc, eccentricity=cells.eccentricity)

@@ -18,6 +18,9 @@ from ..classes import HER2_SCORES, NON_TUMOUR
 from ..predict import NOT_TUMOUR, CellColumns
 from .grid import TileGeometry
 
+#: per-cell measurements a scorer may leave out (NaN in the table then)
+OPTIONAL_MEASUREMENTS: tuple[str, ...] = ("ring_od_max", "cytoplasm_od", "longest_arc",
+                                          "eccentricity")
 #: class code -> name (tumour cells 0..3, the rest not tumour)
 CLASS_NAMES: dict[int, str] = {i: s for i, s in enumerate(HER2_SCORES)} | {NOT_TUMOUR: NON_TUMOUR}
 
@@ -29,8 +32,9 @@ def _empty(dtype: Any) -> Any:
 @dataclass
 class CellTable:
     """Cells in level-0 pixels: ``y0``, ``x0`` their centres; ``row``, ``col`` their tile's
-    grid cell; the rest as in :class:`~napari_her2.predict.CellColumns` (``outlined`` False
-    and ``cls_paler``, ``cls_darker`` equal to ``cls`` where the scorer does not say)."""
+    grid cell; the rest as in :class:`~napari_her2.predict.CellColumns` (``outlined`` False,
+    ``cls_paler``, ``cls_darker`` equal to ``cls`` and the measurements ``ring_od_max``,
+    ``cytoplasm_od``, ``longest_arc``, ``eccentricity`` NaN where the scorer does not say)."""
 
     row: np.ndarray = _empty(np.int32)
     col: np.ndarray = _empty(np.int32)
@@ -44,6 +48,10 @@ class CellTable:
     outlined: np.ndarray = _empty(np.bool_)
     cls_paler: np.ndarray = _empty(np.int8)
     cls_darker: np.ndarray = _empty(np.int8)
+    ring_od_max: np.ndarray = _empty(np.float32)
+    cytoplasm_od: np.ndarray = _empty(np.float32)
+    longest_arc: np.ndarray = _empty(np.float32)
+    eccentricity: np.ndarray = _empty(np.float32)
 
     def __len__(self) -> int:
         return int(self.row.shape[0])
@@ -68,6 +76,8 @@ class CellTable:
                          else cells.outlined),
             "cls_paler": cells.cls if cells.cls_paler is None else cells.cls_paler,
             "cls_darker": cells.cls if cells.cls_darker is None else cells.cls_darker,
+            **{name: np.full(len(cells), np.nan) if getattr(cells, name) is None
+               else getattr(cells, name) for name in OPTIONAL_MEASUREMENTS},
         }
         for f in fields(self):
             old = getattr(self, f.name)
