@@ -6,8 +6,9 @@ class (``HER2 0`` .. ``HER2 3+`` for tumour cells, ``Non-tumour`` otherwise), wi
 measurements: membrane DAB OD (mean and 95th percentile), completeness, the longest stained
 arc, the cytoplasm's DAB OD, the coarsest µm/px at which its membrane is visible, nucleus
 area and eccentricity, and whether it is a tumour cell (a measurement the scorer did not
-make, or a membrane not visible at all, is left out). A whole slide holds millions of cells, so the file is written feature by feature into
-a temporary file that is renamed when complete.
+make, or a membrane not visible at all, is left out). A whole slide holds millions of cells,
+so the file is written feature by feature into a temporary file that is renamed when
+complete.
 """
 
 from __future__ import annotations
