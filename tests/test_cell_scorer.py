@@ -169,3 +169,46 @@ def test_a_hand_edit_relabels_the_cells_of_that_tile(report):
     everything_3 = results.label_image()
     everything_3[results.rows, results.cols] = LABEL_VALUES["3+"]
     assert score_cells(results, label_image=everything_3).score == "3+"
+
+
+def test_the_exported_cells_carry_the_hand_edits_as_the_call_counts_them(report, tmp_path):
+    """Relabelled tiles (to a class, to non-tumour, and a tile without tumour cells to a
+    class): the cells written for QuPath, counted per tile, are the call's edited counts in
+    every reading, and only the cells of relabelled tiles say so."""
+    import json
+
+    from napari_her2.classes import LABEL_VALUES
+    from napari_her2.export.cells import corrected_cells, write_cells_geojson
+    from napari_her2.predict import NOT_TUMOUR
+    from napari_her2.scoring.cells import READINGS, edited_cell_counts
+
+    results = report.results
+    tumour = np.flatnonzero(tile_cell_counts(results)[:, :4].sum(axis=1) > 0)
+    assert len(tumour) >= 3
+    # a tile whose cells are none of them tumour cells
+    table = results.cells.take(np.arange(len(results.cells)))
+    empty = tumour[2:3]
+    for column in READINGS:
+        getattr(table, column)[results.cell_tiles() == empty[0]] = NOT_TUMOUR
+    results = replace(results, cells=table)
+    labels = results.label_image()
+    unchanged, _ = corrected_cells(results, labels)
+    np.testing.assert_array_equal(unchanged.cls, results.cells.cls)
+    for i, names in ((tumour[0], ("1+", "0")), (tumour[1], ("non-tumour",)),
+                     (empty[0], ("2+", "1+"))):
+        at = (results.rows[i], results.cols[i])
+        labels[at] = next(LABEL_VALUES[n] for n in names if LABEL_VALUES[n] != labels[at])
+    cells, edited = corrected_cells(results, labels)
+    tile = results.cell_tiles()
+    assert set(np.unique(tile[edited]).tolist()) == {int(tumour[0]), int(tumour[1]),
+                                                      int(empty[0])}
+    for column in READINGS:  # the written cells, counted per tile as the call counts
+        code = np.where(cells.tumour, getattr(cells, column).astype(np.int64), 4)
+        as_written = np.bincount(tile * 5 + code, minlength=len(results) * 5).reshape(-1, 5)
+        np.testing.assert_array_equal(as_written, edited_cell_counts(results, labels, column))
+    np.testing.assert_array_equal(results.cells.cls[~edited], cells.cls[~edited])
+    fc = json.loads(write_cells_geojson(tmp_path / "c.cells.geojson", cells, "c", 0.5,
+                                        edited).read_text())
+    flagged = [f["properties"]["measurements"].get("Tile relabelled by hand") == 1.0
+               for f in fc["features"]]
+    np.testing.assert_array_equal(flagged, edited)

@@ -64,10 +64,7 @@ def _reading_counts(results: TileResults, columns: tuple[str, ...]) -> np.ndarra
     cells = results.cells
     if cells is None or len(cells) == 0 or len(results) == 0:
         return counts
-    rows, cols = results.grid_shape
-    index = np.full(rows * cols, -1, np.int64)
-    index[results.rows.astype(np.int64) * cols + results.cols] = np.arange(len(results))
-    tile = index[cells.row.astype(np.int64) * cols + cells.col]
+    tile = results.cell_tiles()
     ok = tile >= 0
     tumour = cells.tumour[ok]
     for r, column in enumerate(columns):

@@ -111,6 +111,16 @@ class TileResults:
         img[self.rows, self.cols] = self.tile_labels()
         return img
 
+    def cell_tiles(self) -> np.ndarray:
+        """(M,) int64: for each cell of :attr:`cells`, the index of its tile among the scored
+        tiles, -1 for a cell whose tile is not one of them (empty without cells)."""
+        if self.cells is None or len(self.cells) == 0:
+            return np.zeros(0, np.int64)
+        rows, cols = self.grid_shape
+        index = np.full(rows * cols, -1, np.int64)
+        index[self.rows.astype(np.int64) * cols + self.cols] = np.arange(len(self))
+        return index[self.cells.row.astype(np.int64) * cols + self.cells.col]
+
     @property
     def geometry(self) -> TileGeometry:
         """Where the grid's cells lie on the slide."""
