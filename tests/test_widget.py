@@ -101,6 +101,13 @@ def test_export_geojson(qtbot, viewer_widget, tmp_path):
     assert feat["properties"]["classification"]["color"]
     ring = feat["geometry"]["coordinates"][0]
     assert ring[0] == ring[-1]
+    # the cells beside the tiles, as QuPath detections (no hand edit: as measured)
+    cells = json.loads((tmp_path / "tiles.cells.geojson").read_text())
+    assert len(cells["features"]) == len(widget.report.results.cells)
+    assert {f["properties"]["objectType"] for f in cells["features"]} == {"detection"}
+    assert not any("Tile relabelled by hand" in f["properties"]["measurements"]
+                   for f in cells["features"])
+    assert "cells to tiles.cells.geojson" in widget.status.text()
 
 
 def test_hand_edit_updates_the_panel(qtbot, viewer_widget):
@@ -311,6 +318,16 @@ def test_hand_edit_is_recorded_and_export_keeps_probabilities(qtbot, viewer_widg
     meas = [f["properties"]["measurements"] for f in fc["features"]]
     assert all(any(k.startswith("p(") for k in m) for m in meas)
     assert sum("original label value" in m for m in meas) == 1
+    # the cells of the relabelled tile carry the edit (label 5 is non-tumour, 1 is 0)
+    results = widget.report.results
+    mine = results.cell_tiles() == int(np.flatnonzero((results.rows == r)
+                                                      & (results.cols == c))[0])
+    cells = json.loads((tmp_path / "t.cells.geojson").read_text())["features"]
+    edited = [f["properties"]["measurements"].get("Tile relabelled by hand") == 1.0
+              for f in cells]
+    np.testing.assert_array_equal(edited, mine)
+    names = {f["properties"]["classification"]["name"] for f, m in zip(cells, mine) if m}
+    assert names <= ({"Non-tumour"} if new == 5 else {"HER2 0", "Non-tumour"}), names
 
 
 def test_tile_classes_are_named_on_the_layer(qtbot, viewer_widget):

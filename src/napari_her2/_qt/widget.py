@@ -200,8 +200,11 @@ class Her2ScoringWidget(QWidget):
             self.export_geojson()
 
     def export_geojson(self, path: str | Path | None = None) -> Path | None:
-        """Write the tile overlay as QuPath GeoJSON (asks for a path when none is given)."""
+        """Write the tile overlay as QuPath GeoJSON (asks for a path when none is given) and,
+        when the scorer found cells, the cells beside it as QuPath detections
+        (``<name>.cells.geojson``); both with the hand edits of the tile layer."""
         from ..export import write_geojson
+        from ..export.cells import corrected_cells, write_cells_geojson
         from ..export.review import corrected_tiles_geojson
 
         report, tiles = self.scoring.report, self.scoring.tiles_layer
@@ -214,12 +217,21 @@ class Her2ScoringWidget(QWidget):
                                                   "GeoJSON (*.geojson *.json)")
             if not path:
                 return None
-        fc = corrected_tiles_geojson(report.results, tile_labels(tiles), name=report.stem)
+        labels = tile_labels(tiles)
+        fc = corrected_tiles_geojson(report.results, labels, name=report.stem)
+        cells = report.results.cells
         try:
             written = write_geojson(Path(path), fc)
+            text = f"Wrote {written}"
+            if cells is not None and len(cells):
+                table, edited = corrected_cells(report.results, labels)
+                beside = written.with_name(f"{written.stem}.cells.geojson")
+                mpp = report.slide.mpp
+                write_cells_geojson(beside, table, report.stem, mpp.x if mpp else 1.0, edited)
+                text += f" and {len(table):,} cells to {beside.name}"
         except Her2Error as err:
             self._fail(str(err))
             return None
-        self.status.setText(f"Wrote {written}")
+        self.status.setText(text)
         return written
 
