@@ -190,3 +190,34 @@ def test_write_outputs_adds_the_cells_file(scored, tmp_path):
     fc = json.loads(written["cells"].read_text())
     assert len(fc["features"]) == len(results.cells)
     assert validate_qupath_geojson(fc) == []
+
+
+def test_the_cells_csv_has_one_row_per_cell_with_its_measurements(tmp_path):
+    import csv as csv_module
+
+    from napari_her2 import score_slide
+
+    path = tmp_path / "m.tif"
+    write_pyramid_tiff(path, ihc_mosaic(rows=1, cols=1, gap=0), 0.5)
+    report = score_slide(path)
+    cells = report.results.cells
+    written = write_outputs(tmp_path / "out", "m", report.to_dict(), report.results, csv=True)
+    report.slide.close()
+    with written["cells_csv"].open() as f:
+        rows = list(csv_module.DictReader(f))
+    assert len(rows) == len(cells) > 10
+    assert list(rows[0])[:8] == ["row", "col", "x0", "y0", "x_um", "y_um", "class",
+                                 "class_stains_paler"]
+    i = int(np.argmax(cells.ring_od))
+    row = rows[i]
+    assert row["class"] == {-1: "non-tumour", 0: "0", 1: "1+", 2: "2+", 3: "3+"}[cells.cls[i]]
+    assert row["tumour"] == str(int(cells.tumour[i]))
+    assert float(row["x_um"]) == pytest.approx(cells.x0[i] * 0.5, abs=0.01)
+    for name, column in (("membrane_od", "ring_od"), ("membrane_od_max", "ring_od_max"),
+                         ("cytoplasm_od", "cytoplasm_od"), ("completeness", "completeness"),
+                         ("nucleus_eccentricity", "eccentricity")):
+        assert float(row[name]) == pytest.approx(getattr(cells, column)[i], abs=1e-4), name
+    not_seen = [r["visible_at_um_per_px"] for r, v in zip(rows, cells.visible_mpp) if np.isnan(v)]
+    assert all(v == "" for v in not_seen)  # NaN is written empty
+    assert "cells_csv" not in write_outputs(tmp_path / "plain", "m", report.to_dict(),
+                                            report.results)

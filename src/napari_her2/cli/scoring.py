@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 
 
 def _add_score_outputs(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--csv", action="store_true", help="also write <stem>.csv, one row per tile")
+    p.add_argument("--csv", action="store_true",
+                   help="also write <stem>.csv, one row per tile, and <stem>.cells.csv, one "
+                        "row per cell (when the scorer finds cells)")
     p.add_argument("--report", action="store_true",
                    help="also write the one-page report <stem>.report.png and .pdf (A4)")
 
