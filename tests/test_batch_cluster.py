@@ -142,6 +142,13 @@ def test_batch_on_a_real_cluster_matches_score(cluster, cohort, tmp_path, capsys
         assert _tiles(out / f"{p.stem}.geojson") == _tiles(ref / "a.geojson")
     assert (out / "a.geojson").read_text() == (ref / "a.geojson").read_text()
     assert not list(out.glob(".nh2-*"))  # no start counts or temporaries left behind
+    # the summary carries each slide's tumour cells and their percentages per class
+    cells = json.loads((ref / "a.json").read_text())["cells"]
+    for row in rows:
+        assert int(row["n_tumour_cells"]) == cells["n_tumour_cells"]
+        for k, v in cells["tumour_percent"].items():
+            assert float(row[f"tumour_pct_{k}"]) == pytest.approx(v)
+        assert row["no_call"] == ""
 
 
 def test_a_killed_worker_is_retried_once_then_reported(cluster, cohort, monkeypatch, tmp_path):

@@ -244,3 +244,17 @@ def test_batch_end_to_end_names_fifo_errors_and_quiet_logs(slide, fifo, tmp_path
     for row in rows[:3]:  # each summary row points to its own slide's outputs
         assert json.loads(Path(row["report"]).read_text())["slide"] == row["slide"]
         assert Path(row["geojson"]).is_file()
+
+
+def test_summary_columns_say_why_there_is_no_call_and_count_tumour_cells():
+    no_call = {"score": None, "category": None, "confidence": None, "borderline": None,
+               "no_call": "no tumour found", "n_tissue_tiles": 12,
+               "cells": {"n_tumour_cells": 19, "tumour_percent": {}}}
+    row = batch.call_columns(no_call)
+    assert row["no_call"] == "no tumour found" and row["n_tumour_cells"] == 19
+    assert row["tumour_pct_3+"] is None
+    tile_model = {"score": "2+", "category": "equivocal", "confidence": 0.8,
+                  "borderline": None, "no_call": None, "n_tissue_tiles": 40, "cells": None}
+    row = batch.call_columns(tile_model)
+    assert row["score"] == "2+" and row["n_tumour_cells"] is None
+    assert set(batch.SUMMARY_FIELDS) >= set(row)

@@ -32,7 +32,9 @@ from ..params import ScoringParams
 log = logging.getLogger(__name__)
 
 SUMMARY_FIELDS = ("slide", "status", "score", "category", "confidence", "borderline",
-                  "n_tissue_tiles", "geojson", "report", "error")
+                  "no_call", "n_tissue_tiles", "n_tumour_cells", "tumour_pct_0",
+                  "tumour_pct_1+", "tumour_pct_2+", "tumour_pct_3+", "geojson", "report",
+                  "error")
 SUMMARY_NAME = "batch_summary.csv"
 #: default per-slide time limit (seconds): generous, a large slide on a slow CPU takes minutes
 DEFAULT_TIMEOUT_S = 3600.0
@@ -65,10 +67,16 @@ def skipped_row(path: str, report: dict[str, Any], geojson: Path,
 
 
 def call_columns(report: dict[str, Any]) -> dict[str, Any]:
-    """The summary columns a slide report gives: its call and how many tissue tiles."""
+    """The summary columns a slide report gives: its call (or why there is none), how many
+    tissue tiles, and with a scorer that finds cells how many tumour cells and their
+    percentages per class (empty for a tile model)."""
+    cells = report.get("cells") or {}
+    percent = cells.get("tumour_percent") or {}
     return {"score": report.get("score"), "category": report.get("category"),
             "confidence": report.get("confidence"), "borderline": borderline_text(report),
-            "n_tissue_tiles": report.get("n_tissue_tiles")}
+            "no_call": report.get("no_call"), "n_tissue_tiles": report.get("n_tissue_tiles"),
+            "n_tumour_cells": cells.get("n_tumour_cells"),
+            **{f"tumour_pct_{k}": percent.get(k) for k in ("0", "1+", "2+", "3+")}}
 
 
 def finished_row(path: str, out_dir: str | os.PathLike, stem: str,
