@@ -188,6 +188,7 @@ def test_evaluation_calls_every_scorable_image_and_says_why_not_the_others(evalu
         assert row.call in ("0", "1+", "2+", "3+") and row.no_call_reason is None, row
         assert row.n_tumour_tiles > 0 and 0 <= row.confidence <= 1
         assert row.n_tumour_cells >= 50 and 0 <= row.n_tumour_outlined <= row.n_tumour_cells
+        assert sum(row.tumour_percent) == pytest.approx(100.0, abs=0.05)
     assert rows["00003_test_1+.tif"].call is None
     assert rows["00003_test_1+.tif"].n_tumour_cells is None  # nothing was measured
     assert rows["00003_test_1+.tif"].no_call_reason.startswith("no tissue found")
@@ -211,6 +212,9 @@ def test_evaluation_writes_csv_json_and_png(evaluation):
     assert len(table) == 6
     assert [r["label"] for r in table] == ["0", "2+", "3+", "1+", "2+", "0"]
     assert table[3]["call"] == "" and table[3]["no_call_reason"].startswith("no tissue found")
+    assert table[3]["tumour_pct_3+"] == ""  # nothing measured
+    rows = {r.file: r for r in result.images}
+    assert float(table[2]["tumour_pct_3+"]) == rows[table[2]["file"]].tumour_percent[3]
     summary = json.loads((out / "evaluation.json").read_text())
     assert summary["version"] == __version__
     assert summary["params"]["call"]["organ"] == "gastric"

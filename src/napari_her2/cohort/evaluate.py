@@ -42,9 +42,12 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".svs", ".ndpi")
 DEFAULT_LABELS_CSV = "labels.csv"
+#: a cell scorer's percentages of tumour cells per class, the figures the call is made from
+PERCENT_FIELDS: tuple[str, ...] = ("tumour_pct_0", "tumour_pct_1+", "tumour_pct_2+",
+                                   "tumour_pct_3+")
 CSV_FIELDS: tuple[str, ...] = ("file", "label", "call", "category", "confidence",
                                "borderline", "n_tumour_tiles", "no_call_reason", "group",
-                               "n_tumour_cells", "n_tumour_outlined")
+                               "n_tumour_cells", "n_tumour_outlined", *PERCENT_FIELDS)
 FILE_COLUMNS = ("filename", "file", "image", "path")
 LABEL_COLUMNS = ("label", "ihc_score", "score", "her2_score")
 GROUP_COLUMNS = ("group", "patient", "patient_id", "case")
@@ -81,9 +84,13 @@ class ImageResult:
     #: field of stained ducts rests on; None for a tile model
     n_tumour_cells: int | None = None
     n_tumour_outlined: int | None = None
+    #: percent of the tumour cells in class 0, 1+, 2+, 3+ (None: no cells measured)
+    tumour_percent: tuple[float, float, float, float] | None = None
 
     def csv_row(self) -> list[Any]:
-        return ["" if v is None else v for v in (getattr(self, f) for f in CSV_FIELDS)]
+        named = [getattr(self, f) for f in CSV_FIELDS[: -len(PERCENT_FIELDS)]]
+        percent = list(self.tumour_percent or (None,) * len(PERCENT_FIELDS))
+        return ["" if v is None else v for v in named + percent]
 
 
 @dataclass(frozen=True)
@@ -248,7 +255,16 @@ def _result_of_report(image: LabelledImage, file: str, report: dict[str, Any]) -
         n_tumour_tiles=evidence.get("n_tumour_tiles"),
         no_call_reason=no_call_reason(report), group=image.group,
         borderline=borderline_text(report), n_tumour_cells=cells.get("n_tumour_cells"),
-        n_tumour_outlined=cells.get("n_tumour_outlined"))
+        n_tumour_outlined=cells.get("n_tumour_outlined"), tumour_percent=_percent(cells))
+
+
+def _percent(cells: dict[str, Any]) -> tuple[float, float, float, float] | None:
+    """The report's percentages of tumour cells in class 0..3+, None without tumour cells."""
+    percent = cells.get("tumour_percent") or {}
+    if not percent:
+        return None
+    p0, p1, p2, p3 = (float(percent.get(k, 0.0)) for k in ("0", "1+", "2+", "3+"))
+    return p0, p1, p2, p3
 
 
 def _error_reason(err: Her2Error) -> str:
@@ -373,7 +389,7 @@ def _settings(root: Path, labels_csv: Any, mpp: float | None, predictor: Any,
 def results_csv_text(results: Iterable[ImageResult]) -> str:
     """The per-image CSV: the columns of ``CSV_FIELDS`` (file, label, call, category,
     confidence, borderline, n_tumour_tiles, no_call_reason, group, n_tumour_cells,
-    n_tumour_outlined)."""
+    n_tumour_outlined, tumour_pct_0 .. tumour_pct_3+)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_FIELDS)
