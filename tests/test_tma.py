@@ -190,6 +190,15 @@ def test_outputs_csv_and_qupath_geojson(report, tmp_path):
         assert r["borderline"] == (" / ".join(s.call.borderline) if s.call.borderline else "")
     a1 = next(r for r in rows if r["core"] == "A1")
     assert float(a1["diameter_um"]) == pytest.approx(911 * MPP, rel=0.4)
+    for r, s in zip(rows, report.scores, strict=True):  # each core's own tumour cells
+        cells = None if s.results is None else s.results.cells
+        if cells is None:
+            assert r["n_tumour_cells"] == "" and r["tumour_pct_3+"] == ""
+            continue
+        assert int(r["n_tumour_cells"]) == int(cells.tumour.sum())
+        for k, v in cells.tumour_percentages().items():
+            assert float(r[f"tumour_pct_{k}"]) == pytest.approx(v, abs=0.01)
+    assert any(r["n_tumour_cells"] not in ("", "0") for r in rows)
     assert 0.3 < float(a1["tissue_fraction"]) <= 1.0
     fc = json.loads(written["geojson"].read_text())
     assert validate_qupath_geojson(fc) == []

@@ -18,7 +18,8 @@ from .geojson import ID_NAMESPACE, QUPATH_NAMES, write_geojson
 #: columns of ``<stem>_cores.csv``, in order (the keys of ``TmaReport.rows()``)
 CSV_FIELDS = ("core", "row", "column", "centre_x_um", "centre_y_um", "diameter_um",
               "tissue_fraction", "missing", "n_tiles", "score", "category", "confidence",
-              "borderline", "no_call_reason")
+              "borderline", "no_call_reason", "n_tumour_cells", "tumour_pct_0",
+              "tumour_pct_1+", "tumour_pct_2+", "tumour_pct_3+")
 
 
 def cores_geojson(report: Any) -> dict[str, Any]:

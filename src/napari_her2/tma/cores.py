@@ -17,10 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from ..classes import HER2_SCORES
 from ..ihc.tissue import TissueMask, tissue_mask_from_rgb
 from ..params import ScoringParams
 from ..scoring import NoCallReason, SlideCall, no_call
 from ..slide import Slide
+from ..tiles.cells import CellTable
 from ..tiles.regions import RegionError
 from ..tiles.results import TileResults
 from .dearray import Core, TmaError, TmaGrid, find_cores
@@ -70,8 +72,18 @@ class TmaReport:
                 "confidence": "" if call.confidence is None else round(call.confidence, 3),
                 "borderline": " / ".join(call.borderline) if call.borderline else "",
                 "no_call_reason": "" if call.no_call is None else call.no_call.value,
+                **_cell_columns(None if s.results is None else s.results.cells),
             })
         return out
+
+
+def _cell_columns(cells: CellTable | None) -> dict[str, Any]:
+    """A core's tumour cells and their percentages per class (empty without cells)."""
+    if cells is None:
+        return {"n_tumour_cells": "", **{f"tumour_pct_{k}": "" for k in HER2_SCORES}}
+    percent = cells.tumour_percentages()
+    return {"n_tumour_cells": int(cells.tumour.sum()),
+            **{f"tumour_pct_{k}": round(percent[k], 2) if percent else "" for k in HER2_SCORES}}
 
 
 def iter_score_tma(slide_or_path: Slide | str | os.PathLike, model: str | None = None, *,
