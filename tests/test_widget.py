@@ -328,6 +328,12 @@ def test_hand_edit_is_recorded_and_export_keeps_probabilities(qtbot, viewer_widg
     np.testing.assert_array_equal(edited, mine)
     names = {f["properties"]["classification"]["name"] for f, m in zip(cells, mine) if m}
     assert names <= ({"Non-tumour"} if new == 5 else {"HER2 0", "Non-tumour"}), names
+    # the cells layer shows them as the export writes them
+    shown = widget.cells.cells
+    assert mine.any() and len(shown) == len(cells)
+    expected = [{"Non-tumour": -1, "HER2 0": 0, "HER2 1+": 1, "HER2 2+": 2,
+                 "HER2 3+": 3}[f["properties"]["classification"]["name"]] for f in cells]
+    np.testing.assert_array_equal(shown.cls, expected)
 
 
 def test_tile_classes_are_named_on_the_layer(qtbot, viewer_widget):

@@ -74,6 +74,13 @@ class CellsOverlay(QObject):
         self.layer.events.visible.connect(self._schedule)
         self.refresh()
 
+    def update(self, cells: CellTable) -> None:
+        """The same cells with new classes (a hand edit): redrawn in the layer shown."""
+        if self.layer is None or self.cells is None or len(cells) != len(self.cells):
+            return
+        self.cells = cells
+        self.refresh()
+
     def _schedule(self, event: Any = None) -> None:
         if self.layer is not None:
             self._timer.start()
