@@ -92,3 +92,16 @@ def borderline_text(report: Mapping[str, Any]) -> str | None:
     borderline between two scores; None for a clear call or no call."""
     pair = report.get("borderline")
     return " / ".join(pair) if pair else None
+
+
+#: table columns of the percentages of tumour cells per class (batch summary, evaluation,
+#: TMA cores), in the order of :data:`HER2_SCORES`
+PERCENT_COLUMNS: tuple[str, ...] = tuple(f"tumour_pct_{s}" for s in HER2_SCORES)
+
+
+def percent_columns(percent: Mapping[str, float] | None) -> dict[str, float | None]:
+    """``{"tumour_pct_0": .., .., "tumour_pct_3+": ..}`` of a cell summary's
+    ``tumour_percent`` (None each without tumour cells, as for a tile model)."""
+    percent = percent or {}
+    return {column: percent.get(s) for column, s in zip(PERCENT_COLUMNS, HER2_SCORES,
+                                                         strict=True)}

@@ -25,16 +25,15 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..classes import borderline_text
+from ..classes import PERCENT_COLUMNS, borderline_text, percent_columns
 from ..errors import Her2Error
 from ..params import ScoringParams
 
 log = logging.getLogger(__name__)
 
 SUMMARY_FIELDS = ("slide", "status", "score", "category", "confidence", "borderline",
-                  "no_call", "n_tissue_tiles", "n_tumour_cells", "tumour_pct_0",
-                  "tumour_pct_1+", "tumour_pct_2+", "tumour_pct_3+", "geojson", "report",
-                  "error")
+                  "no_call", "n_tissue_tiles", "n_tumour_cells", *PERCENT_COLUMNS, "geojson",
+                  "report", "error")
 SUMMARY_NAME = "batch_summary.csv"
 #: default per-slide time limit (seconds): generous, a large slide on a slow CPU takes minutes
 DEFAULT_TIMEOUT_S = 3600.0
@@ -71,12 +70,11 @@ def call_columns(report: dict[str, Any]) -> dict[str, Any]:
     tissue tiles, and with a scorer that finds cells how many tumour cells and their
     percentages per class (empty for a tile model)."""
     cells = report.get("cells") or {}
-    percent = cells.get("tumour_percent") or {}
     return {"score": report.get("score"), "category": report.get("category"),
             "confidence": report.get("confidence"), "borderline": borderline_text(report),
             "no_call": report.get("no_call"), "n_tissue_tiles": report.get("n_tissue_tiles"),
             "n_tumour_cells": cells.get("n_tumour_cells"),
-            **{f"tumour_pct_{k}": percent.get(k) for k in ("0", "1+", "2+", "3+")}}
+            **percent_columns(cells.get("tumour_percent"))}
 
 
 def finished_row(path: str, out_dir: str | os.PathLike, stem: str,

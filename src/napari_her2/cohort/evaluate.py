@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..classes import borderline_text
+from ..classes import PERCENT_COLUMNS, borderline_text, percent_columns
 from ..errors import Her2Error, MissingMppError, ScoringCancelled, SlideReadError
 from ..params import ParamError, ScoringParams
 from ..predict import TilePredictor
@@ -42,12 +42,11 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".svs", ".ndpi")
 DEFAULT_LABELS_CSV = "labels.csv"
-#: a cell scorer's percentages of tumour cells per class, the figures the call is made from
-PERCENT_FIELDS: tuple[str, ...] = ("tumour_pct_0", "tumour_pct_1+", "tumour_pct_2+",
-                                   "tumour_pct_3+")
+#: the last columns (PERCENT_COLUMNS): a cell scorer's percentages of tumour cells per
+#: class, the figures its call is made from
 CSV_FIELDS: tuple[str, ...] = ("file", "label", "call", "category", "confidence",
                                "borderline", "n_tumour_tiles", "no_call_reason", "group",
-                               "n_tumour_cells", "n_tumour_outlined", *PERCENT_FIELDS)
+                               "n_tumour_cells", "n_tumour_outlined", *PERCENT_COLUMNS)
 FILE_COLUMNS = ("filename", "file", "image", "path")
 LABEL_COLUMNS = ("label", "ihc_score", "score", "her2_score")
 GROUP_COLUMNS = ("group", "patient", "patient_id", "case")
@@ -84,12 +83,12 @@ class ImageResult:
     #: field of stained ducts rests on; None for a tile model
     n_tumour_cells: int | None = None
     n_tumour_outlined: int | None = None
-    #: percent of the tumour cells in class 0, 1+, 2+, 3+ (None: no cells measured)
+    #: percent of the tumour cells in class 0, 1+, 2+, 3+ (None: no tumour cells measured)
     tumour_percent: tuple[float, float, float, float] | None = None
 
     def csv_row(self) -> list[Any]:
-        named = [getattr(self, f) for f in CSV_FIELDS[: -len(PERCENT_FIELDS)]]
-        percent = list(self.tumour_percent or (None,) * len(PERCENT_FIELDS))
+        named = [getattr(self, f) for f in CSV_FIELDS[: -len(PERCENT_COLUMNS)]]
+        percent = list(self.tumour_percent or (None,) * len(PERCENT_COLUMNS))
         return ["" if v is None else v for v in named + percent]
 
 
@@ -260,10 +259,10 @@ def _result_of_report(image: LabelledImage, file: str, report: dict[str, Any]) -
 
 def _percent(cells: dict[str, Any]) -> tuple[float, float, float, float] | None:
     """The report's percentages of tumour cells in class 0..3+, None without tumour cells."""
-    percent = cells.get("tumour_percent") or {}
-    if not percent:
+    values = [v for v in percent_columns(cells.get("tumour_percent")).values() if v is not None]
+    if len(values) != len(PERCENT_COLUMNS):
         return None
-    p0, p1, p2, p3 = (float(percent.get(k, 0.0)) for k in ("0", "1+", "2+", "3+"))
+    p0, p1, p2, p3 = (float(v) for v in values)
     return p0, p1, p2, p3
 
 

@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ..classes import CLASS_COLORS
+from ..classes import CLASS_COLORS, PERCENT_COLUMNS
 from ..tiles.regions import circle_polygon
 from .atomic import ensure_out_dir, write_text
 from .geojson import ID_NAMESPACE, QUPATH_NAMES, write_geojson
@@ -18,8 +18,7 @@ from .geojson import ID_NAMESPACE, QUPATH_NAMES, write_geojson
 #: columns of ``<stem>_cores.csv``, in order (the keys of ``TmaReport.rows()``)
 CSV_FIELDS = ("core", "row", "column", "centre_x_um", "centre_y_um", "diameter_um",
               "tissue_fraction", "missing", "n_tiles", "score", "category", "confidence",
-              "borderline", "no_call_reason", "n_tumour_cells", "tumour_pct_0",
-              "tumour_pct_1+", "tumour_pct_2+", "tumour_pct_3+")
+              "borderline", "no_call_reason", "n_tumour_cells", *PERCENT_COLUMNS)
 
 
 def cores_geojson(report: Any) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..classes import HER2_SCORES
+from ..classes import percent_columns
 from ..ihc.tissue import TissueMask, tissue_mask_from_rgb
 from ..params import ScoringParams
 from ..scoring import NoCallReason, SlideCall, no_call
@@ -79,11 +79,9 @@ class TmaReport:
 
 def _cell_columns(cells: CellTable | None) -> dict[str, Any]:
     """A core's tumour cells and their percentages per class (empty without cells)."""
-    if cells is None:
-        return {"n_tumour_cells": "", **{f"tumour_pct_{k}": "" for k in HER2_SCORES}}
-    percent = cells.tumour_percentages()
-    return {"n_tumour_cells": int(cells.tumour.sum()),
-            **{f"tumour_pct_{k}": round(percent[k], 2) if percent else "" for k in HER2_SCORES}}
+    summary = None if cells is None else cells.summary()
+    return {"n_tumour_cells": None if summary is None else summary["n_tumour_cells"],
+            **percent_columns(None if summary is None else summary["tumour_percent"])}
 
 
 def iter_score_tma(slide_or_path: Slide | str | os.PathLike, model: str | None = None, *,
