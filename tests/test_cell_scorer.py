@@ -171,42 +171,51 @@ def test_a_hand_edit_relabels_the_cells_of_that_tile(report):
     assert score_cells(results, label_image=everything_3).score == "3+"
 
 
-def test_the_exported_cells_carry_the_hand_edits_as_the_call_counts_them(report, tmp_path):
-    """Relabelled tiles (to a class, to non-tumour, and a tile without tumour cells to a
-    class): the cells written for QuPath, counted per tile, are the call's edited counts in
-    every reading, and only the cells of relabelled tiles say so."""
+def test_the_cells_of_relabelled_tiles_take_their_new_labels(report, tmp_path):
+    """Relabelled tiles (to a class, to non-tumour, a tile without tumour cells to a class,
+    and a tile left unlabelled): each cell's class in every reading, as the call counts it,
+    the QuPath detections and the cells layer show it; only the cells of those tiles say so."""
     import json
 
-    from napari_her2.classes import LABEL_VALUES
-    from napari_her2.export.cells import corrected_cells, write_cells_geojson
+    from napari_her2.classes import HER2_SCORES, LABEL_VALUES
+    from napari_her2.export.cells import write_cells_geojson
     from napari_her2.predict import NOT_TUMOUR
-    from napari_her2.scoring.cells import READINGS, edited_cell_counts
+    from napari_her2.scoring.cells import READINGS, edited_cells
 
     results = report.results
     tumour = np.flatnonzero(tile_cell_counts(results)[:, :4].sum(axis=1) > 0)
-    assert len(tumour) >= 3
+    assert len(tumour) >= 4
     # a tile whose cells are none of them tumour cells
     table = results.cells.take(np.arange(len(results.cells)))
-    empty = tumour[2:3]
+    tile = results.cell_tiles()
     for column in READINGS:
-        getattr(table, column)[results.cell_tiles() == empty[0]] = NOT_TUMOUR
+        getattr(table, column)[tile == tumour[2]] = NOT_TUMOUR
     results = replace(results, cells=table)
     labels = results.label_image()
-    unchanged, _ = corrected_cells(results, labels)
+    unchanged, none = edited_cells(results, labels)
     np.testing.assert_array_equal(unchanged.cls, results.cells.cls)
+    assert not none.any()
+    new = {}
     for i, names in ((tumour[0], ("1+", "0")), (tumour[1], ("non-tumour",)),
-                     (empty[0], ("2+", "1+"))):
+                     (tumour[2], ("2+", "1+")), (tumour[3], (None,))):
         at = (results.rows[i], results.cols[i])
-        labels[at] = next(LABEL_VALUES[n] for n in names if LABEL_VALUES[n] != labels[at])
-    cells, edited = corrected_cells(results, labels)
-    tile = results.cell_tiles()
-    assert set(np.unique(tile[edited]).tolist()) == {int(tumour[0]), int(tumour[1]),
-                                                      int(empty[0])}
-    for column in READINGS:  # the written cells, counted per tile as the call counts
-        code = np.where(cells.tumour, getattr(cells, column).astype(np.int64), 4)
-        as_written = np.bincount(tile * 5 + code, minlength=len(results) * 5).reshape(-1, 5)
-        np.testing.assert_array_equal(as_written, edited_cell_counts(results, labels, column))
-    np.testing.assert_array_equal(results.cells.cls[~edited], cells.cls[~edited])
+        value = next(0 if n is None else LABEL_VALUES[n] for n in names
+                     if n is None or LABEL_VALUES[n] != labels[at])
+        labels[at], new[int(i)] = value, value
+    cells, edited = edited_cells(results, labels)
+    np.testing.assert_array_equal(edited, np.isin(tile, list(new)))
+    k0 = {v: k for k, v in LABEL_VALUES.items()}[new[int(tumour[0])]]
+    k2 = {v: k for k, v in LABEL_VALUES.items()}[new[int(tumour[2])]]
+    was_tumour = results.cells.tumour
+    for column in READINGS:
+        got, before = getattr(cells, column), getattr(results.cells, column)
+        at0 = tile == tumour[0]
+        assert (got[at0 & was_tumour] == HER2_SCORES.index(k0)).all()
+        assert (got[at0 & ~was_tumour] == NOT_TUMOUR).all()
+        assert (got[tile == tumour[1]] == NOT_TUMOUR).all()
+        assert (got[tile == tumour[2]] == HER2_SCORES.index(k2)).all()
+        assert (got[tile == tumour[3]] == NOT_TUMOUR).all()  # unlabelled: not counted
+        np.testing.assert_array_equal(got[~edited], before[~edited])
     fc = json.loads(write_cells_geojson(tmp_path / "c.cells.geojson", cells, "c", 0.5,
                                         edited).read_text())
     flagged = [f["properties"]["measurements"].get("Tile relabelled by hand") == 1.0

@@ -158,14 +158,14 @@ class Her2ScoringWidget(QWidget):
     def _show_edited_cells(self) -> None:
         """After a hand edit, the cells layer shows the cells as the call now counts them
         (and as *Export GeoJSON…* writes them)."""
-        from ..export.cells import corrected_cells
+        from ..scoring.cells import edited_cells
 
         scoring = self.scoring
         report, prepared, tiles = scoring.report, scoring.prepared, scoring.tiles_layer
         if (report is None or prepared is None or tiles is None or report.results.cells is None
                 or report.grid is not prepared.grid):  # a new run is scoring another grid
             return
-        self.cells.update(corrected_cells(report.results, tile_labels(tiles))[0])
+        self.cells.update(edited_cells(report.results, tile_labels(tiles))[0])
 
     def cancel(self) -> None:
         """Stop the running worker within one batch (Cancel button)."""
@@ -217,8 +217,9 @@ class Her2ScoringWidget(QWidget):
         when the scorer found cells, the cells beside it as QuPath detections
         (``<name>.cells.geojson``); both with the hand edits of the tile layer."""
         from ..export import write_geojson
-        from ..export.cells import corrected_cells, write_cells_geojson
+        from ..export.cells import write_cells_geojson
         from ..export.review import corrected_tiles_geojson
+        from ..scoring.cells import edited_cells
 
         report, tiles = self.scoring.report, self.scoring.tiles_layer
         if report is None or tiles is None:
@@ -237,7 +238,7 @@ class Her2ScoringWidget(QWidget):
             written = write_geojson(Path(path), fc)
             text = f"Wrote {written}"
             if cells is not None and len(cells):
-                table, edited = corrected_cells(report.results, labels)
+                table, edited = edited_cells(report.results, labels)
                 beside = written.with_name(f"{written.stem}.cells.geojson")
                 mpp = report.slide.mpp
                 write_cells_geojson(beside, table, report.stem, mpp.x if mpp else 1.0, edited)

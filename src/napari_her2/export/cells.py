@@ -20,10 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..classes import HER2_SCORES, LABEL_NAMES
-from ..predict import NOT_TUMOUR
 from ..tiles.cells import CLASS_NAMES, CellTable
-from ..tiles.results import TileResults
 from .atomic import atomic_write
 from .geojson import MEASUREMENT_DECIMALS, _classification, tile_id
 
@@ -39,45 +36,6 @@ OPTIONAL: tuple[tuple[str, str, int], ...] = (
     ("Membrane visible at um/px", "visible_mpp", 3),
     ("Nucleus eccentricity", "eccentricity", MEASUREMENT_DECIMALS),
 )
-
-
-def corrected_cells(results: TileResults, label_image: np.ndarray
-                    ) -> tuple[CellTable, np.ndarray]:
-    """The cells of ``results`` with a pathologist's tile corrections (``label_image``, the
-    tile layer after hand edits, one pixel per tile) applied as the slide call counts them
-    (:func:`napari_her2.scoring.cells.edited_cell_counts`): in a tile relabelled 0..3+ its
-    tumour cells take that class (all its cells, when it had none), in a tile relabelled
-    non-tumour, artefact or unreadable no cell is a tumour cell. Returns the cells (every
-    reading edited alike) and which of them lie in a relabelled tile."""
-    cells = results.cells if results.cells is not None else CellTable()
-    labels = np.asarray(label_image)
-    if labels.shape != tuple(results.grid_shape):
-        raise ValueError(f"label image {labels.shape} does not match the grid "
-                         f"{tuple(results.grid_shape)}")
-    tile = results.cell_tiles()
-    shown = labels[results.rows, results.cols]
-    changed = np.flatnonzero((shown != results.tile_labels()) & (shown > 0))
-    edited = np.isin(tile, changed)
-    if not edited.any():
-        return cells, edited
-    # per relabelled tile: the class its cells take (NOT_TUMOUR when it is not a HER2 class)
-    new_class = np.full(len(results), NOT_TUMOUR, np.int64)
-    for i in changed.tolist():
-        name = LABEL_NAMES.get(int(shown[i]), "")
-        if name in HER2_SCORES:
-            new_class[i] = HER2_SCORES.index(name)
-    had_tumour = np.zeros(len(results), bool)
-    had_tumour[tile[(tile >= 0) & cells.tumour]] = True
-    where = np.where(edited, tile, 0)
-    target = new_class[where]
-    # a relabelled tile's tumour cells take its class; all its cells do when it had none, or
-    # when its new label is not a HER2 class (then none is a tumour cell)
-    takes = edited & ((target == NOT_TUMOUR) | cells.tumour | ~had_tumour[where])
-    out = cells.take(np.arange(len(cells)))
-    for column in ("cls", "cls_paler", "cls_darker"):
-        values = getattr(out, column)
-        values[takes] = target[takes]
-    return out, edited
 
 
 def cell_features(cells: CellTable, name: str, mpp: float,

@@ -24,6 +24,8 @@ from dataclasses import replace
 import numpy as np
 
 from ..classes import HER2_SCORES, LABEL_NAMES
+from ..predict import NOT_TUMOUR
+from ..tiles.cells import CellTable
 from ..tiles.results import TileResults
 from .rules import RuleParams, SlideScore, get_rule, summarise_counts
 
@@ -46,22 +48,62 @@ def tile_cell_counts(results: TileResults, column: str = "cls") -> np.ndarray:
 
 def edited_cell_counts(results: TileResults, label_image: np.ndarray, column: str = "cls"
                        ) -> np.ndarray:
-    """(N, 5) cells of each scored tile after a pathologist relabelled tiles by hand.
+    """(N, 5) cells of each scored tile after a pathologist relabelled tiles by hand
+    (:func:`edited_cells`), read in ``column`` (one of :data:`READINGS`)."""
+    return _reading_counts(results, (column,), edited_cells(results, label_image)[0])[0]
+
+
+def edited_cells(results: TileResults, label_image: np.ndarray
+                 ) -> tuple[CellTable, np.ndarray]:
+    """The cells of ``results`` after a pathologist relabelled tiles by hand, and which of
+    them lie in a relabelled tile.
 
     ``label_image`` (rows, cols) holds ``classes.LABEL_VALUES``. A tile whose label differs
     from its scored class takes the label for its cells: labelled 0..3+, its tumour cells
-    count as that class (all its cells, when it had no tumour cells); labelled non-tumour,
-    artefact or unreadable, none of its cells is a tumour cell. Other tiles keep their cells
-    (read in ``column``, one of :data:`READINGS`).
+    take that class (all its cells, when it had no tumour cells); labelled non-tumour,
+    artefact, unreadable or left unlabelled, none of its cells is a tumour cell. Other tiles
+    keep their cells. Every reading (:data:`READINGS`) is edited alike; the other columns
+    are the unedited table's.
     """
-    return _edited(_reading_counts(results, (column,)), results, label_image)[0]
+    cells = results.cells if results.cells is not None else CellTable()
+    labels = np.asarray(label_image)
+    if labels.shape != tuple(results.grid_shape):
+        raise ValueError(f"label image {labels.shape} does not match the grid "
+                         f"{tuple(results.grid_shape)}")
+    tile = results.cell_tiles()
+    shown = labels[results.rows, results.cols]
+    changed = np.flatnonzero(shown != results.tile_labels())
+    edited = np.isin(tile, changed)
+    if not edited.any():
+        return cells, edited
+    # per relabelled tile: the class its cells take (NOT_TUMOUR when it is not a HER2 class)
+    new_class = np.full(len(results), NOT_TUMOUR, np.int64)
+    for i in changed.tolist():
+        name = LABEL_NAMES.get(int(shown[i]), "")
+        if name in HER2_SCORES:
+            new_class[i] = HER2_SCORES.index(name)
+    had_tumour = np.zeros(len(results), bool)
+    had_tumour[tile[(tile >= 0) & cells.tumour]] = True
+    where = np.where(edited, tile, 0)
+    target = new_class[where]
+    # a relabelled tile's tumour cells take its class; all its cells do when it had none, or
+    # when its new label is not a HER2 class (then none is a tumour cell)
+    takes = edited & ((target == NOT_TUMOUR) | cells.tumour | ~had_tumour[where])
+    classes = {}
+    for column in READINGS:
+        values = getattr(cells, column).copy()
+        values[takes] = target[takes]
+        classes[column] = values
+    return replace(cells, **classes), edited
 
 
-def _reading_counts(results: TileResults, columns: tuple[str, ...]) -> np.ndarray:
-    """(R, N, 5) :func:`tile_cell_counts` of each of ``columns``, each cell's tile found once."""
+def _reading_counts(results: TileResults, columns: tuple[str, ...],
+                    cells: CellTable | None = None) -> np.ndarray:
+    """(R, N, 5) :func:`tile_cell_counts` of each of ``columns`` of ``cells`` (the results'
+    own when None), each cell's tile found once."""
     width = len(HER2_SCORES) + 1
     counts = np.zeros((len(columns), len(results), width), np.int64)
-    cells = results.cells
+    cells = results.cells if cells is None else cells
     if cells is None or len(cells) == 0 or len(results) == 0:
         return counts
     tile = results.cell_tiles()
@@ -74,24 +116,6 @@ def _reading_counts(results: TileResults, columns: tuple[str, ...]) -> np.ndarra
     return counts
 
 
-def _edited(counts: np.ndarray, results: TileResults, label_image: np.ndarray) -> np.ndarray:
-    """``counts`` (R, N, 5) with the cells of the tiles ``label_image`` relabels counted as
-    :func:`edited_cell_counts` says, in every reading (in place)."""
-    labels = np.asarray(label_image)[results.rows, results.cols]
-    n_her2 = len(HER2_SCORES)
-    for i in np.flatnonzero(labels != results.tile_labels()):
-        name = LABEL_NAMES.get(int(labels[i]), "")
-        tumour, total = counts[:, i, :n_her2].sum(axis=1), counts[:, i].sum(axis=1)
-        row = np.zeros_like(counts[:, i])
-        if name in HER2_SCORES:
-            row[:, HER2_SCORES.index(name)] = np.where(tumour > 0, tumour, total)
-            row[:, n_her2] = total - row[:, :n_her2].sum(axis=1)
-        else:
-            row[:, n_her2] = total
-        counts[:, i] = row
-    return counts
-
-
 def score_cells(results: TileResults, organ: str = "breast", specimen: str = "resection", *,
                 n_samples: int = 1000, seed: int = 0,
                 label_image: np.ndarray | None = None) -> SlideScore:
@@ -99,9 +123,8 @@ def score_cells(results: TileResults, organ: str = "breast", specimen: str = "re
     ``label_image``, of the cells as a pathologist's tile labels say (:func:`edited_cell_counts`)."""
     params = RuleParams(min_cluster_tiles=MIN_CLUSTER_CELLS)
     rule = get_rule(organ, specimen, params)
-    readings = _reading_counts(results, READINGS)
-    if label_image is not None:
-        readings = _edited(readings, results, label_image)
+    cells = None if label_image is None else edited_cells(results, label_image)[0]
+    readings = _reading_counts(results, READINGS, cells)
     per_tile = readings[0]
     observed = per_tile.sum(axis=0)
     if observed[: len(HER2_SCORES)].sum() < MIN_TUMOUR_CELLS:
