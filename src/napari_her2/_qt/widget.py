@@ -217,9 +217,8 @@ class Her2ScoringWidget(QWidget):
         when the scorer found cells, the cells beside it as QuPath detections
         (``<name>.cells.geojson``); both with the hand edits of the tile layer."""
         from ..export import write_geojson
-        from ..export.cells import write_cells_geojson
+        from ..export.cells import write_edited_cells
         from ..export.review import corrected_tiles_geojson
-        from ..scoring.cells import edited_cells
 
         report, tiles = self.scoring.report, self.scoring.tiles_layer
         if report is None or tiles is None:
@@ -233,16 +232,15 @@ class Her2ScoringWidget(QWidget):
                 return None
         labels = tile_labels(tiles)
         fc = corrected_tiles_geojson(report.results, labels, name=report.stem)
-        cells = report.results.cells
         try:
             written = write_geojson(Path(path), fc)
             text = f"Wrote {written}"
-            if cells is not None and len(cells):
-                table, edited = edited_cells(report.results, labels)
-                beside = written.with_name(f"{written.stem}.cells.geojson")
-                mpp = report.slide.mpp
-                write_cells_geojson(beside, table, report.stem, mpp.x if mpp else 1.0, edited)
-                text += f" and {len(table):,} cells to {beside.name}"
+            mpp = report.slide.mpp
+            beside = write_edited_cells(written.with_name(f"{written.stem}.cells.geojson"),
+                                        report.results, labels, report.stem,
+                                        mpp.x if mpp else 1.0)
+            if beside is not None:
+                text += f" and {len(report.results.cells or ()):,} cells to {beside.name}"
         except Her2Error as err:
             self._fail(str(err))
             return None

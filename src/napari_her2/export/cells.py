@@ -20,7 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from ..scoring.cells import edited_cells
 from ..tiles.cells import CLASS_NAMES, CellTable
+from ..tiles.results import TileResults
 from .atomic import atomic_write
 from .geojson import MEASUREMENT_DECIMALS, _classification, tile_id
 
@@ -82,3 +84,14 @@ def write_cells_geojson(path: str | os.PathLike, cells: CellTable, name: str,
             f.write(("," if i else "") + json.dumps(feature, separators=(",", ":")))
         f.write("]}")
     return Path(path)
+
+
+def write_edited_cells(path: str | os.PathLike, results: TileResults, label_image: np.ndarray,
+                       name: str, mpp: float) -> Path | None:
+    """Write the cells of ``results`` with a pathologist's tile corrections (``label_image``,
+    :func:`~napari_her2.scoring.cells.edited_cells`) as QuPath detections, flagging those of
+    relabelled tiles; None (nothing written) when the results hold no cells."""
+    if results.cells is None or len(results.cells) == 0:
+        return None
+    cells, edited = edited_cells(results, label_image)
+    return write_cells_geojson(path, cells, name, mpp, edited)
