@@ -72,4 +72,6 @@ def test_the_score_command_prints_the_caveat_under_its_line(capsys, tmp_path, mp
     assert lines[0].startswith("field.png: HER2 0 (negative)")
     assert (lines[1].startswith("  0 vs 1+: 0 (null), read at 0.5 µm/px") and
             "review 0 vs 1+ at ×40" in lines[1]) is said
-    assert lines[1 if not said else 2].startswith("wrote ")
+    after = lines[2 if said else 1:]
+    assert after[0].startswith("  note: µm/px given by hand")  # a PNG gives none: --mpp
+    assert after[1].startswith("wrote ")

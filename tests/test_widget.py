@@ -420,3 +420,14 @@ def test_small_tiles_are_noted_when_scoring_is_done(qtbot, viewer_widget):
     assert widget.report is not None, widget.status.text()
     assert widget.report.grid.tile_size == 128
     assert "Note: tiles of 64 µm" in widget.status.text()
+    assert "given by hand" not in widget.status.text()  # the sample's µm/px is in its file
+
+
+def test_a_typed_slide_mpp_is_noted_when_scoring_is_done(qtbot, viewer_widget):
+    viewer, widget = viewer_widget
+    widget.form.mpp_spin.value = 0.5  # the sample's own value, typed
+    _score(qtbot, widget)
+    _wait_done(qtbot, widget)
+    assert widget.report is not None, widget.status.text()
+    assert widget.report.slide.mpp_source == "user"
+    assert "Note: µm/px given by hand" in widget.status.text()

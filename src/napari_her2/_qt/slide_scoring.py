@@ -18,7 +18,7 @@ from qtpy.QtCore import QObject, QTimer, Signal
 from ..run.pipeline import Prepared, SlideReport, make_call
 from ..scoring import SlideCall, call_from_rule, score_cells, score_labels
 from ..tiles.cells import outlined_text
-from ..tiles.grid import tile_caveat
+from ..tiles.grid import scoring_notes
 from .jobs import JobRunner
 from .layers import tile_labels, tile_layer_kwargs, tile_layer_name
 from .updates import batch_of, paint_tiles, results_upto, until_cancelled
@@ -181,8 +181,8 @@ class SlideScoring(QObject):
 
         if prep.stain is not None and prep.stain.warning:
             show_warning(f"{prep.slide.name}: {prep.stain.warning}")
-        if caveat := tile_caveat(prep.predictor, prep.grid):
-            show_warning(f"{prep.slide.name}: {caveat}")
+        for note in scoring_notes(prep.predictor, prep.grid, prep.slide.mpp_source):
+            show_warning(f"{prep.slide.name}: {note}")
 
     def _show_partial_call(self, results: Any, partial: bool) -> None:
         """The guideline rule's call of the tiles scored so far (a slide model, when one is
@@ -210,8 +210,8 @@ class SlideScoring(QObject):
         text = f"Done: {len(report.results)} tiles in {report.timings.total:.1f} s"
         if report.stain is not None and report.stain.warning:
             text += f"\nWarning: {report.stain.warning}"
-        if caveat := tile_caveat(report.predictor, report.grid):
-            text += f"\nNote: {caveat}"
+        for note in scoring_notes(report.predictor, report.grid, report.slide.mpp_source):
+            text += f"\nNote: {note}"
         self.message.emit(text)
 
     # ------------------------------------------------------------------ hand edits

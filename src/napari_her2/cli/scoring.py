@@ -46,7 +46,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
         f"{Path(args.slide).name}: {report.call.headline()}; "
         f"{len(report.results)} tissue tiles in {report.timings.total:.1f} s\n"
         + _faint_line(report)
-        + _tile_line(report)
+        + _note_lines(report)
         + "".join(f"wrote {path}\n" for path in written.values())
     )
     return EXIT_OK
@@ -63,13 +63,13 @@ def _faint_line(report: SlideReport) -> str:
     return f"  0 vs 1+: {low.subcategory}\n"
 
 
-def _tile_line(report: SlideReport) -> str:
-    """"  note: ..." when the tiles were smaller than the scorer counts tumour cells reliably
-    from; "" otherwise."""
-    from ..tiles.grid import tile_caveat
+def _note_lines(report: SlideReport) -> str:
+    """"  note: ..." for each note the scorer states about how the run was set up (tiles
+    smaller than it counts tumour cells reliably from, a µm/px given by hand); "" for none."""
+    from ..tiles.grid import scoring_notes
 
-    caveat = tile_caveat(report.predictor, report.grid)
-    return f"  note: {caveat}\n" if caveat else ""
+    notes = scoring_notes(report.predictor, report.grid, report.slide.mpp_source)
+    return "".join(f"  note: {note}\n" for note in notes)
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ from .._version import __version__
 from ..classes import CLASS_COLORS, HER2_SCORES, LABEL_NAMES
 from ..scoring.cells import CELLS_SUFFIX
 from ..tiles.cells import outlined_text
-from ..tiles.grid import tile_caveat
+from ..tiles.grid import scoring_notes
 from .atomic import atomic_write
 
 A4_INCHES = (8.27, 11.69)
@@ -141,7 +141,8 @@ def report_lines(report: Any, options: PageOptions | None = None) -> list[str]:
         f"Parameters: tile {report.grid.tile_size} px at {report.grid.target_mpp:g} um/px, "
         f"organ {p.call.organ.value}, specimen {p.call.specimen.value}, "
         f"slide call {p.call.slide_model or 'guideline rule'}",
-        *[f"Note: {n}" for n in [tile_caveat(report.predictor, report.grid)] if n],
+        *[f"Note: {n}" for n in scoring_notes(report.predictor, report.grid,
+                                              report.slide.mpp_source)],
         f"Slide: {Path(report.slide.path).name}, "
         + (f"{mpp.x:.4g} um/px ({report.slide.mpp_source})" if mpp else "um/px unknown"),
         f"napari-her2 {__version__}, {opt.date or _dt.date.today().isoformat()}",

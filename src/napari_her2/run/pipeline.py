@@ -33,7 +33,7 @@ from ..params import GridParams, ModelParams, ParamError, ScoringParams
 from ..predict import TilePredictor
 from ..scoring import NoCallReason, SlideCall, SlideModel, call_slide, no_call
 from ..slide import Slide, open_slide
-from ..tiles.grid import TileGrid, make_grid, tile_caveat
+from ..tiles.grid import TileGrid, make_grid, scoring_notes
 from ..tiles.regions import Region, as_region
 from ..tiles.results import TileResults
 from .adapt import adapt_to_slide, stain_of
@@ -109,7 +109,7 @@ class SlideReport:
             "region": None if self.region is None else self.region.summary((mpp.x, mpp.y)),
             "stain_check": None if self.stain is None else self.stain.to_dict(),
             "warnings": ([self.stain.warning] if self.stain and self.stain.warning else [])
-                        + [w for w in [tile_caveat(self.predictor, self.grid)] if w],
+                        + scoring_notes(self.predictor, self.grid, self.slide.mpp_source),
             "timings": self.timings.to_dict(),
             "version": __version__,
         }

@@ -411,3 +411,14 @@ def tile_caveat(predictor: object, grid: TileGrid) -> str:
     µm); "" for a scorer without one."""
     caveat = getattr(predictor, "tile_caveat", None)
     return str(caveat(grid.tile_size * grid.target_mpp)) if callable(caveat) else ""
+
+
+def scoring_notes(predictor: object, grid: TileGrid, mpp_source: str) -> list[str]:
+    """The notes a scorer states beside its call about how this run was set up: tiles smaller
+    than it counts tumour cells reliably from (:func:`tile_caveat`) and a µm/px given by hand
+    where it measures in microns (the scorer's ``mpp_caveat``, given ``SlideInfo.mpp_source``);
+    empty for a scorer without notes."""
+    mpp_caveat = getattr(predictor, "mpp_caveat", None)
+    notes = [tile_caveat(predictor, grid),
+             str(mpp_caveat(mpp_source)) if callable(mpp_caveat) else ""]
+    return [note for note in notes if note]
