@@ -416,7 +416,7 @@ def tile_caveat(predictor: object, grid: TileGrid) -> str:
 def scoring_notes(predictor: object, grid: TileGrid, mpp_source: str) -> list[str]:
     """The notes a scorer states beside its call about how this run was set up: tiles smaller
     than it counts tumour cells reliably from (:func:`tile_caveat`) and a µm/px given by hand
-    where it measures in microns (the scorer's ``mpp_caveat``, given ``SlideInfo.mpp_source``);
+    where it measures in microns (the scorer's ``mpp_caveat``, given ``Slide.mpp_source``);
     empty for a scorer without notes."""
     mpp_caveat = getattr(predictor, "mpp_caveat", None)
     notes = [tile_caveat(predictor, grid),
