@@ -13,14 +13,8 @@ import pytest
 
 from napari_her2 import __version__
 from napari_her2._sample_data import ihc_mosaic
-from napari_her2.cohort.evaluate import (
-    CSV_FIELDS,
-    LabelledImage,
-    evaluate_folder,
-    label_from_name,
-    load_labelled_folder,
-    summary_line,
-)
+from napari_her2.cohort.evaluate import CSV_FIELDS, evaluate_folder, summary_line
+from napari_her2.cohort.labels import LabelledImage, label_from_name, load_labelled_folder
 from napari_her2.errors import Her2Error, ModelNotFoundError
 from napari_her2.params import ScoringParams
 

@@ -154,7 +154,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = evaluate_folder(args.folder, args.out, labels_csv=args.labels, mpp=args.mpp,
-                                 params=params_from_args(args), progress=show)
+                                 params=params_from_args(args), progress=show,
+                                 regions=args.regions)
     sys.stdout.write(summary_line(result) + "\n"
                      + "".join(f"wrote {path}\n" for path in result.files.values()))
     return EXIT_OK
@@ -201,6 +202,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                           "(NNNNN_test_2+.png, 2_name.jpg), sub-folders (0/, 1+/...) or --labels")
     evaluate.add_argument("--labels", default=None, metavar="CSV",
                           help="filename,label[,group] (or an ihc_score column)")
+    evaluate.add_argument("--regions", default=None, metavar="DIR",
+                          help="annotated regions, <image stem>.geojson (QuPath, classified "
+                          "Tumor / Stroma / ...): count each image's cells and tumour cells "
+                          "per region class; writes regions.csv")
     add_scoring_options(evaluate)
     evaluate.set_defaults(func=_cmd_evaluate)
 

@@ -1,13 +1,6 @@
 """Score every image of a labelled folder and measure the agreement with its labels.
 
-Labels come from a CSV (``filename,label[,group]``; the label column may be called
-``ihc_score`` or ``score``, the group column ``patient``), from ``labels.csv`` in the folder
-when no CSV is given, or else from the image names:
-
-- the BCI convention ``NNNNN_<split>_<score>.png`` (``00052_test_3+.png``);
-- a sub-folder named after the score (``1+/any.png``);
-- a leading score ``<score>_<anything>`` (``0_9b0f64d1-....jpg``).
-
+The labels come from a CSV or from the image names (:mod:`.labels`).
 :func:`evaluate_folder` scores each image with :func:`napari_her2.score_slide`; an image that
 cannot be scored (unreadable, no µm/px, no tissue, no tumour) is a no-call with its reason and
 the others go on. It writes ``evaluation.csv`` (one row per image), ``evaluation.json``
@@ -15,7 +8,9 @@ the others go on. It writes ``evaluation.csv`` (one row per image), ``evaluation
 and ``evaluation-reliability.png`` (accuracy against confidence per bin). Calibration is the
 expected calibration error of the calls' confidences (:mod:`.calibration`: 10 equal-width
 bins, the number of calls in each); no-calls have no confidence and are left out of it, and
-how many were left out is stated.
+how many were left out is stated. With an annotation folder (``regions``), the cells of each
+image that has annotated regions are counted per region class (:mod:`.annotations`), written
+to ``regions.csv`` and pooled into ``evaluation.json``.
 """
 
 from __future__ import annotations
@@ -25,7 +20,6 @@ import dataclasses
 import io
 import logging
 import os
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,33 +29,28 @@ from ..classes import PERCENT_COLUMNS, borderline_text, percent_columns
 from ..errors import Her2Error, MissingMppError, ScoringCancelled, SlideReadError
 from ..params import ParamError, ScoringParams
 from ..predict import TilePredictor
+from ..tiles.cells import CellTable
+from ..tiles.regions import Region
+from .annotations import (
+    Counts,
+    cells_in_regions,
+    format_regions,
+    pooled,
+    region_files,
+    regions_csv_text,
+)
 from .calibration import format_calibration, plot_reliability, reliability
-from .metrics import LabelError, agreement, format_summary, normalise_score, plot_confusion
+from .labels import LabelledImage, labels_source, load_labelled_folder
+from .metrics import agreement, format_summary, plot_confusion
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".svs", ".ndpi")
-DEFAULT_LABELS_CSV = "labels.csv"
 #: the last columns (PERCENT_COLUMNS): a cell scorer's percentages of tumour cells per
 #: class, the figures its call is made from
 CSV_FIELDS: tuple[str, ...] = ("file", "label", "call", "category", "confidence",
                                "borderline", "n_tumour_tiles", "no_call_reason", "group",
                                "n_tumour_cells", "n_tumour_outlined", *PERCENT_COLUMNS)
-FILE_COLUMNS = ("filename", "file", "image", "path")
-LABEL_COLUMNS = ("label", "ihc_score", "score", "her2_score")
-GROUP_COLUMNS = ("group", "patient", "patient_id", "case")
 
-_BCI_NAME = re.compile(r"^\d+_[A-Za-z]+_(?P<score>[0-3]\+?)$")
-_LEADING_SCORE = re.compile(r"^(?P<score>[0-3]\+?)_.")
-
-
-@dataclass(frozen=True)
-class LabelledImage:
-    """An image and its reference HER2 score ("0", "1+", "2+", "3+")."""
-
-    path: Path
-    label: str
-    group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +74,8 @@ class ImageResult:
     n_tumour_outlined: int | None = None
     #: percent of the tumour cells in class 0, 1+, 2+, 3+ (None: no tumour cells measured)
     tumour_percent: tuple[float, float, float, float] | None = None
+    #: per annotated region class: (cells, tumour cells) inside (None: no annotations)
+    regions: Counts | None = None
 
     def csv_row(self) -> list[Any]:
         named = [getattr(self, f) for f in CSV_FIELDS[: -len(PERCENT_COLUMNS)]]
@@ -102,134 +93,8 @@ class EvaluationResult:
     agreement: dict[str, Any]
     files: dict[str, Path] = field(default_factory=dict)
     calibration: dict[str, Any] = field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------- labels
-
-
-def load_labelled_folder(folder: str | os.PathLike,
-                         labels_csv: str | os.PathLike | None = None) -> list[LabelledImage]:
-    """The labelled images of ``folder`` (sorted by path).
-
-    With ``labels_csv`` (or a ``labels.csv`` inside the folder) the CSV decides; file names
-    in it are relative to ``folder``. Otherwise labels come from the image names (module
-    docstring); images without a label there are skipped with a log message.
-    """
-    root = Path(folder)
-    if not root.is_dir():
-        raise Her2Error(f"{root}: not a folder of labelled images")
-    csv_path = labels_source(root, labels_csv)
-    images = _from_names(root) if csv_path is None else _from_csv(root, csv_path)
-    if not images:
-        raise Her2Error(f"{root}: no labelled image found (labels from a CSV, from names like "
-                        "00052_test_3+.png or 0_<id>.jpg, or from sub-folders 0/ 1+/ 2+/ 3+/)")
-    return sorted(images, key=lambda im: im.path)
-
-
-def labels_source(folder: Path, labels_csv: str | os.PathLike | None = None) -> Path | None:
-    """The CSV the labels come from: ``labels_csv``, else the folder's ``labels.csv`` if it
-    has one, else None (labels from the image names)."""
-    if labels_csv is not None:
-        return Path(labels_csv)
-    default = folder / DEFAULT_LABELS_CSV
-    return default if default.is_file() else None
-
-
-def _is_image(path: Path) -> bool:
-    return (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
-            and not path.name.startswith("."))
-
-
-def _from_names(root: Path) -> list[LabelledImage]:
-    images = []
-    for path in sorted(p for p in root.rglob("*") if _is_image(p)):
-        label = label_from_name(path, root)
-        if label is None:
-            log.info("%s: no label in its name or folder, skipped", path)
-        else:
-            images.append(LabelledImage(path, label))
-    return images
-
-
-def label_from_name(path: Path, root: Path | None = None) -> str | None:
-    """The score a file's name or sub-folder gives (BCI name, score folder, leading score)."""
-    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
-    bci = _BCI_NAME.match(stem)
-    if bci:
-        return normalise_score(bci["score"])
-    if root is not None and path.parent != root:
-        folder_label = _score_or_none(path.parent.name)
-        if folder_label is not None:
-            return folder_label
-    leading = _LEADING_SCORE.match(stem)
-    return normalise_score(leading["score"]) if leading else None
-
-
-def _score_or_none(text: str) -> str | None:
-    try:
-        return normalise_score(text)
-    except LabelError:
-        return None
-
-
-def _pick(header: list[str], names: Iterable[str]) -> int | None:
-    lower = [h.strip().lower() for h in header]
-    return next((lower.index(n) for n in names if n in lower), None)
-
-
-def _columns(header: list[str]) -> tuple[int, int, int | None, bool]:
-    """(file, label, group) column indices and whether the first row is a header."""
-    file_col, label_col = _pick(header, FILE_COLUMNS), _pick(header, LABEL_COLUMNS)
-    if file_col is not None and label_col is not None:
-        return file_col, label_col, _pick(header, GROUP_COLUMNS), True
-    return 0, 1, (2 if len(header) > 2 else None), False  # headerless filename,label[,group]
-
-
-def _read_rows(csv_path: Path) -> list[list[str]]:
-    try:
-        text = csv_path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as err:
-        raise Her2Error(f"{csv_path}: cannot read the labels CSV ({err})") from err
-    rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
-    if not rows:
-        raise Her2Error(f"{csv_path}: the labels CSV is empty")
-    return rows
-
-
-def _from_csv(root: Path, csv_path: Path) -> list[LabelledImage]:
-    rows = _read_rows(csv_path)
-    file_col, label_col, group_col, has_header = _columns(rows[0])
-    images, seen = [], set()
-    for line, row in enumerate(rows[1:] if has_header else rows, start=2 if has_header else 1):
-        if len(row) <= max(file_col, label_col):
-            raise Her2Error(f"{csv_path}: line {line} has no file name and label")
-        name = row[file_col].strip()
-        path = Path(name) if Path(name).is_absolute() else root / name
-        if not path.exists():
-            raise Her2Error(f"{csv_path}: line {line}: image {name!r} not found in {root}")
-        if path in seen:
-            raise Her2Error(f"{csv_path}: line {line}: image {name!r} is listed twice")
-        seen.add(path)
-        images.append(LabelledImage(path, _csv_label(csv_path, line, row[label_col]),
-                                    _csv_group(row, group_col)))
-    return images
-
-
-def _csv_label(csv_path: Path, line: int, value: str) -> str:
-    try:
-        label = normalise_score(value)
-    except LabelError:
-        label = None
-    if label is None:
-        raise Her2Error(f"{csv_path}: line {line}: label {value!r} is not a HER2 score "
-                        "(0, 1+, 2+ or 3+)")
-    return label
-
-
-def _csv_group(row: list[str], group_col: int | None) -> str | None:
-    if group_col is None or group_col >= len(row):
-        return None
-    return row[group_col].strip() or None
+    #: tumour cells against annotated regions (:func:`.annotations.pooled`), when asked for
+    regions: dict[str, Any] | None = None
 
 
 # --------------------------------------------------------------------------- scoring
@@ -277,10 +142,11 @@ def _error_reason(err: Her2Error) -> str:
 
 
 def score_image(image: LabelledImage, predictor: Any, params: ScoringParams, *, file: str,
-                mpp: float | None = None) -> ImageResult:
+                mpp: float | None = None, region: Region | None = None) -> ImageResult:
     """Score one image; an unreadable image or one without µm/px (or any other
     :class:`Her2Error` of that image) is a no-call with its reason. Errors of the settings
-    (:class:`ParamError`) and cancelling are raised."""
+    (:class:`ParamError`) and cancelling are raised. With annotated ``region`` s, its cells
+    are counted in each region class (none found: every class counts 0)."""
     from ..run.pipeline import score_slide
 
     try:
@@ -292,7 +158,11 @@ def score_image(image: LabelledImage, predictor: Any, params: ScoringParams, *, 
         return ImageResult(file, image.label, None, None, None, None, _error_reason(err),
                            image.group)
     try:
-        return _result_of_report(image, file, report.to_dict())
+        result = _result_of_report(image, file, report.to_dict())
+        if region is None:
+            return result
+        cells = report.results.cells if report.results.cells is not None else CellTable()
+        return dataclasses.replace(result, regions=cells_in_regions(cells, region))
     finally:
         report.slide.close()
 
@@ -319,6 +189,7 @@ def evaluate_folder(
     model: str | os.PathLike | TilePredictor | None = None,
     params: ScoringParams | None = None,
     progress: Callable[[int, int, ImageResult], None] | None = None,
+    regions: str | os.PathLike | None = None,
 ) -> EvaluationResult:
     """Score every labelled image of ``folder``; write evaluation.csv/.json/.png to ``out_dir``.
 
@@ -327,13 +198,15 @@ def evaluate_folder(
     checkpoint name or path, or a predictor (default ``params.model.name``, dab-cells),
     loaded once. ``progress(done, total, result)`` is called after each image. Bad labels,
     bad settings or an unknown model raise :class:`Her2Error`; an image that cannot be scored
-    is a no-call with its reason.
+    is a no-call with its reason. ``regions`` is a folder of ``<image stem>.geojson``
+    annotations (:mod:`.annotations`), read before any image is scored.
     """
-    from ..export import ensure_out_dir
+    from ..export import ensure_out_dir, write_text
     from ..run.pipeline import as_predictor, with_paired_tile_model
 
     root = Path(folder)
     images = load_labelled_folder(root, labels_csv)
+    annotated = region_files([i.path for i in images], regions) if regions is not None else {}
     out = ensure_out_dir(out_dir)
     scoring = _scoring_params(params, organ)
     if model is None:  # a slide model alone brings its own tile model, as in `score`
@@ -342,7 +215,8 @@ def evaluate_folder(
                              scoring.model.device.value)
     results = []
     for done, image in enumerate(images, start=1):
-        result = score_image(image, predictor, scoring, file=_relative(image.path, root), mpp=mpp)
+        result = score_image(image, predictor, scoring, file=_relative(image.path, root), mpp=mpp,
+                             region=annotated.get(image.path))
         results.append(result)
         if progress is not None:
             progress(done, len(images), result)
@@ -350,8 +224,12 @@ def evaluate_folder(
                         seed=scoring.call.seed)
     calibration = calibration_of(results)
     settings = _settings(root, labels_csv, mpp, predictor, scoring)
-    files = _write_outputs(out, results, figures, calibration, settings)
-    return EvaluationResult(root, tuple(results), figures, files, calibration)
+    counted = {r.file: r.regions for r in results if r.regions is not None}
+    in_regions = pooled(counted) if regions is not None else None
+    files = _write_outputs(out, results, figures, calibration, settings, in_regions)
+    if in_regions is not None:
+        files["regions"] = write_text(out / "regions.csv", regions_csv_text(counted))
+    return EvaluationResult(root, tuple(results), figures, files, calibration, in_regions)
 
 
 def calibration_of(results: Iterable[ImageResult]) -> dict[str, Any]:
@@ -397,10 +275,12 @@ def results_csv_text(results: Iterable[ImageResult]) -> str:
 
 
 def _write_outputs(out: Path, results: list[ImageResult], figures: dict[str, Any],
-                   calibration: dict[str, Any], settings: dict[str, Any]) -> dict[str, Path]:
+                   calibration: dict[str, Any], settings: dict[str, Any],
+                   regions: dict[str, Any] | None = None) -> dict[str, Path]:
     from ..export import write_report_json, write_text
 
     summary = {"agreement": figures, "calibration": calibration, **settings,
+               **({"regions": regions} if regions is not None else {}),
                "images": [dataclasses.asdict(r) for r in results]}
     return {
         "csv": write_text(out / "evaluation.csv", results_csv_text(results)),
@@ -421,4 +301,5 @@ def _caller(settings: dict[str, Any]) -> str:
 def summary_line(result: EvaluationResult) -> str:
     """One line for the terminal: folder, key figures with 95% CIs, calibration (ECE)."""
     line = f"{result.folder.name}: {format_summary(result.agreement)}"
-    return line + (f"; {format_calibration(result.calibration)}" if result.calibration else "")
+    line += f"; {format_calibration(result.calibration)}" if result.calibration else ""
+    return line + (f"; {format_regions(result.regions)}" if result.regions else "")
