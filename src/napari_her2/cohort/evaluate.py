@@ -52,7 +52,6 @@ CSV_FIELDS: tuple[str, ...] = ("file", "label", "call", "category", "confidence"
                                "n_tumour_cells", "n_tumour_outlined", *PERCENT_COLUMNS)
 
 
-
 @dataclass(frozen=True)
 class ImageResult:
     """The call for one labelled image (``call`` None = no-call, with ``no_call_reason``)."""
