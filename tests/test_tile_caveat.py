@@ -4,7 +4,7 @@ Tiles smaller than it counts tumour cells reliably from: tumour cells are found 
 cohesive neighbours within a tile, so small tiles lose them at their edges
 (docs/validation.md: with 64 µm tiles two shared images fell under the 50 tumour cells a call
 needs). A µm/px given by hand rather than read from the file: nuclei are judged by their area
-in µm², so a value 10% off finds about half or twice the tumour cells (docs/validation.md).
+in µm², so a value 10% off can halve or nearly double the tumour cells (docs/validation.md).
 The notes reach the JSON, the CLI line and the report page."""
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def test_the_cli_line_says_it(field, tmp_path, capsys):
 
 def test_a_hand_given_mpp_is_noted_and_one_from_the_file_is_not():
     scorer = DabCellScorer()
-    assert HAND in scorer.mpp_caveat("user") and "half or twice" in scorer.mpp_caveat("user")
+    assert HAND in scorer.mpp_caveat("user") and "halve or nearly double" in scorer.mpp_caveat("user")
     assert scorer.mpp_caveat("aperio.MPP") == "" and scorer.mpp_caveat("tiff.resolution") == ""
     assert scoring_notes(object(), None, "user") == []  # a scorer without notes
 

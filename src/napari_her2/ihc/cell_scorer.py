@@ -123,8 +123,8 @@ class DabCellScorer:
         if source != "user":
             return ""
         return ("µm/px given by hand, not read from the file: tumour cells are judged by the "
-                "size of their nuclei, and a value 10% off finds about half or twice as many; "
-                "check it against the scanner's")
+                "size of their nuclei, and a value 10% off can halve or nearly double how many "
+                "are found; check it against the scanner's")
 
     def geometry_for_scan(self, scan_mpp: float) -> tuple[int, float]:
         """(tile px, µm/px) this scorer reads a scan of ``scan_mpp`` at when no resolution is
