@@ -75,7 +75,8 @@ def test_the_cli_line_says_it(field, tmp_path, capsys):
 
 def test_a_hand_given_mpp_is_noted_and_one_from_the_file_is_not():
     scorer = DabCellScorer()
-    assert HAND in scorer.mpp_caveat("user") and "halve or nearly double" in scorer.mpp_caveat("user")
+    said = scorer.mpp_caveat("user")
+    assert said.startswith(HAND) and "halve or nearly double" in said
     assert scorer.mpp_caveat("aperio.MPP") == "" and scorer.mpp_caveat("tiff.resolution") == ""
     assert scoring_notes(object(), None, "user") == []  # a scorer without notes
 
