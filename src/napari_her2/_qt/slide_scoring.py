@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from qtpy.QtCore import QObject, QTimer, Signal
 
 from ..run.pipeline import Prepared, SlideReport, make_call
 from ..scoring import SlideCall, call_from_rule, score_cells, score_labels
+from ..scoring.cells import edited_cells
 from ..tiles.cells import outlined_text
 from ..tiles.grid import scoring_notes
 from .jobs import JobRunner
@@ -51,6 +53,8 @@ class SlideScoring(QObject):
     report_ready = Signal(object)
     #: the tile layer was edited by hand; the rescored call follows
     tiles_edited = Signal()
+    #: the cells after a hand edit (CellTable): those the rescored call counted
+    cells_edited = Signal(object)
 
     def __init__(self, viewer: napari.Viewer, jobs: JobRunner,
                  parent: QObject | None = None) -> None:
@@ -233,7 +237,9 @@ class SlideScoring(QObject):
         results = (report.results if report is not None and report.grid is self.prepared.grid
                    else None)
         if results is not None and results.cells is not None:  # the call counted cells
-            score = score_cells(results, c.organ.value, c.specimen.value, label_image=labels)
+            cells, _ = edited_cells(results, labels)
+            score = score_cells(replace(results, cells=cells), c.organ.value, c.specimen.value)
+            self.cells_edited.emit(cells)
         else:
             score = score_labels(labels, organ=c.organ.value, specimen=c.specimen.value)
         call = call_from_rule(score)

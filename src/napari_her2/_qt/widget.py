@@ -104,7 +104,7 @@ class Her2ScoringWidget(QWidget):
         scoring.report_ready.connect(self.explain.show_report_attention)
         scoring.report_ready.connect(self._show_cells)
         scoring.tiles_edited.connect(self.review.record_edits)
-        scoring.tiles_edited.connect(self._show_edited_cells)
+        scoring.cells_edited.connect(self.cells.update)  # the cells the edited call counts
         for source in (scoring, self.tma):
             source.progress_range.connect(run.reset_progress)
             source.progress.connect(run.progress.setValue)
@@ -154,18 +154,6 @@ class Her2ScoringWidget(QWidget):
         """The cells of a scorer that finds cells, as ``<image> cells`` (drawn zoomed in)."""
         image = self.viewer.layers[self.scoring.image_name]
         self.cells.show(image, report.results.cells)
-
-    def _show_edited_cells(self) -> None:
-        """After a hand edit, the cells layer shows the cells as the call now counts them
-        (and as *Export GeoJSON…* writes them)."""
-        from ..scoring.cells import edited_cells
-
-        scoring = self.scoring
-        report, prepared, tiles = scoring.report, scoring.prepared, scoring.tiles_layer
-        if (report is None or prepared is None or tiles is None or report.results.cells is None
-                or report.grid is not prepared.grid):  # a new run is scoring another grid
-            return
-        self.cells.update(edited_cells(report.results, tile_labels(tiles))[0])
 
     def cancel(self) -> None:
         """Stop the running worker within one batch (Cancel button)."""
