@@ -105,3 +105,11 @@ def percent_columns(percent: Mapping[str, float] | None) -> dict[str, float | No
     percent = percent or {}
     return {column: percent.get(s) for column, s in zip(PERCENT_COLUMNS, HER2_SCORES,
                                                          strict=True)}
+
+
+def tumour_cell_columns(cells: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``n_tumour_cells`` and the :data:`PERCENT_COLUMNS` of a cell summary (a report's
+    ``cells``, ``CellTable.summary()``); None each without one, as for a tile model."""
+    cells = cells or {}
+    return {"n_tumour_cells": cells.get("n_tumour_cells"),
+            **percent_columns(cells.get("tumour_percent"))}

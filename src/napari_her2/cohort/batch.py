@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..classes import PERCENT_COLUMNS, borderline_text, percent_columns
+from ..classes import PERCENT_COLUMNS, borderline_text, tumour_cell_columns
 from ..errors import Her2Error
 from ..params import ScoringParams
 
@@ -69,12 +69,10 @@ def call_columns(report: dict[str, Any]) -> dict[str, Any]:
     """The summary columns a slide report gives: its call (or why there is none), how many
     tissue tiles, and with a scorer that finds cells how many tumour cells and their
     percentages per class (empty for a tile model)."""
-    cells = report.get("cells") or {}
     return {"score": report.get("score"), "category": report.get("category"),
             "confidence": report.get("confidence"), "borderline": borderline_text(report),
             "no_call": report.get("no_call"), "n_tissue_tiles": report.get("n_tissue_tiles"),
-            "n_tumour_cells": cells.get("n_tumour_cells"),
-            **percent_columns(cells.get("tumour_percent"))}
+            **tumour_cell_columns(report.get("cells"))}
 
 
 def finished_row(path: str, out_dir: str | os.PathLike, stem: str,

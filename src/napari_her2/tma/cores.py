@@ -17,12 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from ..classes import percent_columns
+from ..classes import tumour_cell_columns
 from ..ihc.tissue import TissueMask, tissue_mask_from_rgb
 from ..params import ScoringParams
 from ..scoring import NoCallReason, SlideCall, no_call
 from ..slide import Slide
-from ..tiles.cells import CellTable
 from ..tiles.regions import RegionError
 from ..tiles.results import TileResults
 from .dearray import Core, TmaError, TmaGrid, find_cores
@@ -72,16 +71,10 @@ class TmaReport:
                 "confidence": "" if call.confidence is None else round(call.confidence, 3),
                 "borderline": " / ".join(call.borderline) if call.borderline else "",
                 "no_call_reason": "" if call.no_call is None else call.no_call.value,
-                **_cell_columns(None if s.results is None else s.results.cells),
+                **tumour_cell_columns(None if s.results is None or s.results.cells is None
+                                      else s.results.cells.summary()),
             })
         return out
-
-
-def _cell_columns(cells: CellTable | None) -> dict[str, Any]:
-    """A core's tumour cells and their percentages per class (empty without cells)."""
-    summary = None if cells is None else cells.summary()
-    return {"n_tumour_cells": None if summary is None else summary["n_tumour_cells"],
-            **percent_columns(None if summary is None else summary["tumour_percent"])}
 
 
 def iter_score_tma(slide_or_path: Slide | str | os.PathLike, model: str | None = None, *,
