@@ -1,7 +1,8 @@
 """End-to-end scoring speed against the model alone and against the usual per-tile script.
 
 Prints, measured in the same run on the same slide and model:
-  pure model   tiles/s of predictor.predict on tiles already in memory (same batch size)
+  pure model   tiles/s of predictor.predict on tiles already in memory (same batch size; for
+               dab-cells each tile with the context the pipeline reads around it)
   napari-her2  tiles/s of score_slide (tissue, grid, threaded reads, batches, results)
   usual script tiles/s of openslide read_region per tile + one forward per tile
   (dab-cells) its time per tile split into read, waiting and scorer, and the scorer's own
@@ -32,7 +33,7 @@ import torch
 from napari_her2 import open_slide, score_slide
 from napari_her2._sample_data import ihc_mosaic
 from napari_her2.params import ScoringParams
-from napari_her2.run.inference import read_tile
+from napari_her2.run.inference import context_margin, read_tiles
 from napari_her2.run.pipeline import as_predictor, prepare
 from napari_her2.slide import write_pyramid_tiff
 
@@ -68,11 +69,15 @@ def random_checkpoint(arch: str, folder: Path) -> Path:
     return path
 
 
-def pure_model(predictor, tiles: np.ndarray, batch: int) -> tuple[int, float]:
-    """(tiles, seconds) of predictor.predict over tiles already in memory."""
+def pure_model(predictor, tiles: np.ndarray, batch: int, context: int = 0) -> tuple[int, float]:
+    """(tiles, seconds) of predictor.predict over tiles already in memory (each with
+    ``context`` px of the slide around it, for a predictor that asks for it)."""
     t0 = time.perf_counter()
     for s in range(0, len(tiles), batch):
-        predictor.predict(tiles[s : s + batch])
+        if context:
+            predictor.predict(tiles[s : s + batch], context=context)
+        else:
+            predictor.predict(tiles[s : s + batch])
     return len(tiles), time.perf_counter() - t0
 
 
@@ -97,7 +102,8 @@ def bare_forward(predictor, tiles: np.ndarray, batch: int) -> float | None:
     return len(tiles) / (time.perf_counter() - t0)
 
 
-def cell_shares(predictor, tiles: np.ndarray, batch: int) -> dict[str, float] | None:
+def cell_shares(predictor, tiles: np.ndarray, batch: int, context: int = 0
+                ) -> dict[str, float] | None:
     """Seconds per tile of the cell scorer's two steps on tiles in memory, one thread:
     ``measure`` (deconvolution, nuclei, cells, rings: ``measure_cells``) and ``classify``
     (tile counts and class probabilities from the cells). None for another scorer."""
@@ -112,7 +118,7 @@ def cell_shares(predictor, tiles: np.ndarray, batch: int) -> dict[str, float] | 
     for s in range(0, len(tiles), batch):
         part = tiles[s : s + batch]
         t0 = time.perf_counter()
-        cells = measure_cells(part, predictor.params, matrix, predictor.background)
+        cells = measure_cells(part, predictor.params, matrix, predictor.background, context)
         t1 = time.perf_counter()
         tile_probabilities(cell_counts(cells, len(part)))
         measure, classify = measure + t1 - t0, classify + time.perf_counter() - t1
@@ -192,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         prep = prepare(slide, predictor, params=params)  # the grid the model card decides
         grid, predictor = prep.grid, prep.predictor
         rows, cols = grid.tissue_tiles()
-        tiles = np.stack([read_tile(slide, grid, int(r), int(c)) for r, c in zip(rows, cols)])
+        context = context_margin(predictor, grid).tile  # the pure model gets what it is given
+        tiles = read_tiles(slide, grid, rows, cols, context_margin(predictor, grid))
+        bare_tiles = tiles[:, context : tiles.shape[1] - context, context : tiles.shape[2] - context]
         reports = []
 
         def pipeline() -> tuple[int, float]:
@@ -200,13 +208,14 @@ def main(argv: list[str] | None = None) -> int:
             reports.append(score_slide(path, predictor, mpp=args.mpp, params=params))
             return len(reports[-1].results), time.perf_counter() - t0
 
-        predictor.predict(tiles[: args.batch])  # warm-up
+        pure_model(predictor, tiles[: args.batch], args.batch, context)  # warm-up
         rounds, bare = [], []
         for _ in range(args.rounds):  # each round: the pure model, the pipeline, the network
-            rounds += timed_rounds(lambda: pure_model(predictor, tiles, args.batch), pipeline, 1)
-            bare.append(bare_forward(predictor, tiles, args.batch))
+            rounds += timed_rounds(lambda: pure_model(predictor, tiles, args.batch, context),
+                                   pipeline, 1)
+            bare.append(bare_forward(predictor, bare_tiles, args.batch))
         usual = usual_script(path, predictor, grid, slide, args.usual_tiles)
-        shares = cell_shares(predictor, tiles, args.batch)
+        shares = cell_shares(predictor, tiles, args.batch, context)
     report_figures(args, slide, predictor, grid, rounds, reports[-1], usual, bare, shares)
     return 0
 
@@ -230,7 +239,8 @@ def report_figures(args, slide, predictor, grid, rounds, report, usual, bare=(),
     print(f"{'pure model':<14}{pure:10.1f} tiles/s   (median of {len(rounds)} rounds)")
     print(f"{'napari-her2':<14}{ours:10.1f} tiles/s   (last run's timings {report.timings.to_dict()})")
     if usual is not None:
-        print(f"{'usual script':<14}{usual:10.1f} tiles/s   (openslide read_region + 1 tile/forward)")
+        print(f"{'usual script':<14}{usual:10.1f} tiles/s   (openslide read_region + 1 tile/forward"
+              + (", tiles without context)" if getattr(predictor, "context_px", 0) else ")"))
     print(f"ratio napari-her2 / pure model   = {ratio:.2f}  (median of the rounds' ratios; "
           "target >= 0.85)")
     print(f"CPU time per tile, pure / napari-her2 = {cpu_ratio:.2f}  (median; what the ratio "

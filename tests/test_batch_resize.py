@@ -108,3 +108,42 @@ def test_batch_read_gives_the_tiles_read_one_by_one(resized_grid):
     assert len(tile_runs(rows, cols)) < len(rows), "the test needs neighbouring tiles"
     for i in range(len(rows)):
         np.testing.assert_array_equal(batch.tiles[i], read_tile(slide, grid, rows[i], cols[i]))
+
+
+def test_tiles_are_read_with_their_context(tmp_path):
+    """With a margin, each tile comes with the slide around it: its middle is the tile read
+    alone, its sides the neighbouring tiles' pixels, white beyond the slide's edge; a run of
+    neighbours and the one-by-one fallback read the same."""
+    path = tmp_path / "m.tif"
+    write_pyramid_tiff(path, ihc_mosaic(rows=1, cols=2, gap=64), 0.5)
+    slide = open_slide(path)
+    grid = make_grid(slide, detect_tissue(slide), tile_size=64, target_mpp=0.5)
+    rows, cols = (a.ravel() for a in np.indices(grid.shape))  # every tile, edges included
+    margin = inference.Margin(16, (16, 16))
+    batch = inference._read_batch(slide, grid, rows, cols, margin)
+    assert batch.tiles.shape == (len(rows), 96, 96, 3) and batch.tile_px == 64
+    assert len(tile_runs(rows, cols)) < len(rows), "the test needs neighbouring tiles"
+    h, w = slide.dimensions
+    for i, (r, c) in enumerate(zip(rows, cols)):
+        y, x = int(r) * 64 - 16, int(c) * 64 - 16
+        want = np.full((96, 96, 3), 255, np.uint8)
+        y0, x0 = max(y, 0), max(x, 0)
+        y1, x1 = min(y + 96, h), min(x + 96, w)
+        want[y0 - y : y1 - y, x0 - x : x1 - x] = slide.read_region(0, y0, x0, y1 - y0, x1 - x0)
+        np.testing.assert_array_equal(batch.tiles[i], want)
+        np.testing.assert_array_equal(batch.tiles[i, 16:80, 16:80],
+                                      read_tile(slide, grid, r, c))
+        alone = np.empty((96, 96, 3), np.uint8)
+        assert inference._read_region_into(slide, grid, int(r), int(c), alone, margin)
+        np.testing.assert_array_equal(alone, batch.tiles[i])
+
+
+def test_the_margin_follows_the_predictor_and_the_level():
+    from napari_her2.ihc.cell_scorer import DabCellScorer
+    from napari_her2.ihc.scorer import DabMembraneScorer
+
+    scorer = DabCellScorer()
+    assert scorer.context_px == 98
+    grid = type("G", (), {"read_size": (512, 384), "tile_size": 256})()  # read 2x, 1.5x
+    assert inference.context_margin(scorer, grid) == inference.Margin(98, (196, 147))
+    assert inference.context_margin(DabMembraneScorer(), grid) == inference.Margin()

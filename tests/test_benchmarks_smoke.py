@@ -237,14 +237,19 @@ def test_bench_cells_smoke(capsys):
                      re.MULTILINE), out
     rates = {}
     for name in ("deconvolve (bare)", "membrane.measure", "measure_cells, 1 thread",
-                 "measure_cells, 2 threads"):
+                 "measure_cells, 2 threads", "in context, 2 threads"):
         rates[name] = _figure(rf"^{re.escape(name)} +(\d+\.\d\d) Mpx/s", out)
         assert rates[name] > 0
     ratio = _figure(r"^ratio measure_cells \(1 thread\) / membrane\.measure: (\d+\.\d\d)$", out)
     assert ratio == pytest.approx(
         rates["measure_cells, 1 thread"] / rates["membrane.measure"], rel=0.05, abs=0.01)
-    assert re.search(r"^target: measure_cells >= 3\.0 Mpx/s on 2 cores: (met|not met) "
-                     r"\(ratio \d+\.\d\d\)$", out, re.MULTILINE)
+    assert re.search(r"^cells: \d+, tumour cells \d+; context 98 px \(49 um\)", out, re.MULTILINE)
+    in_context = _figure(r"^ratio in context / bare tiles \(2 threads\): (\d+\.\d\d) ", out)
+    assert in_context == pytest.approx(
+        rates["in context, 2 threads"] / rates["measure_cells, 2 threads"], rel=0.05, abs=0.01)
+    target = _figure(r"^target: measure_cells in context >= 3\.0 Mpx/s on 2 cores: "
+                     r"(?:met|not met) \(ratio (\d+\.\d\d)\)$", out)
+    assert target == pytest.approx(rates["in context, 2 threads"] / 3.0, rel=0.05, abs=0.01)
 
 
 def test_bench_pipeline_times_a_cnn_against_its_bare_forward(capsys):

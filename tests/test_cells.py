@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
+from scipy.spatial import cKDTree
 
 from napari_her2.ihc.cells import (
     CELL_CLASSES,
@@ -181,6 +182,33 @@ def test_batch_cells_keep_their_tile_and_position():
     assert np.sum(cells.tile == 1) == len(alone)
     np.testing.assert_allclose(np.sort(cells.y[cells.tile == 1]), np.sort(alone.y), atol=1e-4)
     assert cells.y.max() < 256 and cells.x.max() < 256 and cells.y.min() >= 0
+
+
+def test_cells_in_context_are_those_of_the_whole_field():
+    """A field cut into four tiles, each with 48 px of the field around it, gives the cells the
+    whole field gives inside each tile: the same centres and classes, a cell at a tile's edge
+    whole and with its neighbours across the edge (read alone, the tiles' corner cells lack the
+    neighbours that make them tumour cells)."""
+    field = render(lattice(14, 4.5, n=512), membranes(14, 0.5, 1.5, n=512))
+    whole = measure(field)
+    m = 48
+    padded = np.pad(field, ((m, m), (m, m), (0, 0)), constant_values=255)
+    tiles = np.stack([padded[y : y + 256 + 2 * m, x : x + 256 + 2 * m]
+                      for y in (0, 256) for x in (0, 256)])
+    cells = measure_cells(tiles, PARAMS, MATRIX, context=m)
+    assert cells.y.min() >= -0.5 and cells.y.max() < 255.5 and cells.x.max() < 255.5
+    y = cells.y + 256 * (cells.tile // 2)
+    x = cells.x + 256 * (cells.tile % 2)
+    assert len(cells) == len(whole)
+    dist, match = cKDTree(np.stack([whole.y, whole.x], 1)).query(np.stack([y, x], 1))
+    inner = (np.minimum(y, x) > 16) & (np.maximum(y, x) < 512 - 16)  # the field's own edge
+    assert dist[inner].max() <= 0.5 and len(np.unique(match)) == len(whole)  # is white here
+    np.testing.assert_array_equal(cells.her2_class, whole.her2_class[match])
+    bare = measure_cells(np.stack([field[y:y + 256, x:x + 256] for y in (0, 256)
+                                   for x in (0, 256)]), PARAMS, MATRIX)
+    assert bare.tumour.sum() < whole.tumour.sum()  # cells at the corners lose neighbours
+    with pytest.raises(ValueError, match="context"):
+        measure_cells(tiles, PARAMS, MATRIX, context=200)
 
 
 def test_tiles_at_other_resolutions_scale_in_microns():

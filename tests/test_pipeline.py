@@ -19,7 +19,6 @@ from napari_her2._sample_data import ihc_mosaic
 from napari_her2.classes import HER2_SCORES
 from napari_her2.errors import Her2Error, MissingMppError, OutputError, ScoringCancelled
 from napari_her2.export import tile_id, validate_qupath_geojson
-from napari_her2.ihc.cell_scorer import DabCellScorer
 from napari_her2.params import ScoringParams
 from napari_her2.run.pipeline import write_outputs
 from napari_her2.slide import write_pyramid_tiff
@@ -107,7 +106,7 @@ def test_report_has_the_documented_fields(report, slide_path):
     assert timings["total"] >= timings["infer"]
     assert data["version"] == napari_her2.__version__
     assert data["stain_check"]["looks_like_dab"] is True
-    assert data["warnings"] == [DabCellScorer().tile_caveat(64.0)]  # 64 µm tiles: noted
+    assert data["warnings"] == []  # its µm/px is in the file; 64 µm tiles need no note
     assert data["slide"] == str(slide_path)
 
 

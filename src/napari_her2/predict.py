@@ -98,3 +98,19 @@ class TilePredictor(Protocol):
     def describe(self) -> dict[str, Any]:
         """JSON-able model card: name, classes, parameters, provenance, limits."""
         ...
+
+
+@runtime_checkable
+class ContextPredictor(TilePredictor, Protocol):
+    """A tile predictor that judges each tile with the slide around it (the cell scorer: a
+    cell at a tile's edge needs its whole ring and its neighbours across the edge)."""
+
+    @property
+    def context_px(self) -> int:
+        """Pixels of the slide it wants on each side of a tile, at the tile resolution."""
+        ...
+
+    def predict(self, tiles: np.ndarray, context: int = 0) -> Prediction:
+        """Score tiles of (N, H, W, 3) that carry ``context`` pixels of the slide on each
+        side; the results are those of the tiles proper (the middle H - 2 context pixels)."""
+        ...

@@ -185,7 +185,7 @@ class SlideScoring(QObject):
 
         if prep.stain is not None and prep.stain.warning:
             show_warning(f"{prep.slide.name}: {prep.stain.warning}")
-        for note in scoring_notes(prep.predictor, prep.grid, prep.slide.mpp_source):
+        for note in scoring_notes(prep.predictor, prep.slide.mpp_source):
             show_warning(f"{prep.slide.name}: {note}")
 
     def _show_partial_call(self, results: Any, partial: bool) -> None:
@@ -214,7 +214,7 @@ class SlideScoring(QObject):
         text = f"Done: {len(report.results)} tiles in {report.timings.total:.1f} s"
         if report.stain is not None and report.stain.warning:
             text += f"\nWarning: {report.stain.warning}"
-        for note in scoring_notes(report.predictor, report.grid, report.slide.mpp_source):
+        for note in scoring_notes(report.predictor, report.slide.mpp_source):
             text += f"\nNote: {note}"
         self.message.emit(text)
 

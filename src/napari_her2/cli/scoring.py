@@ -64,11 +64,11 @@ def _faint_line(report: SlideReport) -> str:
 
 
 def _note_lines(report: SlideReport) -> str:
-    """"  note: ..." for each note the scorer states about how the run was set up (tiles
-    smaller than it counts tumour cells reliably from, a µm/px given by hand); "" for none."""
+    """"  note: ..." for each note the scorer states about how the run was set up (a µm/px
+    given by hand); "" for none."""
     from ..tiles.grid import scoring_notes
 
-    notes = scoring_notes(report.predictor, report.grid, report.slide.mpp_source)
+    notes = scoring_notes(report.predictor, report.slide.mpp_source)
     return "".join(f"  note: {note}\n" for note in notes)
 
 

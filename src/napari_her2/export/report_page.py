@@ -141,8 +141,7 @@ def report_lines(report: Any, options: PageOptions | None = None) -> list[str]:
         f"Parameters: tile {report.grid.tile_size} px at {report.grid.target_mpp:g} um/px, "
         f"organ {p.call.organ.value}, specimen {p.call.specimen.value}, "
         f"slide call {p.call.slide_model or 'guideline rule'}",
-        *[f"Note: {n}" for n in scoring_notes(report.predictor, report.grid,
-                                              report.slide.mpp_source)],
+        *[f"Note: {n}" for n in scoring_notes(report.predictor, report.slide.mpp_source)],
         f"Slide: {Path(report.slide.path).name}, "
         + (f"{mpp.x:.4g} um/px ({report.slide.mpp_source})" if mpp else "um/px unknown"),
         f"napari-her2 {__version__}, {opt.date or _dt.date.today().isoformat()}",

@@ -1,9 +1,11 @@
 """The weight-free ``dab-cells`` scorer: HER2 counted over tumour cells, as the guideline does.
 
-:class:`DabCellScorer` implements ``TilePredictor`` on top of :func:`.cells.measure_cells`:
-every tile's cells are found and classed, the tile's class is the one the guideline gives to
-*its* tumour cells (the highest class reached by more than 10% of them; non-tumour without
-tumour cells), so the tile overlay and the cells never disagree, and the cells themselves
+:class:`DabCellScorer` implements ``ContextPredictor`` on top of :func:`.cells.measure_cells`:
+every tile is read with the slide around it (:attr:`DabCellScorer.context_um`), its cells are
+found and classed on the whole window and those inside the tile kept; the tile's class is the
+one the guideline gives to *its* tumour cells (the highest class reached by more than 10% of
+them; non-tumour without tumour cells), so the tile overlay and the cells never disagree, and
+the cells themselves
 travel with the prediction so that the slide call is made from the percentages of tumour
 cells (:func:`napari_her2.scoring.cells.score_cells`). Stain vectors are estimated per slide
 as the ``dab-membrane`` scorer does, and reported beside the identity, not in it.
@@ -20,7 +22,7 @@ import numpy as np
 from scipy import special
 
 from ..predict import CellColumns, Prediction
-from .cells import CellBatch, CellParams, cell_counts, measure_cells, tile_classes
+from .cells import CellBatch, CellParams, cell_counts, grid_factors, measure_cells, tile_classes
 from .deconvolution import (
     DEFAULT_DAB,
     DEFAULT_HAEMATOXYLIN,
@@ -36,8 +38,8 @@ from .scorer import INTENDED_USE, DabMembraneScorer, over_slices
 #: give another hash (2: tile probabilities carry the sampling error of their cell counts;
 #: 3: OD read against the slide's background; 4: cell outlines seen at ×20 and bounded across
 #: two directions, strong membranes seen at ×5, each cell also read with the stains weaker and
-#: stronger)
-METHOD_VERSION = 4
+#: stronger; 5: each tile judged with the slide around it, :attr:`DabCellScorer.context_um`)
+METHOD_VERSION = 5
 #: per-tile features: tumour cells of each class, non-tumour cells, and the mean ring OD
 FEATURE_NAMES: tuple[str, ...] = ("cells_0", "cells_1+", "cells_2+", "cells_3+",
                                   "cells_non_tumour", "ring_od_mean")
@@ -48,20 +50,14 @@ LIMITS = (
     "carcinoma.",
     "Each membrane ring is placed by a 5 µm expansion of its nucleus, not traced: the basal "
     "membrane of columnar cells can be missed.",
-    "Cells cut by a tile's edge are judged on the part of their ring inside the tile, and "
-    "tumour clusters are judged within a tile: tiles under 128 µm find fewer tumour cells.",
+    "Each tile is read with 49 µm of the slide around it: a cell at its edge is judged on its "
+    "whole ring and with its neighbours across the edge, so the cells do not depend on the "
+    "tile size; at the slide's edge the surroundings are blank.",
     "3+ against 2+ turns on the membranes seen at x5: on the shared images 12% of the tumour "
     "cells of a textbook 3+ and 8% of those of a 2+ core, against a cut of 10%.",
     "Not a validated device; not for diagnosis.",
 )
 
-
-#: smallest tile side (µm) the calls were measured stable at: tumour cells are found by their
-#: cohesive neighbours within ``NucleusParams.cluster_radius_um`` (25 µm) inside their own
-#: tile, so a smaller tile loses more of them at its edges. On the shared images every call
-#: held at 128 µm (the card's tile) and 256 µm; at 64 µm two images fell under the 50
-#: tumour cells a call needs and one changed class (docs/validation.md)
-MIN_TILE_UM = 128.0
 
 #: a scan up to this factor coarser than ``CellParams.fine_um`` (×40) is read at ×40
 FORTY_X_SLACK = 1.2
@@ -105,16 +101,6 @@ class DabCellScorer:
         return (f"read at {self.params.mpp:g} µm/px, where faint (1+) membranes seen only at "
                 "×40 do not show: review 0 vs 1+ at ×40")
 
-    def tile_caveat(self, side_um: float) -> str:
-        """"" for tiles of at least :data:`MIN_TILE_UM` a side; otherwise what smaller tiles
-        do to the count of tumour cells, said beside the call."""
-        side = round(side_um, 1)
-        if side >= MIN_TILE_UM:
-            return ""
-        return (f"tiles of {side:g} µm: tumour cells are found by their neighbours within a "
-                f"tile, and tiles under {MIN_TILE_UM:g} µm find fewer of them; score with "
-                f"tiles of {MIN_TILE_UM:g} µm or more")
-
     def mpp_caveat(self, source: str) -> str:
         """"" when the slide's µm/px was read from its file; otherwise (``source`` "user": given
         by hand) what a wrong value does, said beside the call. Nuclei are judged by their area
@@ -153,13 +139,32 @@ class DabCellScorer:
         return replace(self, haematoxylin=adapted.haematoxylin, dab=adapted.dab,
                        background=adapted.background)
 
-    def predict(self, tiles: np.ndarray) -> Prediction:
-        """Find and class the cells of uint8 tiles (N, H, W, 3); tile classes from them."""
+    @property
+    def context_um(self) -> float:
+        """How far (µm) beyond a tile its cells are judged from: a tumour cell needs its
+        epithelial neighbours within ``cluster_radius_um``, a cluster's other cell the tumour
+        cells within ``member_um``, and each of those its whole nucleus, whose background
+        and outline are read within ``hole_um``."""
+        n = self.params.nucleus
+        return n.cluster_radius_um + n.member_um + n.hole_um
+
+    @property
+    def context_px(self) -> int:
+        """:attr:`context_um` in tile pixels, a whole number of nucleus-grid pixels, so that
+        a tile read with it lies on the same grid."""
+        fine, grid = grid_factors(self.params)
+        step = fine * grid
+        return step * int(np.ceil(self.context_um / (self.params.mpp * step)))
+
+    def predict(self, tiles: np.ndarray, context: int = 0) -> Prediction:
+        """Find and class the cells of uint8 tiles (N, H, W, 3); tile classes from them.
+        ``context``: pixels of the surrounding slide on each side of every tile (the runner
+        reads :attr:`context_px`); the cells are judged with it and kept inside the tile."""
         tiles = np.asarray(tiles)
         if tiles.ndim != 4 or tiles.shape[-1] != 3:
             raise ValueError(f"expected tiles of shape (N, H, W, 3), got {tiles.shape}")
         n = tiles.shape[0]
-        cells = self._measure(tiles)
+        cells = self._measure(tiles, context)
         counts = cell_counts(cells, n)
         probs = tile_probabilities(counts)
         ring = np.full(n, np.nan, np.float32)
@@ -170,12 +175,12 @@ class DabCellScorer:
         features = np.concatenate([counts.astype(np.float32), ring[:, None]], axis=1)
         return Prediction(probs, features, cells=_columns(cells))
 
-    def _measure(self, tiles: np.ndarray) -> CellBatch:
+    def _measure(self, tiles: np.ndarray, context: int = 0) -> CellBatch:
         """``measure_cells`` over slices of the batch in threads (see :func:`over_slices`)."""
         matrix = stain_matrix(self.haematoxylin, self.dab)
         parts = over_slices(len(tiles),
                             lambda idx: measure_cells(tiles[idx], self.params, matrix,
-                                                      self.background), "cells")
+                                                      self.background, context), "cells")
         return parts[0][1] if len(parts) == 1 else _concat(parts)
 
     def describe(self) -> dict[str, Any]:
@@ -186,12 +191,14 @@ class DabCellScorer:
             "classes": list(self.classes),
             "input_size": self.input_size,
             "target_mpp": self.target_mpp,
+            "context_um": self.context_um,
             "feature_names": list(self.feature_names),
             "sha256": self.sha256,
             "thresholds": asdict(self.params),
             "method": (
                 "H-DAB colour deconvolution; nuclei split by a distance-transform watershed; "
-                "cells by a 5 µm expansion; membrane ring completeness in 16 sectors; "
+                "cells by a 5 µm expansion, each tile judged with the slide around it; "
+                "membrane ring completeness in 16 sectors; "
                 "intensity by the magnification rule (visible at 2 / 1 µm/px or only at full "
                 "resolution); tumour cells by nuclear morphology in cohesive clusters; ASCO/CAP "
                 "cell classes; tile class = the guideline's class of its tumour cells"

@@ -75,8 +75,13 @@ How each step decides
    1 - ``stain_spread`` and 1 + ``stain_spread`` (``class_paler``, ``class_darker``; the same
    cells and rings, deconvolution being linear in OD), for the call's confidence.
 
-Limits: cells are measured within their tile (a cell cut by the tile edge is judged on the
-part of its ring inside; clusters are counted within a tile); in situ carcinoma and normal
+Context: with ``context`` pixels of the slide around each tile (the scorer reads
+``DabCellScorer.context_um``), every step runs on the whole window and the cells whose centre
+lies in the tile proper are kept, so a cell at a tile's edge is judged whole and with its
+neighbours across the edge; without it, on the part of its ring inside its tile and with the
+neighbours in it.
+
+Limits: in situ carcinoma and normal
 epithelium are epithelium too; sheets of lymphocytes whose nuclei reach the epithelial size
 (``NucleusParams.tumour.min_area_um2`` on the half-maximum contour) read as tumour, and a
 carcinoma whose nuclei are small and pale can be missed; a mesh of DAB-stained strands
@@ -267,7 +272,7 @@ def _empty_arrays() -> dict[str, np.ndarray]:
 # --------------------------------------------------------------------------- grids
 
 
-def _factors(p: CellParams) -> tuple[int, int]:
+def grid_factors(p: CellParams) -> tuple[int, int]:
     """Block factors: tile pixels per fine pixel, fine pixels per nucleus-grid pixel."""
     fine = max(1, int(round(p.fine_um / p.mpp)))
     grid = max(1, int(round(p.nucleus.grid_um / (p.mpp * fine))))
@@ -341,14 +346,35 @@ def _reach_px(nuc: Nuclei, p: CellParams) -> np.ndarray:
 
 def measure_cells(tiles: np.ndarray, params: CellParams | None = None,
                   stain_matrix: np.ndarray | None = None,
-                  background: dc.Vector3 | None = None) -> CellBatch:
+                  background: dc.Vector3 | None = None, context: int = 0) -> CellBatch:
     """Cells of uint8 tiles (N, H, W, 3): nuclei, rings, tumour flags and classes; OD is read
-    against ``background``, the colour of the slide's glass (white when None)."""
+    against ``background``, the colour of the slide's glass (white when None).
+
+    ``context``: pixels of the surrounding slide on each side of every tile. Everything is
+    found and measured on the whole of each tile, context included (a nucleus cut by the tile's
+    edge is whole, a ring is read all round, a cluster has its neighbours across the edge),
+    and only the cells whose centre lies inside the tile proper, at least ``context`` pixels
+    from every side, are returned, in that tile's pixels."""
     p = params or CellParams()
     tiles = np.asarray(tiles)
     if tiles.ndim != 4 or tiles.shape[-1] != 3:
         raise ValueError(f"expected tiles of shape (N, H, W, 3), got {tiles.shape}")
-    f_fine, f_grid = _factors(p)
+    if context < 0 or 2 * context >= min(tiles.shape[1:3]):
+        raise ValueError(f"context of {context} px leaves no tile inside {tiles.shape[1:3]}")
+    cells = _measure(tiles, p, stain_matrix, background)
+    if context == 0 or len(cells) == 0:
+        return cells
+    hh, ww = tiles.shape[1] - context, tiles.shape[2] - context
+    inside = (cells.y >= context - 0.5) & (cells.y < hh - 0.5)
+    inside &= (cells.x >= context - 0.5) & (cells.x < ww - 0.5)
+    kept = cells.select(inside)
+    return replace(kept, y=kept.y - np.float32(context), x=kept.x - np.float32(context))
+
+
+def _measure(tiles: np.ndarray, p: CellParams, stain_matrix: np.ndarray | None,
+             background: dc.Vector3 | None) -> CellBatch:
+    """:func:`measure_cells` of whole tiles."""
+    f_fine, f_grid = grid_factors(p)
     fine_um = p.mpp * f_fine
     grid_um = fine_um * f_grid
     np_ = replace(p.nucleus, grid_um=grid_um)

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import ScoringCancelled, SlideReadError
 from ..models.preprocess import resize_batch, resize_tile
-from ..predict import CellColumns, TilePredictor
+from ..predict import CellColumns, ContextPredictor, TilePredictor
 from ..slide import Slide
 from ..threads import sync_mode
 from ..tiles.cells import CellTable
@@ -126,9 +126,33 @@ def make_update(results: TileResults, start: int, total: int, timings: Timings) 
 class _Batch:
     rows: np.ndarray
     cols: np.ndarray
-    tiles: np.ndarray
+    tiles: np.ndarray  #: (n, tile_px + 2 context, ..., 3) uint8
     readable: np.ndarray
     read_seconds: float
+    tile_px: int  #: side of a tile proper (its context left out)
+
+
+@dataclass(frozen=True)
+class Margin:
+    """The context read around each tile: ``tile`` pixels at the tile resolution, ``level``
+    (y, x) the same at the grid's pyramid level."""
+
+    tile: int = 0
+    level: tuple[int, int] = (0, 0)
+
+
+def context_margin(predictor: object, grid: TileGrid) -> Margin:
+    """The context a :class:`ContextPredictor` asks for around each tile (its
+    ``context_px``, tile pixels; none for other predictors). Such a predictor gets every tile
+    with that much of the surrounding slide on each side (white beyond the slide's edge) and
+    ``context=`` the margin, and returns what lies inside the tile proper: a cell at a tile's
+    edge is judged on its whole ring and with its neighbours in the next tile, whatever the
+    tile size."""
+    px = int(predictor.context_px) if isinstance(predictor, ContextPredictor) else 0
+    if px <= 0:
+        return Margin()
+    rh, rw = grid.read_size
+    return Margin(px, (round(px * rh / grid.tile_size), round(px * rw / grid.tile_size)))
 
 
 def new_results(predictor: TilePredictor, grid: TileGrid,
@@ -168,7 +192,9 @@ def iter_scoring(
     timings = Timings()
     t_start = time.perf_counter()
     starts = list(range(0, total, max(1, batch_size)))
-    batches = _read_batches(slide, grid, rows, cols, starts, batch_size, workers, prefetch)
+    margin = context_margin(predictor, grid)
+    batches = _read_batches(slide, grid, rows, cols, starts, batch_size, workers, prefetch,
+                            margin)
     try:
         while True:
             t_wait = time.perf_counter()
@@ -179,7 +205,7 @@ def iter_scoring(
             if cancel is not None and cancel.is_set():
                 raise ScoringCancelled(f"{slide.name}: scoring cancelled")
             timings.read += batch.read_seconds
-            probs, feats, emb, cells = _predict(predictor, batch, timings, embed)
+            probs, feats, emb, cells = _predict(predictor, batch, timings, embed, margin.tile)
             start = len(results)
             results.extend(batch.rows, batch.cols, probs, feats, batch.readable, emb)
             if cells is not None:
@@ -193,8 +219,10 @@ def iter_scoring(
 
 
 def _predict(predictor: TilePredictor, batch: _Batch, timings: Timings,
-             embed: Callable[[np.ndarray], np.ndarray] | None = None):
-    """(probs, features, embeddings, cells) of a batch; unreadable tiles get NaN rows."""
+             embed: Callable[[np.ndarray], np.ndarray] | None = None, context: int = 0):
+    """(probs, features, embeddings, cells) of a batch; unreadable tiles get NaN rows.
+    ``context``: pixels of context around each of the batch's tiles, handed to the
+    predictor (see :func:`context_margin`)."""
     n_c, n_f = len(predictor.classes), len(predictor.feature_names)
     probs = np.full((len(batch.rows), n_c), np.nan, np.float32)
     feats = np.full((len(batch.rows), n_f), np.nan, np.float32)
@@ -202,7 +230,11 @@ def _predict(predictor: TilePredictor, batch: _Batch, timings: Timings,
     ok = batch.readable
     if ok.any():
         t0 = time.perf_counter()
-        pred = predictor.predict(batch.tiles[ok])
+        tiles = batch.tiles[ok]
+        if context and isinstance(predictor, ContextPredictor):
+            pred = predictor.predict(tiles, context=context)
+        else:
+            pred = predictor.predict(tiles)
         embeddings = pred.embeddings if embed is None else embed(batch.tiles[ok])
         timings.infer += time.perf_counter() - t0
         probs[ok] = pred.probs
@@ -220,15 +252,17 @@ def _add_cells(results: TileResults, cells: CellColumns, batch: _Batch) -> None:
     if results.cells is None:
         results.cells = CellTable()
     ok = batch.readable
-    results.cells.extend(cells, batch.rows[ok], batch.cols[ok], batch.tiles.shape[1:3],
+    results.cells.extend(cells, batch.rows[ok], batch.cols[ok], (batch.tile_px, batch.tile_px),
                          results.geometry)
 
 
-def _read_batches(slide, grid, rows, cols, starts, batch_size, workers, prefetch) -> Generator[_Batch, None, None]:
+def _read_batches(slide, grid, rows, cols, starts, batch_size, workers, prefetch,
+                  margin: Margin) -> Generator[_Batch, None, None]:
     """Batches of tiles in order, read ``prefetch`` batches ahead in a thread pool."""
     if sync_mode() or workers <= 0:
         for s in starts:
-            yield _read_batch(slide, grid, rows[s : s + batch_size], cols[s : s + batch_size])
+            yield _read_batch(slide, grid, rows[s : s + batch_size], cols[s : s + batch_size],
+                              margin)
         return
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="napari-her2-read")
     pending: deque[Future] = deque()
@@ -236,7 +270,7 @@ def _read_batches(slide, grid, rows, cols, starts, batch_size, workers, prefetch
     try:
         for s in todo:
             pending.append(pool.submit(_read_batch, slide, grid, rows[s : s + batch_size],
-                                       cols[s : s + batch_size]))
+                                       cols[s : s + batch_size], margin))
             if len(pending) > prefetch:
                 break
         while pending:
@@ -244,7 +278,7 @@ def _read_batches(slide, grid, rows, cols, starts, batch_size, workers, prefetch
             nxt = next(todo, None)
             if nxt is not None:
                 pending.append(pool.submit(_read_batch, slide, grid, rows[nxt : nxt + batch_size],
-                                           cols[nxt : nxt + batch_size]))
+                                           cols[nxt : nxt + batch_size], margin))
             yield batch
     finally:
         for fut in pending:
@@ -252,8 +286,10 @@ def _read_batches(slide, grid, rows, cols, starts, batch_size, workers, prefetch
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _read_batch(slide: Slide, grid: TileGrid, rows: np.ndarray, cols: np.ndarray) -> _Batch:
-    """Read one batch of tiles into one preallocated uint8 array, then resize them together.
+def _read_batch(slide: Slide, grid: TileGrid, rows: np.ndarray, cols: np.ndarray,
+                margin: Margin = Margin()) -> _Batch:
+    """Read one batch of tiles (each with ``margin`` of context) into one preallocated uint8
+    array, then resize them together.
 
     Tiles next to each other in a grid row are read as one region (a run): row-major order
     keeps a batch's tiles mostly in a few runs, so each file chunk is pasted once per run
@@ -261,17 +297,17 @@ def _read_batch(slide: Slide, grid: TileGrid, rows: np.ndarray, cols: np.ndarray
     so only the tiles on that chunk are marked unreadable."""
     t0 = time.perf_counter()
     n = len(rows)
-    rh, rw = grid.read_size
-    regions = np.empty((n, rh, rw, 3), np.uint8)
+    (rh, rw), (my, mx) = grid.read_size, margin.level
+    regions = np.empty((n, rh + 2 * my, rw + 2 * mx, 3), np.uint8)
     readable = np.ones(n, bool)
     for start, stop in tile_runs(rows, cols, max(1, MAX_RUN_WIDTH // rw)):
-        if not _read_run(slide, grid, rows, cols, start, stop, regions):
+        if not _read_run(slide, grid, rows, cols, start, stop, regions, margin):
             for i in range(start, stop):
                 readable[i] = _read_region_into(slide, grid, int(rows[i]), int(cols[i]),
-                                                regions[i])
+                                                regions[i], margin)
     regions[~readable] = 255
-    tiles = resize_batch(regions, grid.tile_size)
-    return _Batch(rows, cols, tiles, readable, time.perf_counter() - t0)
+    tiles = resize_batch(regions, grid.tile_size + 2 * margin.tile)
+    return _Batch(rows, cols, tiles, readable, time.perf_counter() - t0, grid.tile_size)
 
 
 def tile_runs(rows: np.ndarray, cols: np.ndarray,
@@ -289,32 +325,50 @@ def tile_runs(rows: np.ndarray, cols: np.ndarray,
 
 
 def _read_run(slide: Slide, grid: TileGrid, rows: np.ndarray, cols: np.ndarray, start: int,
-              stop: int, out: np.ndarray) -> bool:
-    """Read tiles ``start:stop`` (one row, consecutive columns) as one region into ``out``;
-    False if a chunk of it is unreadable."""
-    rh, rw = grid.read_size
+              stop: int, out: np.ndarray, margin: Margin = Margin()) -> bool:
+    """Read tiles ``start:stop`` (one row, consecutive columns) and their context as one
+    region into ``out``; False if a chunk of it is unreadable."""
+    (rh, rw), (my, mx) = grid.read_size, margin.level
     y, x = grid.level_origin(int(rows[start]), int(cols[start]))
-    k = stop - start
     try:
-        band = slide.read_region(grid.level, y, x, rh, rw * k, strict=True)
+        band = slide.read_region(grid.level, y - my, x - mx, rh + 2 * my,
+                                 rw * (stop - start) + 2 * mx, strict=True)
     except SlideReadError:
         return False
-    out[start:stop] = band.reshape(rh, k, rw, 3).transpose(1, 0, 2, 3)
+    for i in range(stop - start):
+        out[start + i] = band[:, i * rw : (i + 1) * rw + 2 * mx]
     return True
 
 
 def _read_region_into(slide: Slide, grid: TileGrid, row: int, col: int,
-                      out: np.ndarray) -> bool:
-    """Read one tile's region (at the grid level, before resizing) into ``out``; False (and a
-    warning) if it is unreadable."""
-    y, x = grid.level_origin(row, col)
-    rh, rw = grid.read_size
+                      out: np.ndarray, margin: Margin = Margin()) -> bool:
+    """Read one tile's region and its context (at the grid level, before resizing) into
+    ``out``; where only the context is unreadable, the tile alone with a white margin. False
+    (and a warning) if the tile itself is unreadable."""
+    (y, x), (rh, rw), (my, mx) = grid.level_origin(row, col), grid.read_size, margin.level
     try:
-        out[...] = slide.read_region(grid.level, y, x, rh, rw, strict=True)
+        out[...] = slide.read_region(grid.level, y - my, x - mx, rh + 2 * my, rw + 2 * mx,
+                                     strict=True)
+        return True
     except SlideReadError as err:
-        log.warning("tile (%d, %d) unreadable: %s", row, col, err)
-        return False
-    return True
+        error = err
+    if my or mx:
+        try:
+            out[...] = 255
+            out[my : my + rh, mx : mx + rw] = slide.read_region(grid.level, y, x, rh, rw,
+                                                                strict=True)
+            return True
+        except SlideReadError as err:
+            error = err
+    log.warning("tile (%d, %d) unreadable: %s", row, col, error)
+    return False
+
+
+def read_tiles(slide: Slide, grid: TileGrid, rows: np.ndarray, cols: np.ndarray,
+               margin: Margin = Margin()) -> np.ndarray:
+    """Tiles ``rows``, ``cols`` as the runner reads them, each with ``margin`` of context
+    (white where unreadable): (n, tile_size + 2 margin.tile, ..., 3) uint8."""
+    return _read_batch(slide, grid, np.asarray(rows), np.asarray(cols), margin).tiles
 
 
 def read_tile(slide: Slide, grid: TileGrid, row: int, col: int) -> np.ndarray | None:

@@ -109,7 +109,7 @@ class SlideReport:
             "region": None if self.region is None else self.region.summary((mpp.x, mpp.y)),
             "stain_check": None if self.stain is None else self.stain.to_dict(),
             "warnings": ([self.stain.warning] if self.stain and self.stain.warning else [])
-                        + scoring_notes(self.predictor, self.grid, self.slide.mpp_source),
+                        + scoring_notes(self.predictor, self.slide.mpp_source),
             "timings": self.timings.to_dict(),
             "version": __version__,
         }

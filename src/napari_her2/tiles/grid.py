@@ -405,20 +405,10 @@ def _band_sums(arr: np.ndarray, edges: np.ndarray, axis: int) -> np.ndarray:
     return out
 
 
-def tile_caveat(predictor: object, grid: TileGrid) -> str:
-    """What the grid's tile size does to the count of tumour cells when its tiles are smaller
-    than the scorer counts reliably from (the scorer's ``tile_caveat``, given the tile side in
-    µm); "" for a scorer without one."""
-    caveat = getattr(predictor, "tile_caveat", None)
-    return str(caveat(grid.tile_size * grid.target_mpp)) if callable(caveat) else ""
-
-
-def scoring_notes(predictor: object, grid: TileGrid, mpp_source: str) -> list[str]:
-    """The notes a scorer states beside its call about how this run was set up: tiles smaller
-    than it counts tumour cells reliably from (:func:`tile_caveat`) and a µm/px given by hand
-    where it measures in microns (the scorer's ``mpp_caveat``, given ``Slide.mpp_source``);
-    empty for a scorer without notes."""
+def scoring_notes(predictor: object, mpp_source: str) -> list[str]:
+    """The notes a scorer states beside its call about how this run was set up: a µm/px given
+    by hand where it measures in microns (the scorer's ``mpp_caveat``, given
+    ``Slide.mpp_source``); empty for a scorer without notes."""
     mpp_caveat = getattr(predictor, "mpp_caveat", None)
-    notes = [tile_caveat(predictor, grid),
-             str(mpp_caveat(mpp_source)) if callable(mpp_caveat) else ""]
-    return [note for note in notes if note]
+    note = str(mpp_caveat(mpp_source)) if callable(mpp_caveat) else ""
+    return [note] if note else []
