@@ -140,6 +140,13 @@ def test_the_mil_runs_on_its_foundation_encoders_embeddings(files, models_folder
     assert sum(seen) == readable > 0
     assert report.results.embeddings.shape == (len(report.results), DIM)
     assert report.to_dict()["slide_model"]["encoder"] == ENCODER
+    # the encoder embeds the tiles proper, not the context the cell scorer reads around them
+    from napari_her2.run.inference import read_tile
+
+    rows, cols = report.results.rows[:4], report.results.cols[:4]
+    tiles = np.stack([read_tile(report.slide, report.grid, r, c) for r, c in zip(rows, cols)])
+    np.testing.assert_allclose(report.results.embeddings[:4], encoders["tiny-enc"].embed(tiles),
+                               atol=1e-6)
 
 
 def test_the_cli_scores_with_the_encoder_and_names_it(files, models_folder, encoders, tmp_path,

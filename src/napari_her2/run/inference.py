@@ -233,9 +233,10 @@ def _predict(predictor: TilePredictor, batch: _Batch, timings: Timings,
         tiles = batch.tiles[ok]
         if context and isinstance(predictor, ContextPredictor):
             pred = predictor.predict(tiles, context=context)
+            tiles = tiles[:, context:-context, context:-context]  # the tiles proper
         else:
             pred = predictor.predict(tiles)
-        embeddings = pred.embeddings if embed is None else embed(batch.tiles[ok])
+        embeddings = pred.embeddings if embed is None else embed(tiles)
         timings.infer += time.perf_counter() - t0
         probs[ok] = pred.probs
         if n_f:
