@@ -216,7 +216,7 @@ def test_bench_ui_smoke(capsys, qapp, viewer_widget):
     assert widget.report is not None and figures.tiles == len(widget.report.results) > 0
     assert 0 < figures.first_overlay_s <= figures.total_s < 60
     assert 0 < figures.click_s < figures.total_s
-    assert figures.idle_gap_s > 0 and figures.scoring_gap_s > 0
+    assert figures.idle_gap_s > 0 and figures.scoring_gap_s > 0 and figures.finishing_gap_s > 0
     out = capsys.readouterr().out
     assert re.search(rf"slide ihc-small\.tif; {figures.tiles} tiles scored in \d+\.\d s$", out,
                      re.MULTILINE)
@@ -224,6 +224,8 @@ def test_bench_ui_smoke(capsys, qapp, viewer_widget):
                      re.MULTILINE)
     assert re.search(r"^longest event-loop gap: idle \d+ ms, while scoring \d+ ms "
                      r"\(target < 100 ms\); ratio scoring / idle = \d+\.\d\d$", out, re.MULTILINE)
+    assert re.search(r"^after the last tile \(the call shown, the cells layer added\): longest "
+                     r"gap \d+ ms$", out, re.MULTILINE)
 
 
 def test_bench_cells_smoke(capsys):

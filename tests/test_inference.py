@@ -184,3 +184,22 @@ def test_each_update_carries_an_immutable_snapshot_of_its_batch(slide_and_grid):
     np.testing.assert_array_equal(first.batch.tile_labels(), first.labels)
     results.probs[: first.stop] = -1  # even writing the live results leaves the update alone
     np.testing.assert_array_equal(first.probs, kept["probs"])
+
+
+def test_the_first_batch_is_small_so_the_first_results_come_soon(slide_and_grid):
+    from napari_her2.run.inference import FIRST_BATCH, batch_spans
+
+    slide, grid = slide_and_grid
+    model = MeanBrownPredictor()
+    results = run_scoring(iter_scoring(slide, model, grid, batch_size=20))
+    assert grid.n_tissue > 28 and model.calls[:2] == [8, 20]
+    assert len(results) == grid.n_tissue
+
+    assert FIRST_BATCH == 8
+    assert batch_spans(70, 32) == [(0, 8), (8, 40), (40, 70)]
+    assert batch_spans(5, 32) == [(0, 5)] and batch_spans(0, 32) == []
+    assert batch_spans(12, 5) == [(0, 5), (5, 10), (10, 12)]  # batches of 8 or less: as asked
+    for total, size in ((1, 1), (33, 32), (100, 7), (64, 64)):
+        spans = batch_spans(total, size)
+        assert spans[0][0] == 0 and spans[-1][1] == total
+        assert all(a == b for (_, a), (b, _) in zip(spans[:-1], spans[1:]))  # no gap or overlap

@@ -1,7 +1,8 @@
 """Tiles -> model -> partial results, as a Qt-free generator.
 
 :func:`iter_scoring` reads tiles ahead of the model in a thread pool (bounded prefetch),
-runs the predictor batch by batch and yields a :class:`ScoringUpdate` after every batch. The
+runs the predictor batch by batch (the first batch small, so that the first results come
+soon) and yields a :class:`ScoringUpdate` after every batch. The
 napari widget, the CLI, batch mode and the tests all drive this same generator; cancelling
 (an event, or simply closing the generator) stops it within one batch.
 
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 
 #: widest region (pixels at the grid level) read at once for a run of neighbouring tiles
 MAX_RUN_WIDTH = 8192
+#: most tiles in the first batch: the first overlay is drawn when it is done, and the cell
+#: scorer takes about 17 ms per tile in its context on one core
+FIRST_BATCH = 8
 
 
 @dataclass
@@ -191,10 +195,9 @@ def iter_scoring(
     total = len(rows)
     timings = Timings()
     t_start = time.perf_counter()
-    starts = list(range(0, total, max(1, batch_size)))
     margin = context_margin(predictor, grid)
-    batches = _read_batches(slide, grid, rows, cols, starts, batch_size, workers, prefetch,
-                            margin)
+    batches = _read_batches(slide, grid, rows, cols, batch_spans(total, batch_size), workers,
+                            prefetch, margin)
     try:
         while True:
             t_wait = time.perf_counter()
@@ -257,29 +260,38 @@ def _add_cells(results: TileResults, cells: CellColumns, batch: _Batch) -> None:
                          results.geometry)
 
 
-def _read_batches(slide, grid, rows, cols, starts, batch_size, workers, prefetch,
+def batch_spans(total: int, batch_size: int) -> list[tuple[int, int]]:
+    """[start, stop) of each batch of ``total`` tiles: a first one of at most
+    :data:`FIRST_BATCH` tiles, so that the first overlay is drawn soon, then ``batch_size``
+    each."""
+    batch_size = max(1, batch_size)
+    bounds = [0, *range(min(batch_size, FIRST_BATCH), total, batch_size), total]
+    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def _read_batches(slide, grid, rows, cols, spans, workers, prefetch,
                   margin: Margin) -> Generator[_Batch, None, None]:
-    """Batches of tiles in order, read ``prefetch`` batches ahead in a thread pool."""
+    """Batches of tiles ``spans`` in order, read ``prefetch`` batches ahead in a thread
+    pool."""
     if sync_mode() or workers <= 0:
-        for s in starts:
-            yield _read_batch(slide, grid, rows[s : s + batch_size], cols[s : s + batch_size],
-                              margin)
+        for a, b in spans:
+            yield _read_batch(slide, grid, rows[a:b], cols[a:b], margin)
         return
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="napari-her2-read")
     pending: deque[Future] = deque()
-    todo: Iterator[int] = iter(starts)
+    todo: Iterator[tuple[int, int]] = iter(spans)
     try:
-        for s in todo:
-            pending.append(pool.submit(_read_batch, slide, grid, rows[s : s + batch_size],
-                                       cols[s : s + batch_size], margin))
+        for a, b in todo:
+            pending.append(pool.submit(_read_batch, slide, grid, rows[a:b], cols[a:b], margin))
             if len(pending) > prefetch:
                 break
         while pending:
             batch = pending.popleft().result()
             nxt = next(todo, None)
             if nxt is not None:
-                pending.append(pool.submit(_read_batch, slide, grid, rows[nxt : nxt + batch_size],
-                                           cols[nxt : nxt + batch_size], margin))
+                a, b = nxt
+                pending.append(pool.submit(_read_batch, slide, grid, rows[a:b], cols[a:b],
+                                           margin))
             yield batch
     finally:
         for fut in pending:
