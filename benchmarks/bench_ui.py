@@ -54,8 +54,10 @@ class TickRecorder:
         self.timer.start()
 
     def stop(self) -> float:
+        """Stop, counting the time since the last tick as a gap too; the longest gap."""
         self.timer.stop()
-        return max(self.gaps) if self.gaps else float("nan")
+        self._tick()
+        return max(self.gaps)
 
     def longest(self, after: float = -np.inf, until: float = np.inf) -> float:
         """The longest gap that ended in (after, until]."""
