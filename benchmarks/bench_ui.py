@@ -102,7 +102,7 @@ def measure(widget, app, idle_s: float = 2.0, settle_s: float = 1.0,
     scoring.progress_range.connect(total_tiles.append)
     scoring.progress.connect(
         lambda done: last_tile.append(time.perf_counter())
-        if total_tiles and done >= total_tiles[-1] > 1 and not last_tile else None)
+        if total_tiles and done >= total_tiles[-1] > 0 and not last_tile else None)
     t0 = time.perf_counter()
     widget.start_scoring()
     click = time.perf_counter() - t0

@@ -203,3 +203,33 @@ def test_the_first_batch_is_small_so_the_first_results_come_soon(slide_and_grid)
         spans = batch_spans(total, size)
         assert spans[0][0] == 0 and spans[-1][1] == total
         assert all(a == b for (_, a), (b, _) in zip(spans[:-1], spans[1:]))  # no gap or overlap
+
+
+def test_a_corrupt_chunk_whitens_only_itself_in_a_neighbours_context(tmp_path):
+    """The tiles around a corrupt chunk stay readable and keep the rest of their context: only
+    the chunk itself reads white there."""
+    from napari_her2.run.inference import Margin, _read_region_into
+
+    path = tmp_path / "corrupt.tif"
+    write_pyramid_tiff(path, ihc_mosaic(rows=1, cols=2, gap=64), 0.5, tile=128)
+    clean = open_slide(path)
+    whole = clean.read_region(0, 0, 0, *clean.dimensions)
+    clean.close()
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        offset, count = page.dataoffsets[10], page.databytecounts[10]
+        ty, tx = divmod(10, -(-page.shape[1] // 128))
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        fh.write(b"\x00" * count)
+    slide = open_slide(path)
+    grid = make_grid(slide, detect_tissue(slide), tile_size=128, target_mpp=0.5, min_tissue=0.0)
+    margin = Margin(32, (32, 32))
+    out = np.empty((192, 192, 3), np.uint8)
+    assert not _read_region_into(slide, grid, ty, tx, out, margin)  # the corrupt tile itself
+    assert _read_region_into(slide, grid, ty, tx + 1, out, margin)  # its right-hand neighbour
+    y0, x0 = ty * 128 - 32, (tx + 1) * 128 - 32
+    np.testing.assert_array_equal(out[32:160, 32:160], whole[ty * 128 : ty * 128 + 128,
+                                                             (tx + 1) * 128 : (tx + 2) * 128])
+    assert (out[32:160, :32] == 255).all()  # the corrupt chunk's strip: white
+    np.testing.assert_array_equal(out[:32, 32:160], whole[y0 : y0 + 32, x0 + 32 : x0 + 160])

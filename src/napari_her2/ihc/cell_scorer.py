@@ -50,11 +50,13 @@ LIMITS = (
     "carcinoma.",
     "Each membrane ring is placed by a 5 µm expansion of its nucleus, not traced: the basal "
     "membrane of columnar cells can be missed.",
-    "Each tile is read with 49 µm of the slide around it: a cell at its edge is judged on its "
-    "whole ring and with its neighbours across the edge, so the cells do not depend on the "
-    "tile size; at the slide's edge the surroundings are blank.",
+    "Each tile is read with {context_um:g} µm of the slide around it: a cell at its edge is "
+    "judged on its whole ring and with its neighbours across the edge, so the cells do not "
+    "depend on the tile size; at the slide's edge the surroundings are blank. A cell whose "
+    "centre lies within about half a pixel of a tile's edge, as each tile measures it, can be "
+    "counted by both tiles or by neither.",
     "3+ against 2+ turns on the membranes seen at x5: on the shared images 12% of the tumour "
-    "cells of a textbook 3+ and 8% of those of a 2+ core, against a cut of 10%.",
+    "cells of a textbook 3+ and 7% of those of a 2+ core, against a cut of 10%.",
     "Not a validated device; not for diagnosis.",
 )
 
@@ -205,7 +207,7 @@ class DabCellScorer:
             ),
             "training_data": None,
             "intended_use": INTENDED_USE,
-            "limits": LIMITS,
+            "limits": tuple(limit.format(context_um=self.context_um) for limit in LIMITS),
         }
 
 

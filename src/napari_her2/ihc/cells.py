@@ -156,8 +156,8 @@ class CellParams:
     #: the ×20 view, still tells a faint membrane from a moderate one (on ×40 scans reading it
     #: at ×20 changed no cell of the shared images). The 3+ / 2+ boundary lies close to the
     #: shared images on both sides: at ×5 12% of the tumour cells of 00052 (a textbook 3+) and
-    #: 8% of those of 2_0123a214 (read 2+) are strong, at 2.25 µm/px 7% and 5%
-    #: (docs/validation.md)
+    #: 8% of those of 2_0123a214 (read 2+) are strong, at 2.25 µm/px 7% and 5%; with each tile
+    #: read in its context 12% and 7% (docs/validation.md)
     view_um: tuple[float, float] = (1.0, 2.0)
     #: pixel of the view on which cells outlined by their membrane are found (µm): ×20, the
     #: magnification membranes are read at and the highest power at which a 2+ membrane

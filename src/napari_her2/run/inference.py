@@ -356,20 +356,21 @@ def _read_run(slide: Slide, grid: TileGrid, rows: np.ndarray, cols: np.ndarray, 
 def _read_region_into(slide: Slide, grid: TileGrid, row: int, col: int,
                       out: np.ndarray, margin: Margin = Margin()) -> bool:
     """Read one tile's region and its context (at the grid level, before resizing) into
-    ``out``; where only the context is unreadable, the tile alone with a white margin. False
-    (and a warning) if the tile itself is unreadable."""
+    ``out``; where only the context is unreadable, the tile with the readable part of its
+    context (an unreadable chunk white). False (and a warning) if the tile itself is
+    unreadable."""
     (y, x), (rh, rw), (my, mx) = grid.level_origin(row, col), grid.read_size, margin.level
+    window = (grid.level, y - my, x - mx, rh + 2 * my, rw + 2 * mx)
     try:
-        out[...] = slide.read_region(grid.level, y - my, x - mx, rh + 2 * my, rw + 2 * mx,
-                                     strict=True)
+        out[...] = slide.read_region(*window, strict=True)
         return True
     except SlideReadError as err:
         error = err
     if my or mx:
         try:
-            out[...] = 255
-            out[my : my + rh, mx : mx + rw] = slide.read_region(grid.level, y, x, rh, rw,
-                                                                strict=True)
+            tile = slide.read_region(grid.level, y, x, rh, rw, strict=True)
+            out[...] = slide.read_region(*window, strict=False)
+            out[my : my + rh, mx : mx + rw] = tile
             return True
         except SlideReadError as err:
             error = err
