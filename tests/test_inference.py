@@ -126,18 +126,28 @@ def test_resize_tile_keeps_range_and_shape():
     assert out[:, :45].max() == 0 and out[:, 55:].min() == 255
 
 
-def test_corrupt_tile_is_marked_unreadable_and_scoring_goes_on(tmp_path):
+def _corrupt_slide(tmp_path):
+    """(slide, grid of 128 px tiles, its pixels before the damage, (row, col) of the 11th
+    chunk, whose bytes are zeroed)."""
     path = tmp_path / "corrupt.tif"
     write_pyramid_tiff(path, ihc_mosaic(rows=1, cols=2, gap=64), 0.5, tile=128)
+    clean = open_slide(path)
+    whole = clean.read_region(0, 0, 0, *clean.dimensions)
+    clean.close()
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
         offset, count = page.dataoffsets[10], page.databytecounts[10]
-        ty, tx = divmod(10, -(-page.shape[1] // 128))
+        bad = divmod(10, -(-page.shape[1] // 128))
     with open(path, "r+b") as fh:
         fh.seek(offset)
         fh.write(b"\x00" * count)
     slide = open_slide(path)
     grid = make_grid(slide, detect_tissue(slide), tile_size=128, target_mpp=0.5, min_tissue=0.0)
+    return slide, grid, whole, bad
+
+
+def test_corrupt_tile_is_marked_unreadable_and_scoring_goes_on(tmp_path):
+    slide, grid, _, (ty, tx) = _corrupt_slide(tmp_path)
     results = run_scoring(iter_scoring(slide, MeanBrownPredictor(), grid, batch_size=8))
     bad = (results.rows == ty) & (results.cols == tx)
     assert bad.sum() == 1
@@ -210,20 +220,7 @@ def test_a_corrupt_chunk_whitens_only_itself_in_a_neighbours_context(tmp_path):
     the chunk itself reads white there."""
     from napari_her2.run.inference import Margin, _read_region_into
 
-    path = tmp_path / "corrupt.tif"
-    write_pyramid_tiff(path, ihc_mosaic(rows=1, cols=2, gap=64), 0.5, tile=128)
-    clean = open_slide(path)
-    whole = clean.read_region(0, 0, 0, *clean.dimensions)
-    clean.close()
-    with tifffile.TiffFile(path) as tif:
-        page = tif.pages[0]
-        offset, count = page.dataoffsets[10], page.databytecounts[10]
-        ty, tx = divmod(10, -(-page.shape[1] // 128))
-    with open(path, "r+b") as fh:
-        fh.seek(offset)
-        fh.write(b"\x00" * count)
-    slide = open_slide(path)
-    grid = make_grid(slide, detect_tissue(slide), tile_size=128, target_mpp=0.5, min_tissue=0.0)
+    slide, grid, whole, (ty, tx) = _corrupt_slide(tmp_path)
     margin = Margin(32, (32, 32))
     out = np.empty((192, 192, 3), np.uint8)
     assert not _read_region_into(slide, grid, ty, tx, out, margin)  # the corrupt tile itself
