@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..tiles.cells import CellTable
-from ..tiles.regions import Region, RegionError, read_geojson_region
+from ..tiles.regions import Polygon, Region, RegionError, read_geojson_region
 
 #: the region class whose cells the tumour cells should be (QuPath's default class name)
 TUMOUR_CLASS = "Tumor"
@@ -57,14 +57,12 @@ def cells_in_regions(cells: CellTable, region: Region) -> Counts:
     cells inside an excluded shape count for no class."""
     xy = np.stack([np.asarray(cells.x0, np.float64), np.asarray(cells.y0, np.float64)], axis=1)
     tumour = np.asarray(cells.cls) >= 0
-    kept = np.ones(len(xy), bool)
-    for poly in region.exclude:
-        kept &= ~poly.contains(xy)
-    inside: dict[str, np.ndarray] = {}
+    by_class: dict[str, list[Polygon]] = {}
     for poly in region.include:
-        name = poly.label or "(unclassified)"
-        inside[name] = inside.get(name, np.zeros(len(xy), bool)) | (poly.contains(xy) & kept)
-    return {name: (int(m.sum()), int((m & tumour).sum())) for name, m in sorted(inside.items())}
+        by_class.setdefault(poly.label or "(unclassified)", []).append(poly)
+    inside = {name: Region(tuple(polys), region.exclude).contains(xy)
+              for name, polys in sorted(by_class.items())}
+    return {name: (int(m.sum()), int((m & tumour).sum())) for name, m in inside.items()}
 
 
 def pooled(per_image: Mapping[str, Counts], tumour_class: str = TUMOUR_CLASS) -> dict[str, Any]:
