@@ -198,8 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         prep = prepare(slide, predictor, params=params)  # the grid the model card decides
         grid, predictor = prep.grid, prep.predictor
         rows, cols = grid.tissue_tiles()
-        context = context_margin(predictor, grid).tile  # the pure model gets what it is given
-        tiles = read_tiles(slide, grid, rows, cols, context_margin(predictor, grid))
+        margin = context_margin(predictor, grid)  # the pure model gets what the runner reads
+        context = margin.tile
+        tiles = read_tiles(slide, grid, rows, cols, margin)
         bare_tiles = tiles[:, context : tiles.shape[1] - context, context : tiles.shape[2] - context]
         reports = []
 
