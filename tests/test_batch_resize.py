@@ -112,8 +112,9 @@ def test_batch_read_gives_the_tiles_read_one_by_one(resized_grid):
 
 def test_tiles_are_read_with_their_context(tmp_path):
     """With a margin, each tile comes with the slide around it: its middle is the tile read
-    alone, its sides the neighbouring tiles' pixels, white beyond the slide's edge; a run of
-    neighbours and the one-by-one fallback read the same."""
+    alone, its sides the neighbouring tiles' pixels, and beyond the slide's edge one flat
+    colour, the mean of the slide's outermost pixels there; a run of neighbours and the
+    one-by-one fallback read the same."""
     path = tmp_path / "m.tif"
     write_pyramid_tiff(path, ihc_mosaic(rows=1, cols=2, gap=64), 0.5)
     slide = open_slide(path)
@@ -124,18 +125,56 @@ def test_tiles_are_read_with_their_context(tmp_path):
     assert batch.tiles.shape == (len(rows), 96, 96, 3) and batch.tile_px == 64
     assert len(tile_runs(rows, cols)) < len(rows), "the test needs neighbouring tiles"
     h, w = slide.dimensions
+    beyond_seen = 0
     for i, (r, c) in enumerate(zip(rows, cols)):
         y, x = int(r) * 64 - 16, int(c) * 64 - 16
-        want = np.full((96, 96, 3), 255, np.uint8)
         y0, x0 = max(y, 0), max(x, 0)
         y1, x1 = min(y + 96, h), min(x + 96, w)
-        want[y0 - y : y1 - y, x0 - x : x1 - x] = slide.read_region(0, y0, x0, y1 - y0, x1 - x0)
-        np.testing.assert_array_equal(batch.tiles[i], want)
+        inside = slide.read_region(0, y0, x0, y1 - y0, x1 - x0)
+        np.testing.assert_array_equal(batch.tiles[i, y0 - y : y1 - y, x0 - x : x1 - x], inside)
+        beyond = np.ones((96, 96), bool)
+        beyond[y0 - y : y1 - y, x0 - x : x1 - x] = False
+        if beyond.any():
+            beyond_seen += 1
+            colours = np.unique(batch.tiles[i][beyond], axis=0)
+            assert len(colours) == 1, "beyond the edge is one flat colour"
+            rim = np.concatenate([inside[[0, -1]].reshape(-1, 3), inside[:, [0, -1]].reshape(-1, 3)])
+            assert np.all((colours[0] >= rim.min(axis=0)) & (colours[0] <= rim.max(axis=0)))
         np.testing.assert_array_equal(batch.tiles[i, 16:80, 16:80],
                                       read_tile(slide, grid, r, c))
         alone = np.empty((96, 96, 3), np.uint8)
         assert inference._read_region_into(slide, grid, int(r), int(c), alone, margin)
+        inference.extend_edges(alone[None], (h, w), [(int(r) * 64, int(c) * 64)], (16, 16))
         np.testing.assert_array_equal(alone, batch.tiles[i])
+    assert beyond_seen > 0, "the test needs tiles at the slide's edge"
+
+
+def test_the_edge_of_a_tinted_scan_holds_no_cells(tmp_path):
+    """A scan whose glass is tinted (as a slide scanner records it) reads white beyond its
+    edge; read so, the cell scorer finds a row of nuclei along the edge. The runner fills the
+    context beyond the edge with the edge's own colour, and the glass holds no cell."""
+    from napari_her2.ihc.cell_scorer import DabCellScorer
+    from napari_her2.ihc.tissue import TissueMask
+
+    rng = np.random.default_rng(0)
+    glass = np.clip(rng.normal((234, 233, 241), 1.5, (512, 512, 3)), 0, 255).astype(np.uint8)
+    path = tmp_path / "glass.tif"
+    write_pyramid_tiff(path, glass, 0.5)
+    slide = open_slide(path)
+    mask = np.ones((8, 8), bool)  # every tile scored, as a scan's glass border may be
+    grid = make_grid(slide, TissueMask(mask, (64.0, 64.0), (32.0, 32.0)), tile_size=256,
+                     target_mpp=0.5)
+    scorer = DabCellScorer()
+    margin = inference.context_margin(scorer, grid)
+    assert grid.read_size == (256, 256) and margin.level == (margin.tile, margin.tile)
+    rows, cols = (a.ravel() for a in np.indices(grid.shape))
+    tiles = inference.read_tiles(slide, grid, rows, cols, margin)
+    assert len(scorer.predict(tiles, context=margin.tile).cells) == 0
+    m = margin.tile  # the slide read as it is, white beyond its edge
+    white_tiles = np.stack([slide.read_region(0, int(r) * 256 - m, int(c) * 256 - m,
+                                              256 + 2 * m, 256 + 2 * m)
+                            for r, c in zip(rows, cols)])
+    assert len(scorer.predict(white_tiles, context=margin.tile).cells) > 10
 
 
 def test_the_margin_follows_the_predictor_and_the_level():

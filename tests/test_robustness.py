@@ -58,11 +58,6 @@ KNOWN = {
     ("bci-00052-3+", "paler at 1 x µm/px"): (
         "3+ rests on 12% of the tumour cells seen at x5 (the 3+ cut is 10%); with the "
         "stains recorded 15% weaker 6% are, and the textbook 3+ reads 2+ (docs/validation.md)"),
-    ("tma-1_154ae963-1+", "paler at 1 x µm/px"): (
-        "1+ rests on 17.6% of the crop's 364 tumour cells at 1+ or more; with the stains "
-        "recorded 15% weaker 10.8% are, at the 10% cut, and the sampling reads 0 at 0.51 "
-        "(borderline). In bare tiles, whose edges dropped 122 mostly unstained tumour cells, "
-        "it read 1+ at 0.68 (docs/validation.md)"),
 }
 
 

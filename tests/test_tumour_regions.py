@@ -39,6 +39,7 @@ def _cells_by_region(rgb: np.ndarray, regions: Path, factor: int, organ: str
     estimated from them."""
     from napari_her2.ihc.cell_scorer import DabCellScorer
     from napari_her2.ihc.deconvolution import stain_matrix
+    from napari_her2.run.inference import extend_edges
 
     features = json.loads(regions.read_text())["features"]
     h, w = rgb.shape[0] // factor, rgb.shape[1] // factor
@@ -55,9 +56,10 @@ def _cells_by_region(rgb: np.ndarray, regions: Path, factor: int, organ: str
                if anywhere[y : y + TILE, x : x + TILE].any()]
     tiles = np.stack([rgb[y : y + TILE, x : x + TILE] for y, x in origins]).round().astype(np.uint8)
     scorer = DabCellScorer().for_organ(organ).for_slide(tiles[:: max(1, len(tiles) // 16)])
-    m = scorer.context_px  # each tile with the image around it, white beyond, as it is read
+    m = scorer.context_px  # each tile with the image around it, as the runner reads it
     padded = np.pad(rgb.round().astype(np.uint8), ((m, m), (m, m), (0, 0)), constant_values=255)
     tiles = np.stack([padded[y : y + TILE + 2 * m, x : x + TILE + 2 * m] for y, x in origins])
+    extend_edges(tiles, (h, w), origins, (m, m))
     cells = measure_cells(tiles, scorer.params, stain_matrix(scorer.haematoxylin, scorer.dab),
                           scorer.background, context=m)
     oy, ox = np.asarray(origins).T

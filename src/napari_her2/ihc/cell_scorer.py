@@ -38,8 +38,10 @@ from .scorer import INTENDED_USE, DabMembraneScorer, over_slices
 #: give another hash (2: tile probabilities carry the sampling error of their cell counts;
 #: 3: OD read against the slide's background; 4: cell outlines seen at ×20 and bounded across
 #: two directions, strong membranes seen at ×5, each cell also read with the stains weaker and
-#: stronger; 5: each tile judged with the slide around it, :attr:`DabCellScorer.context_um`)
-METHOD_VERSION = 5
+#: stronger; 5: each tile judged with the slide around it, :attr:`DabCellScorer.context_um`;
+#: 6: beyond the slide's edge that context is the edge's mean colour, not white:
+#: ``run.inference.extend_edges``)
+METHOD_VERSION = 6
 #: per-tile features: tumour cells of each class, non-tumour cells, and the mean ring OD
 FEATURE_NAMES: tuple[str, ...] = ("cells_0", "cells_1+", "cells_2+", "cells_3+",
                                   "cells_non_tumour", "ring_od_mean")

@@ -148,8 +148,8 @@ class Margin:
 def context_margin(predictor: object, grid: TileGrid) -> Margin:
     """The context a :class:`ContextPredictor` asks for around each tile (its
     ``context_px``, tile pixels; none for other predictors). Such a predictor gets every tile
-    with that much of the surrounding slide on each side (white beyond the slide's edge) and
-    ``context=`` the margin, and returns what lies inside the tile proper: a cell at a tile's
+    with that much of the surrounding slide on each side and ``context=`` the margin (beyond
+    the slide's edge, the mean colour of its edge: :func:`extend_edges`), and returns what lies inside the tile proper: a cell at a tile's
     edge is judged on its whole ring and with its neighbours in the next tile, whatever the
     tile size."""
     px = int(predictor.context_px) if isinstance(predictor, ContextPredictor) else 0
@@ -318,9 +318,39 @@ def _read_batch(slide: Slide, grid: TileGrid, rows: np.ndarray, cols: np.ndarray
             for i in range(start, stop):
                 readable[i] = _read_region_into(slide, grid, int(rows[i]), int(cols[i]),
                                                 regions[i], margin)
+    if margin.tile:
+        extend_edges(regions, slide.levels[grid.level].shape[:2],
+                     [grid.level_origin(int(r), int(c)) for r, c in zip(rows, cols)],
+                     margin.level)
     regions[~readable] = 255
     tiles = resize_batch(regions, grid.tile_size + 2 * margin.tile)
     return _Batch(rows, cols, tiles, readable, time.perf_counter() - t0, grid.tile_size)
+
+
+def extend_edges(windows: np.ndarray, level_shape: tuple[int, int],
+                 origins: list[tuple[int, int]], margin: tuple[int, int]) -> None:
+    """Fill the part of each window (a tile at level ``origins[i]`` with ``margin`` of
+    context) that lies beyond the slide's edge with the mean colour of the slide's outermost
+    pixels in it, in place.
+
+    The slide reads white there. Against the tinted glass of a scan, or tissue cut by the
+    image's edge, white draws a line along the edge that a nucleus detector finds as a row of
+    haematoxylin nuclei. A flat fill of the edge's own mean colour draws none, and holds
+    nothing to find: no cell lies beyond the edge.
+    """
+    (my, mx), (height, width) = margin, windows.shape[1:3]
+    for window, (y, x) in zip(windows, origins):
+        top, left = max(my - y, 0), max(mx - x, 0)
+        bottom = max(y - my + height - level_shape[0], 0)
+        right = max(x - mx + width - level_shape[1], 0)
+        if not (top or left or bottom or right):
+            continue
+        inside = window[top : height - bottom, left : width - right]
+        rims = [rim for rim, beyond in ((inside[0], top), (inside[-1], bottom),
+                                        (inside[:, 0], left), (inside[:, -1], right)) if beyond]
+        colour = np.concatenate(rims).mean(axis=0).round().astype(np.uint8)
+        window[:top], window[height - bottom :] = colour, colour
+        window[:, :left], window[:, width - right :] = colour, colour
 
 
 def tile_runs(rows: np.ndarray, cols: np.ndarray,
