@@ -54,7 +54,8 @@ LIMITS = (
     "membrane of columnar cells can be missed.",
     "Each tile is read with {context_um:g} µm of the slide around it: a cell at its edge is "
     "judged on its whole ring and with its neighbours across the edge, so the cells do not "
-    "depend on the tile size; at the slide's edge the surroundings are blank. A cell whose "
+    "depend on the tile size; beyond the slide's edge the runner gives the edge's mean "
+    "colour, so a cell at the slide's edge has neighbours on one side only. A cell whose "
     "centre lies within about half a pixel of a tile's edge, as each tile measures it, can be "
     "counted by both tiles or by neither.",
     "3+ against 2+ turns on the membranes seen at x5: on the shared images 12% of the tumour "

@@ -148,10 +148,10 @@ class Margin:
 def context_margin(predictor: object, grid: TileGrid) -> Margin:
     """The context a :class:`ContextPredictor` asks for around each tile (its
     ``context_px``, tile pixels; none for other predictors). Such a predictor gets every tile
-    with that much of the surrounding slide on each side and ``context=`` the margin (beyond
-    the slide's edge, the mean colour of its edge: :func:`extend_edges`), and returns what lies inside the tile proper: a cell at a tile's
-    edge is judged on its whole ring and with its neighbours in the next tile, whatever the
-    tile size."""
+    with that much of the surrounding slide on each side (beyond the slide's edge, the mean
+    colour of that edge: :func:`extend_edges`) and ``context=`` the margin, and returns what
+    lies inside the tile proper: a cell at a tile's edge is judged on its whole ring and with
+    its neighbours in the next tile, whatever the tile size."""
     px = int(predictor.context_px) if isinstance(predictor, ContextPredictor) else 0
     if px <= 0:
         return Margin()
