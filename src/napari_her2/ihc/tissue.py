@@ -6,7 +6,9 @@ is neither. A pixel is tissue when
 * its saturation is above an Otsu threshold that is clamped between absolute bounds
   (``min_saturation`` is the floor below which a pixel is glass whatever Otsu says on a blank
   slide; ``max_saturation`` caps the threshold so that, on a field or core with no glass at
-  all, Otsu cannot split pale tissue from strongly stained tissue), or
+  all, Otsu cannot split pale tissue from strongly stained tissue) and, where the texture
+  below is read, its optical density varies more than glass does (``glass_texture_od``: a
+  scanner's tinted glass crosses the threshold in specks of noise), or
 * its mean optical density is above ``tissue_od``: a pixel that absorbs that much light is
   not clear glass whatever the saturation (pale, greyish or bluish tissue, fields that are all
   tissue),
@@ -65,6 +67,13 @@ class TissueParams:
     #: (sensor noise and JPEG) on the shared scans at 0.25-0.5 µm/px, the palest tissue
     #: 0.01-0.02 (nuclei against cytoplasm)
     texture_od: float = 0.01
+    #: where the texture is read, a pixel coloured above the saturation threshold is tissue
+    #: only if its optical density varies more than this: glass with a tint as saturated
+    #: as the threshold (a scanner's bluish glass, 234, 233, 241: 0.034 against a threshold
+    #: of 0.04-0.06) crosses it in scattered specks of sensor and JPEG noise, which the
+    #: closing then joins into a mask over the whole glass; those specks vary by 0.002, like
+    #: the rest of the glass, where faintly coloured tissue (fat septa) varies by 0.004-0.009
+    glass_texture_od: float = 0.004
     #: coarsest scan pixel (µm) whose variation is read as texture: it must resolve nuclei
     texture_um: float = 1.0
     #: pixels darker than this value (0-1, HSV V) are not tissue (pen marks, borders)
@@ -168,10 +177,13 @@ def tissue_mask_from_rgb(rgb: np.ndarray, mpp: float, params: TissueParams = Tis
     for y in range(0, rgb.shape[0], BAND_ROWS):  # bands keep float temporaries small
         band = rgb[y : y + BAND_ROWS, :, :3]
         sat, val = _saturation_value(band)
+        coloured = sat > threshold
         dense = _mean_od(band) > params.tissue_od
         if texture is not None:
-            dense |= texture[y : y + BAND_ROWS] > params.texture_od
-        mask[y : y + BAND_ROWS] = ((sat > threshold) | dense) & (val > params.min_value)
+            spread = texture[y : y + BAND_ROWS]
+            dense |= spread > params.texture_od
+            coloured &= spread > params.glass_texture_od
+        mask[y : y + BAND_ROWS] = (coloured | dense) & (val > params.min_value)
     radius = max(1, int(round(params.closing_um / mpp)))
     disk = _disk(radius)  # closing whose erosion sees tissue beyond the edge: no shrinking
     mask = ndi.binary_erosion(ndi.binary_dilation(mask, disk), disk, border_value=1)
