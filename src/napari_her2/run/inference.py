@@ -336,7 +336,7 @@ def extend_edges(windows: np.ndarray, level_shape: tuple[int, int],
     The slide reads white there. Against the tinted glass of a scan, or tissue cut by the
     image's edge, white draws a line along the edge that a nucleus detector finds as a row of
     haematoxylin nuclei. A flat fill of the edge's own mean colour draws none, and holds
-    nothing to find: no cell lies beyond the edge.
+    nothing to find.
     """
     (my, mx), (height, width) = margin, windows.shape[1:3]
     for window, (y, x) in zip(windows, origins):
