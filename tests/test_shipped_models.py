@@ -39,14 +39,14 @@ def test_shipped_cards_carry_a_fitted_temperature(name):
 
 
 def test_a_shipped_model_that_knows_little_gives_no_confident_call():
-    """The shipped tile model's held-out predictions carry almost no information (its fitted
-    temperature is at the bound): with it applied, the guideline rule must not turn its tiles
-    into a sure call (read independently they would give 3+ at 1.00)."""
+    """The shipped tile model's held-out predictions carry almost no information (the fitted
+    temperature flattens its logits tens of times): with it applied, the guideline rule must
+    not turn its tiles into a sure call (read independently they would give 3+ at 1.00)."""
     from napari_her2 import score_slide
     from napari_her2._sample_data import sample_slide_path
 
     card = read_card(PACKAGE_CHECKPOINTS / f"{SHIPPED_TILE}.safetensors")
-    assert card.metrics["calibration"]["temperature"] > 50
+    assert card.metrics["calibration"]["temperature"] > 10
     report = score_slide(sample_slide_path(), SHIPPED_TILE)
     probs = report.results.probs[report.results.readable]
     assert probs.max() < 0.4  # near-uniform tiles: the temperature was applied

@@ -114,8 +114,12 @@ def test_a_learned_call_carries_its_validation_in_headline_report_and_page(tmp_p
     call = report.call
     assert call.has_score and call.validation is not None
     assert call.validation.model == "abmil-tma"
-    assert f"confidence {call.confidence:.2f} (validated accuracy" in call.headline()
-    assert "demonstration model" in call.headline()
+    headline = call.headline()
+    shown = (f"P({call.score}) {call.confidence:.2f}" if call.borderline is not None
+             else f"confidence {call.confidence:.2f}")  # a borderline call names both scores
+    assert shown in headline, headline
+    assert f"validated accuracy {call.validation.accuracy:.2f}" in headline, headline
+    assert "demonstration model" in headline
     data = report.to_dict()
     assert data["validation"]["demonstration"] is True
     assert data["validation"]["text"].startswith("abmil-tma: validated accuracy")
