@@ -207,11 +207,15 @@ def test_block_stats_in_bands_match_the_whole(monkeypatch):
     np.testing.assert_allclose(spread, exact, rtol=1e-5)
 
 
-def test_a_pale_real_core_is_found_whole_and_the_glass_around_it_is_not(shared_data):
+@pytest.mark.parametrize("core", ["0_9b0f64d1-6785-49d9-b279-004b2deb8478",
+                                  "2_726fa489-3deb-4d06-ae5c-8f20bd3f3025",
+                                  "1_f8a2cea0-aaed-4995-ae30-d9de475d3821"])
+def test_a_real_core_is_found_whole_and_the_glass_around_it_is_not(shared_data, core):
     """TMA core 0_9b0f64d1 (HER2 0) is pale in one half: its colour is as faint as the glass,
-    and before its texture was read half the core was missing and glass was taken."""
-    slide = open_slide(shared_data / "her2-ihc-tma" / "0_9b0f64d1-6785-49d9-b279-004b2deb8478.jpg",
-                       mpp=0.25)
+    and before its texture was read half the core was missing and glass was taken. The glass
+    around 2_726fa489 and 1_f8a2cea0 is tinted as saturated as the threshold: before its
+    uniformity was read, 98% and 96% of those images were tissue."""
+    slide = open_slide(shared_data / "her2-ihc-tma" / f"{core}.jpg", mpp=0.25)
     mask = detect_tissue(slide).mask
     n = mask.shape[0]
     yy, xx = np.mgrid[:n, :n]
@@ -254,14 +258,3 @@ def test_tinted_glass_is_not_tissue(tmp_path):
     specks = detect_tissue(slide, TissueParams(glass_texture_od=0.0)).mask
     assert specks[far].mean() > 0.2, "the test needs glass that crosses the threshold"
 
-
-@pytest.mark.parametrize("core", ["2_726fa489-3deb-4d06-ae5c-8f20bd3f3025",
-                                  "1_f8a2cea0-aaed-4995-ae30-d9de475d3821"])
-def test_the_tinted_glass_around_a_real_core_is_not_tissue(shared_data, core):
-    slide = open_slide(shared_data / "her2-ihc-tma" / f"{core}.jpg", mpp=0.25)
-    mask = detect_tissue(slide).mask
-    n = mask.shape[0]
-    yy, xx = np.mgrid[:n, :n]
-    r = np.hypot(yy - n / 2, xx - n / 2) / (n / 2)
-    assert mask[r < 0.6].mean() > 0.97, "the middle of the core is tissue"
-    assert mask[r > 1.2].mean() < 0.05, "the corners are glass"
