@@ -17,6 +17,7 @@ from napari_her2.ihc.deconvolution import (
     angle_deg,
     deconvolve,
     estimate_stain_matrix,
+    optical_density,
     stain_matrix,
 )
 from napari_her2.ihc.membrane import CLASSES, FEATURE_NAMES, DabMembraneParams, classify
@@ -97,6 +98,20 @@ def test_deconvolution_separates_pure_stains():
     h, d = deconvolve(np.round(pure).astype(np.uint8))
     assert h[0] == pytest.approx(0.5, abs=0.02) and d[0] == pytest.approx(0.0, abs=0.02)
     assert d[1] == pytest.approx(0.5, abs=0.02) and h[1] == pytest.approx(0.0, abs=0.02)
+
+
+@pytest.mark.parametrize("background", [None, (238.0, 236.0, 247.0)])
+def test_deconvolve_by_tables_is_the_inverse_matrix_per_pixel(background):
+    """The per-channel tables give every pixel's OD times the inverse stain matrix, clipped at
+    0, to float rounding: every 8-bit colour, against white and against a tinted glass."""
+    levels = np.arange(0, 256, 5, dtype=np.uint8)
+    rgb = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1)
+    m = stain_matrix((0.62, 0.62, 0.48), (0.27, 0.57, 0.78))
+    od = optical_density(rgb, background).astype(np.float64)
+    want = np.maximum(od @ np.linalg.inv(m), 0)
+    h, d = deconvolve(rgb, m, background)
+    np.testing.assert_allclose(h, want[..., 0], atol=2e-6)
+    np.testing.assert_allclose(d, want[..., 1], atol=2e-6)
 
 
 def test_deconvolve_rejects_non_uint8():
