@@ -74,11 +74,7 @@ def optical_density(rgb: np.ndarray, background: Vector3 | None = None) -> np.nd
     background reads 0."""
     if rgb.dtype != np.uint8:
         raise TypeError(f"expected uint8 RGB, got {rgb.dtype}")
-    od = OD_LUT[rgb]
-    if background is None or tuple(background) == WHITE:
-        return od
-    od -= np.log10(255.0 / np.asarray(background, np.float64)).astype(np.float32)
-    return np.maximum(od, 0, out=od)
+    return _channel_luts(background)[np.arange(3), rgb]
 
 
 def deconvolve(rgb: np.ndarray, matrix: np.ndarray | None = None,
